@@ -1,0 +1,379 @@
+//! Column-oriented datasets, read from CSV or SAS XPORT files.
+
+use crate::error::{Result, StatsError};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A SAS missing-value code: `.`, `._` or `.A`–`.Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Missing {
+    /// `.` (ordinary missing).
+    Dot,
+    /// `._`
+    Underscore,
+    /// `.A`–`.Z`; holds the uppercase ASCII letter.
+    Letter(u8),
+}
+
+impl Missing {
+    /// The byte that XPORT stores as the first byte of a missing numeric value.
+    pub fn byte(self) -> u8 {
+        match self {
+            Missing::Dot => b'.',
+            Missing::Underscore => b'_',
+            Missing::Letter(c) => c,
+        }
+    }
+
+    /// Decodes the first byte of a missing numeric value.
+    pub fn from_byte(b: u8) -> Option<Missing> {
+        match b {
+            b'.' => Some(Missing::Dot),
+            b'_' => Some(Missing::Underscore),
+            b'A'..=b'Z' => Some(Missing::Letter(b)),
+            _ => None,
+        }
+    }
+}
+
+/// A SAS format or informat reference (`DATE9.`, `8.2`, `$CHAR20.`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VarFormat {
+    pub name: String,
+    pub width: u16,
+    pub decimals: u16,
+}
+
+/// The values of a column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnData {
+    /// Numbers; a missing value is NaN. `special` lists, in row order, the rows whose missing
+    /// code is not the ordinary `.` (e.g. `.A`).
+    Numeric {
+        values: Vec<f64>,
+        special: Vec<(usize, Missing)>,
+    },
+    /// Character values, trailing blanks removed (SAS semantics).
+    Char(Vec<String>),
+}
+
+impl ColumnData {
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnData::Numeric { values, .. } => values.len(),
+            ColumnData::Char(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One variable of a dataset with its SAS metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub label: String,
+    pub format: VarFormat,
+    /// Format justification as stored in XPORT (0 left, 1 right).
+    pub format_justify: u16,
+    pub informat: VarFormat,
+    /// Storage length in bytes: 2–8 for numeric columns, the width for character columns
+    /// (0 means "computed from the values when written").
+    pub length: usize,
+    pub data: ColumnData,
+}
+
+impl Column {
+    /// A numeric column with default metadata (length 8, no label, no format).
+    pub fn numeric(name: &str, values: Vec<f64>) -> Column {
+        Column {
+            name: name.to_string(),
+            label: String::new(),
+            format: VarFormat::default(),
+            format_justify: 0,
+            informat: VarFormat::default(),
+            length: 8,
+            data: ColumnData::Numeric {
+                values,
+                special: Vec::new(),
+            },
+        }
+    }
+
+    /// A character column with default metadata (width from the values).
+    pub fn character(name: &str, values: Vec<String>) -> Column {
+        Column {
+            name: name.to_string(),
+            label: String::new(),
+            format: VarFormat::default(),
+            format_justify: 0,
+            informat: VarFormat::default(),
+            length: 0,
+            data: ColumnData::Char(values),
+        }
+    }
+
+    pub fn is_numeric(&self) -> bool {
+        matches!(self.data, ColumnData::Numeric { .. })
+    }
+
+    /// The missing code of row `i` if it is missing (numeric: NaN; character: empty).
+    pub fn missing_code(&self, i: usize) -> Option<Missing> {
+        match &self.data {
+            ColumnData::Numeric { values, special } => {
+                if values[i].is_nan() {
+                    Some(
+                        special
+                            .binary_search_by_key(&i, |&(r, _)| r)
+                            .map(|k| special[k].1)
+                            .unwrap_or(Missing::Dot),
+                    )
+                } else {
+                    None
+                }
+            }
+            ColumnData::Char(v) => v[i].is_empty().then_some(Missing::Dot),
+        }
+    }
+
+    /// Row `i` as text: numbers in shortest round-trip form, missing as empty.
+    pub fn text(&self, i: usize) -> String {
+        match &self.data {
+            ColumnData::Numeric { values, .. } => fmt_num(values[i]),
+            ColumnData::Char(v) => v[i].clone(),
+        }
+    }
+}
+
+/// Shortest text for a number that reads back to the same f64 (`1` not `1.0`); NaN as empty.
+pub fn fmt_num(x: f64) -> String {
+    if x.is_nan() {
+        String::new()
+    } else if x == x.trunc() && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+/// XPORT library and member metadata kept for faithful re-writing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XportMeta {
+    pub sas_version: String,
+    pub os: String,
+    /// `ddMMMyy:hh:mm:ss`
+    pub created: String,
+    pub modified: String,
+}
+
+/// A dataset: named columns of equal length.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Dataset {
+    pub name: String,
+    pub label: String,
+    /// XPORT dataset type (usually blank).
+    pub ds_type: String,
+    pub columns: Vec<Column>,
+    pub meta: XportMeta,
+}
+
+impl Dataset {
+    pub fn nrows(&self) -> usize {
+        self.columns.first().map_or(0, |c| c.data.len())
+    }
+
+    pub fn column(&self, name: &str) -> Result<&Column> {
+        self.columns
+            .iter()
+            .find(|c| c.name == name)
+            .or_else(|| {
+                self.columns
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(name))
+            })
+            .ok_or_else(|| {
+                StatsError::NoColumn(
+                    name.to_string(),
+                    self.columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })
+    }
+
+    /// A numeric column's values (NaN = missing).
+    pub fn numeric(&self, name: &str) -> Result<&[f64]> {
+        match &self.column(name)?.data {
+            ColumnData::Numeric { values, .. } => Ok(values),
+            ColumnData::Char(_) => Err(StatsError::NotNumeric(name.to_string())),
+        }
+    }
+
+    /// A column as group labels: `None` for missing.
+    pub fn labels(&self, name: &str) -> Result<Vec<Option<String>>> {
+        let c = self.column(name)?;
+        Ok((0..c.data.len())
+            .map(|i| {
+                let t = c.text(i);
+                (!t.is_empty()).then_some(t)
+            })
+            .collect())
+    }
+
+    /// Reads a `.csv` or `.xpt` file (by extension; other extensions are sniffed).
+    pub fn load(path: &Path) -> Result<Dataset> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let file = std::fs::File::open(path).map_err(|e| StatsError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let is_xpt = match ext.as_str() {
+            "xpt" | "xport" => true,
+            "csv" => false,
+            _ => {
+                let mut head = [0u8; 20];
+                let mut f = std::fs::File::open(path)?;
+                use std::io::Read;
+                let n = f.read(&mut head)?;
+                head[..n] == b"HEADER RECORD*******"[..n]
+            }
+        };
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("DATA")
+            .to_string();
+        if is_xpt {
+            let mut ds = crate::xport::read_xport(std::io::BufReader::with_capacity(1 << 20, file))?;
+            if ds.is_empty() {
+                return Err(StatsError::Invalid(format!(
+                    "{} contains no dataset",
+                    path.display()
+                )));
+            }
+            Ok(ds.swap_remove(0))
+        } else {
+            read_csv(std::io::BufReader::new(file), &name)
+        }
+    }
+}
+
+/// Reads CSV with a header row. A column is numeric when every non-empty cell parses as a
+/// number (`.` and empty are missing; `.A`–`.Z` and `._` are special missing); otherwise character.
+pub fn read_csv<R: std::io::Read>(r: R, name: &str) -> Result<Dataset> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(r);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| StatsError::Csv(e.to_string()))?
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    let ncol = headers.len();
+    let mut cells: Vec<Vec<String>> = vec![Vec::new(); ncol];
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(true) => {
+                for (j, f) in rec.iter().enumerate() {
+                    cells[j].push(f.trim_end().to_string());
+                }
+            }
+            Ok(false) => break,
+            Err(e) => return Err(StatsError::Csv(e.to_string())),
+        }
+    }
+    let mut columns = Vec::with_capacity(ncol);
+    for (h, col) in headers.iter().zip(cells) {
+        let mut values = Vec::with_capacity(col.len());
+        let mut special = Vec::new();
+        let mut numeric = true;
+        for (i, s) in col.iter().enumerate() {
+            let t = s.trim();
+            if t.is_empty() || t == "." {
+                values.push(f64::NAN);
+            } else if let Some(m) = special_missing(t) {
+                values.push(f64::NAN);
+                special.push((i, m));
+            } else if let Ok(v) = t.parse::<f64>() {
+                if !v.is_finite() {
+                    numeric = false;
+                    break;
+                }
+                values.push(v);
+            } else {
+                numeric = false;
+                break;
+            }
+        }
+        let mut c = if numeric {
+            Column::numeric(h, values)
+        } else {
+            Column::character(h, col)
+        };
+        if let ColumnData::Numeric { special: s, .. } = &mut c.data {
+            *s = special;
+        }
+        columns.push(c);
+    }
+    Ok(Dataset {
+        name: name.to_string(),
+        columns,
+        ..Dataset::default()
+    })
+}
+
+fn special_missing(t: &str) -> Option<Missing> {
+    let b = t.as_bytes();
+    if b.len() == 2 && b[0] == b'.' {
+        match b[1] {
+            b'_' => Some(Missing::Underscore),
+            c @ b'A'..=b'Z' => Some(Missing::Letter(c)),
+            c @ b'a'..=b'z' => Some(Missing::Letter(c.to_ascii_uppercase())),
+            _ => None,
+        }
+    } else {
+        None
+    }
+}
+
+/// Writes a dataset as CSV (special missing values as `.A` etc., ordinary missing as empty).
+pub fn write_csv<W: std::io::Write>(w: W, ds: &Dataset) -> Result<()> {
+    let mut wr = csv::Writer::from_writer(w);
+    let err = |e: csv::Error| StatsError::Csv(e.to_string());
+    wr.write_record(ds.columns.iter().map(|c| c.name.as_str()))
+        .map_err(err)?;
+    for i in 0..ds.nrows() {
+        let row: Vec<String> = ds
+            .columns
+            .iter()
+            .map(|c| match c.missing_code(i) {
+                Some(Missing::Dot) | None => c.text(i),
+                Some(m) => format!(".{}", m.byte() as char),
+            })
+            .collect();
+        wr.write_record(&row).map_err(err)?;
+    }
+    wr.flush()?;
+    Ok(())
+}
+
+/// Distinct non-missing labels in sorted order (numbers sort numerically when all parse).
+pub fn levels(labels: &[Option<String>]) -> Vec<String> {
+    let set: BTreeMap<&str, ()> = labels.iter().flatten().map(|s| (s.as_str(), ())).collect();
+    let mut v: Vec<String> = set.keys().map(|s| s.to_string()).collect();
+    if v.iter().all(|s| s.parse::<f64>().is_ok()) {
+        v.sort_by(|a, b| {
+            let (x, y) = (a.parse::<f64>().unwrap_or(0.0), b.parse::<f64>().unwrap_or(0.0));
+            x.total_cmp(&y)
+        });
+    }
+    v
+}

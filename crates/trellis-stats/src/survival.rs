@@ -1,0 +1,984 @@
+//! Survival analysis: Kaplan–Meier, log-rank (optionally stratified), Cox proportional hazards.
+//!
+//! Conventions (see the crate README):
+//! * Kaplan–Meier variance is Greenwood's. The confidence interval transform is a parameter:
+//!   `log-log` (default; SAS LIFETEST and lifelines), `log` (R `survfit` default) or `plain`.
+//!   Where the standard error is undefined (S = 1 before any event, S = 0 after the last
+//!   subject fails) the bounds are reported as S itself (S = 1) or null (S = 0).
+//! * The median is the first time with S(t) ≤ 0.5 (lifelines); its CI is [first t with
+//!   lower band ≤ 0.5, first t with upper band ≤ 0.5]; null when not reached.
+//! * Log-rank uses the hypergeometric variance; the stratified test sums O−E and V over strata.
+//! * Cox: Efron (default) or Breslow ties, strata with shared coefficients, Newton–Raphson
+//!   with step halving, convergence when the largest step is below 1e-10 (relative).
+
+use crate::dist::{chi2_sf, norm_p2, norm_ppf};
+use crate::error::{Result, StatsError, degenerate};
+use crate::linalg;
+use serde::Serialize;
+
+/// Pointwise confidence-interval transform for the survival function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfType {
+    #[default]
+    LogLog,
+    Log,
+    Plain,
+}
+
+/// Tie handling in the Cox partial likelihood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ties {
+    #[default]
+    Efron,
+    Breslow,
+}
+
+/// Sorts `(time, payload)` pairs by time ascending with an LSD radix sort on the IEEE bits
+/// (skipping byte positions where all keys agree). Times must not be NaN.
+pub fn sort_by_time(keys: &mut Vec<(u64, u32)>) {
+    let n = keys.len();
+    if n < 256 {
+        keys.sort_unstable_by_key(|k| k.0);
+        return;
+    }
+    let mut tmp = vec![(0u64, 0u32); n];
+    for pass in 0..8 {
+        let shift = pass * 8;
+        let mut counts = [0usize; 256];
+        for k in keys.iter() {
+            counts[((k.0 >> shift) & 0xff) as usize] += 1;
+        }
+        if counts.iter().any(|&c| c == n) {
+            continue;
+        }
+        let mut pos = [0usize; 256];
+        let mut acc = 0;
+        for b in 0..256 {
+            pos[b] = acc;
+            acc += counts[b];
+        }
+        for k in keys.iter() {
+            let b = ((k.0 >> shift) & 0xff) as usize;
+            tmp[pos[b]] = *k;
+            pos[b] += 1;
+        }
+        std::mem::swap(keys, &mut tmp);
+    }
+}
+
+/// Order-preserving map of an f64 to u64.
+pub fn f64_key(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | (1 << 63) }
+}
+
+/// Survival times and event indicators, with missing rows already removed.
+#[derive(Debug, Clone)]
+pub struct SurvData {
+    pub time: Vec<f64>,
+    pub event: Vec<bool>,
+}
+
+impl SurvData {
+    /// Validates times (finite, non-negative) and builds the data.
+    pub fn new(time: Vec<f64>, event: Vec<bool>) -> Result<SurvData> {
+        if time.len() != event.len() {
+            return Err(StatsError::Invalid("time and event lengths differ".into()));
+        }
+        if let Some(i) = time.iter().position(|t| !t.is_finite() || *t < 0.0) {
+            return Err(StatsError::Invalid(format!(
+                "survival time {} in row {} is not a finite non-negative number",
+                time[i],
+                i + 1
+            )));
+        }
+        Ok(SurvData { time, event })
+    }
+}
+
+/// One point of a Kaplan–Meier curve (a distinct observed time).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KmPoint {
+    pub time: f64,
+    pub n_risk: u64,
+    pub n_event: u64,
+    pub n_censor: u64,
+    pub survival: f64,
+    /// Greenwood standard error of S(t); null where undefined.
+    pub se: Option<f64>,
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
+}
+
+/// Survival estimate at a requested time.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KmAt {
+    pub time: f64,
+    pub n_risk: u64,
+    pub survival: f64,
+    pub se: Option<f64>,
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
+}
+
+/// Kaplan–Meier estimate for one group.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KmGroup {
+    pub group: String,
+    pub n: u64,
+    pub events: u64,
+    pub median: Option<f64>,
+    pub median_lo: Option<f64>,
+    pub median_hi: Option<f64>,
+    pub curve: Vec<KmPoint>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub at_times: Vec<KmAt>,
+}
+
+/// Kaplan–Meier fit for one sample. `alpha` is 0.05 for 95% intervals.
+pub fn kaplan_meier(
+    group: &str,
+    data: &SurvData,
+    conf: ConfType,
+    alpha: f64,
+    at: &[f64],
+) -> Result<KmGroup> {
+    let n = data.time.len();
+    if n == 0 {
+        return degenerate(format!("group `{group}` has no observations"));
+    }
+    let z = norm_ppf(1.0 - alpha / 2.0);
+    let mut keys: Vec<(u64, u32)> = data
+        .time
+        .iter()
+        .zip(&data.event)
+        .map(|(&t, &e)| (f64_key(t), e as u32))
+        .collect();
+    sort_by_time(&mut keys);
+    let mut curve = Vec::new();
+    let mut s = 1.0f64;
+    let mut gw = 0.0f64; // Greenwood sum
+    let mut at_risk = n as u64;
+    let mut i = 0;
+    let mut events_total = 0u64;
+    while i < n {
+        let k = keys[i].0;
+        let mut d = 0u64;
+        let mut c = 0u64;
+        while i < n && keys[i].0 == k {
+            if keys[i].1 == 1 {
+                d += 1;
+            } else {
+                c += 1;
+            }
+            i += 1;
+        }
+        let t = data_time_from_key(k);
+        if d > 0 {
+            s *= 1.0 - d as f64 / at_risk as f64;
+            if d < at_risk {
+                gw += d as f64 / (at_risk as f64 * (at_risk - d) as f64);
+            } else {
+                gw = f64::INFINITY;
+            }
+        }
+        events_total += d;
+        let (se, lo, hi) = bounds(s, gw, conf, z);
+        curve.push(KmPoint {
+            time: t,
+            n_risk: at_risk,
+            n_event: d,
+            n_censor: c,
+            survival: s,
+            se,
+            lo,
+            hi,
+        });
+        at_risk -= d + c;
+    }
+    let first_le = |f: &dyn Fn(&KmPoint) -> Option<f64>| {
+        curve
+            .iter()
+            .find(|p| f(p).is_some_and(|v| v <= 0.5))
+            .map(|p| p.time)
+    };
+    let median = first_le(&|p| Some(p.survival));
+    // A band that becomes undefined (S = 0) counts as having reached 0.
+    let median_lo = first_le(&|p| p.lo);
+    let median_hi = first_le(&|p| p.hi);
+    let mut at_times = Vec::with_capacity(at.len());
+    for &t in at {
+        let idx = curve.partition_point(|p| p.time <= t);
+        if idx == 0 {
+            at_times.push(KmAt {
+                time: t,
+                n_risk: n as u64,
+                survival: 1.0,
+                se: Some(0.0),
+                lo: Some(1.0),
+                hi: Some(1.0),
+            });
+        } else {
+            let p = &curve[idx - 1];
+            let n_risk = curve.get(idx).map_or(0, |q| q.n_risk);
+            at_times.push(KmAt {
+                time: t,
+                n_risk,
+                survival: p.survival,
+                se: p.se,
+                lo: p.lo,
+                hi: p.hi,
+            });
+        }
+    }
+    Ok(KmGroup {
+        group: group.to_string(),
+        n: n as u64,
+        events: events_total,
+        median,
+        median_lo,
+        median_hi,
+        curve,
+        at_times,
+    })
+}
+
+fn data_time_from_key(k: u64) -> f64 {
+    if k >> 63 == 1 {
+        f64::from_bits(k & !(1 << 63))
+    } else {
+        f64::from_bits(!k)
+    }
+}
+
+/// Standard error and CI of S given the Greenwood sum.
+fn bounds(s: f64, gw: f64, conf: ConfType, z: f64) -> (Option<f64>, Option<f64>, Option<f64>) {
+    if s <= 0.0 || !gw.is_finite() {
+        // S = 0 (everyone left has failed): the estimate is exact zero, as in lifelines.
+        return (None, Some(0.0), Some(0.0));
+    }
+    let se = s * gw.sqrt();
+    if gw == 0.0 {
+        return (Some(0.0), Some(s), Some(s));
+    }
+    let (lo, hi) = match conf {
+        ConfType::Plain => ((s - z * se).max(0.0), (s + z * se).min(1.0)),
+        ConfType::Log => {
+            let w = z * gw.sqrt();
+            (s * (-w).exp(), (s * w.exp()).min(1.0))
+        }
+        ConfType::LogLog => {
+            if s >= 1.0 {
+                (s, s)
+            } else {
+                let v = s.ln();
+                let th = (-v).ln();
+                let sd = gw.sqrt() / v.abs();
+                ((-(th + z * sd).exp()).exp(), (-(th - z * sd).exp()).exp())
+            }
+        }
+    };
+    (Some(se), Some(lo), Some(hi))
+}
+
+/// Result of a log-rank test.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogRank {
+    pub chisq: f64,
+    pub df: usize,
+    pub p: f64,
+    /// Observed and expected events per group (summed over strata).
+    pub observed: Vec<f64>,
+    pub expected: Vec<f64>,
+    pub groups: Vec<String>,
+    pub stratified: bool,
+}
+
+/// Log-rank test of `k` groups (`group[i]` in `0..k`), stratified when `strata` is given.
+pub fn logrank(
+    data: &SurvData,
+    group: &[usize],
+    group_names: &[String],
+    strata: Option<&[usize]>,
+) -> Result<LogRank> {
+    let k = group_names.len();
+    if k < 2 {
+        return degenerate("log-rank test needs at least two groups");
+    }
+    let n = data.time.len();
+    let ns = strata.map_or(1, |s| s.iter().copied().max().map_or(1, |m| m + 1));
+    // sort by (stratum, time)
+    let mut keys: Vec<(u64, u32)> = (0..n)
+        .map(|i| (f64_key(data.time[i]), i as u32))
+        .collect();
+    sort_by_time(&mut keys);
+    let mut by_stratum: Vec<Vec<u32>> = vec![Vec::new(); ns];
+    for &(_, i) in &keys {
+        let s = strata.map_or(0, |s| s[i as usize]);
+        by_stratum[s].push(i);
+    }
+    let mut o = vec![0.0; k];
+    let mut e = vec![0.0; k];
+    let mut v = vec![0.0; k * k];
+    let mut nr = vec![0.0f64; k];
+    let mut d = vec![0.0f64; k];
+    let mut gone = vec![0.0f64; k];
+    for rows in &by_stratum {
+        nr.iter_mut().for_each(|x| *x = 0.0);
+        for &i in rows {
+            nr[group[i as usize]] += 1.0;
+        }
+        let mut j = 0;
+        while j < rows.len() {
+            let t = data.time[rows[j] as usize];
+            d.iter_mut().for_each(|x| *x = 0.0);
+            gone.iter_mut().for_each(|x| *x = 0.0);
+            while j < rows.len() && data.time[rows[j] as usize] == t {
+                let i = rows[j] as usize;
+                if data.event[i] {
+                    d[group[i]] += 1.0;
+                }
+                gone[group[i]] += 1.0;
+                j += 1;
+            }
+            let nt: f64 = nr.iter().sum();
+            let dt: f64 = d.iter().sum();
+            if dt > 0.0 {
+                for g in 0..k {
+                    o[g] += d[g];
+                    e[g] += dt * nr[g] / nt;
+                }
+                if nt > 1.0 {
+                    let f = dt * (nt - dt) / (nt - 1.0);
+                    for g in 0..k {
+                        for h in 0..k {
+                            let delta = if g == h { 1.0 } else { 0.0 };
+                            v[g * k + h] += f * nr[g] / nt * (delta - nr[h] / nt);
+                        }
+                    }
+                }
+            }
+            for g in 0..k {
+                nr[g] -= gone[g];
+            }
+        }
+    }
+    let total_events: f64 = o.iter().sum();
+    if total_events == 0.0 {
+        return degenerate("log-rank test: no events in any group (all observations censored)");
+    }
+    // chi-square on the first k-1 groups
+    let m = k - 1;
+    let idx: Vec<usize> = (0..m).collect();
+    let vs = linalg::submatrix(&v, k, &idx);
+    let diff: Vec<f64> = (0..m).map(|g| o[g] - e[g]).collect();
+    let l = linalg::cholesky(&vs, m).map_err(|_| {
+        StatsError::Degenerate(
+            "log-rank variance matrix is singular (a group has no subjects at risk at any event time)"
+                .into(),
+        )
+    })?;
+    let sol = linalg::chol_solve(&l, m, &diff);
+    let chisq: f64 = diff.iter().zip(&sol).map(|(a, b)| a * b).sum();
+    Ok(LogRank {
+        chisq,
+        df: m,
+        p: chi2_sf(chisq, m as f64),
+        observed: o,
+        expected: e,
+        groups: group_names.to_vec(),
+        stratified: strata.is_some(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Cox proportional hazards
+// ---------------------------------------------------------------------------------------
+
+/// A chi-square test statistic.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChiTest {
+    pub chisq: f64,
+    pub df: usize,
+    pub p: f64,
+}
+
+impl ChiTest {
+    pub fn new(chisq: f64, df: usize) -> ChiTest {
+        ChiTest {
+            chisq,
+            df,
+            p: chi2_sf(chisq, df as f64),
+        }
+    }
+}
+
+/// One Cox model coefficient.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CoxCoef {
+    pub term: String,
+    pub estimate: f64,
+    pub se: f64,
+    pub hr: f64,
+    pub hr_lo: f64,
+    pub hr_hi: f64,
+    pub z: f64,
+    pub p: f64,
+}
+
+/// A fitted Cox model.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CoxFit {
+    pub coefficients: Vec<CoxCoef>,
+    pub loglik: f64,
+    pub loglik_null: f64,
+    pub n: u64,
+    pub events: u64,
+    pub ties: Ties,
+    pub strata: usize,
+    pub iterations: usize,
+    pub lr_test: ChiTest,
+    pub wald_test: ChiTest,
+    pub score_test: ChiTest,
+    /// Covariance matrix of the estimates, row-major.
+    pub vcov: Vec<f64>,
+}
+
+/// Prepared design for Cox fitting: rows sorted by (stratum, time descending).
+struct CoxDesign {
+    p: usize,
+    /// centred covariates, row-major, sorted order
+    x: Vec<f64>,
+    event: Vec<bool>,
+    /// ranges of rows per tie block (same stratum and time), in processing order;
+    /// a new stratum starts where `new_stratum` is true.
+    blocks: Vec<(u32, u32, bool)>,
+}
+
+fn cox_design(data: &SurvData, x_cols: &[Vec<f64>], strata: Option<&[usize]>) -> CoxDesign {
+    let n = data.time.len();
+    let p = x_cols.len();
+    // sort by time descending, then stable-partition by stratum
+    let mut keys: Vec<(u64, u32)> = (0..n)
+        .map(|i| (!f64_key(data.time[i]), i as u32))
+        .collect();
+    sort_by_time(&mut keys);
+    let order: Vec<u32> = match strata {
+        None => keys.iter().map(|k| k.1).collect(),
+        Some(s) => {
+            let ns = s.iter().copied().max().map_or(1, |m| m + 1);
+            let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); ns];
+            for k in &keys {
+                buckets[s[k.1 as usize]].push(k.1);
+            }
+            buckets.concat()
+        }
+    };
+    let means: Vec<f64> = x_cols
+        .iter()
+        .map(|c| c.iter().sum::<f64>() / n as f64)
+        .collect();
+    let mut x = Vec::with_capacity(n * p);
+    let mut event = Vec::with_capacity(n);
+    for &i in &order {
+        let i = i as usize;
+        for (j, c) in x_cols.iter().enumerate() {
+            x.push(c[i] - means[j]);
+        }
+        event.push(data.event[i]);
+    }
+    let mut blocks = Vec::new();
+    let mut a = 0usize;
+    while a < n {
+        let ia = order[a] as usize;
+        let sa = strata.map_or(0, |s| s[ia]);
+        let new_stratum = a == 0 || strata.is_some_and(|s| s[order[a - 1] as usize] != sa);
+        let mut b = a + 1;
+        while b < n
+            && data.time[order[b] as usize] == data.time[ia]
+            && strata.is_none_or(|s| s[order[b] as usize] == sa)
+        {
+            b += 1;
+        }
+        blocks.push((a as u32, b as u32, new_stratum));
+        a = b;
+    }
+    CoxDesign {
+        p,
+        x,
+        event,
+        blocks,
+    }
+}
+
+/// Log partial likelihood, gradient and information (negative Hessian, row-major p×p).
+fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f64>) {
+    let p = des.p;
+    let np = p * (p + 1) / 2;
+    let mut ll = 0.0;
+    let mut grad = vec![0.0; p];
+    let mut info_packed = vec![0.0; np];
+    let mut s0 = 0.0;
+    let mut s1 = vec![0.0; p];
+    let mut s2 = vec![0.0; np];
+    let mut d1 = vec![0.0; p];
+    let mut d2 = vec![0.0; np];
+    let mut a = vec![0.0; p];
+    for &(from, to, new_stratum) in &des.blocks {
+        if new_stratum {
+            s0 = 0.0;
+            s1.iter_mut().for_each(|v| *v = 0.0);
+            s2.iter_mut().for_each(|v| *v = 0.0);
+        }
+        let mut d0 = 0.0;
+        d1.iter_mut().for_each(|v| *v = 0.0);
+        d2.iter_mut().for_each(|v| *v = 0.0);
+        let mut nd = 0usize;
+        for i in from as usize..to as usize {
+            let xi = &des.x[i * p..i * p + p];
+            let eta: f64 = xi.iter().zip(beta).map(|(x, b)| x * b).sum();
+            let r = eta.exp();
+            s0 += r;
+            let mut q = 0;
+            for j in 0..p {
+                let rx = r * xi[j];
+                s1[j] += rx;
+                for k in 0..=j {
+                    s2[q] += rx * xi[k];
+                    q += 1;
+                }
+            }
+            if des.event[i] {
+                nd += 1;
+                d0 += r;
+                ll += eta;
+                let mut q = 0;
+                for j in 0..p {
+                    let rx = r * xi[j];
+                    d1[j] += rx;
+                    grad[j] += xi[j];
+                    for k in 0..=j {
+                        d2[q] += rx * xi[k];
+                        q += 1;
+                    }
+                }
+            }
+        }
+        if nd == 0 {
+            continue;
+        }
+        let add_term = |phi: f64,
+                        a: &mut [f64],
+                        f: f64,
+                        ll: &mut f64,
+                        grad: &mut [f64],
+                        info: &mut [f64],
+                        w: f64| {
+            *ll -= w * phi.ln();
+            for j in 0..p {
+                a[j] = (s1[j] - f * d1[j]) / phi;
+                grad[j] -= w * a[j];
+            }
+            let mut q = 0;
+            for j in 0..p {
+                for k in 0..=j {
+                    info[q] += w * ((s2[q] - f * d2[q]) / phi - a[j] * a[k]);
+                    q += 1;
+                }
+            }
+        };
+        match ties {
+            Ties::Breslow => {
+                add_term(s0, &mut a, 0.0, &mut ll, &mut grad, &mut info_packed, nd as f64);
+            }
+            Ties::Efron => {
+                if nd == 1 {
+                    add_term(s0, &mut a, 0.0, &mut ll, &mut grad, &mut info_packed, 1.0);
+                } else {
+                    for l in 0..nd {
+                        let f = l as f64 / nd as f64;
+                        let phi = s0 - f * d0;
+                        add_term(phi, &mut a, f, &mut ll, &mut grad, &mut info_packed, 1.0);
+                    }
+                }
+            }
+        }
+    }
+    let mut info = vec![0.0; p * p];
+    let mut q = 0;
+    for j in 0..p {
+        for k in 0..=j {
+            info[j * p + k] = info_packed[q];
+            info[k * p + j] = info_packed[q];
+            q += 1;
+        }
+    }
+    (ll, grad, info)
+}
+
+/// Fits a Cox model. `x_cols` are covariate columns (no missing values), `names` their terms.
+pub fn cox(
+    data: &SurvData,
+    x_cols: &[Vec<f64>],
+    names: &[String],
+    strata: Option<&[usize]>,
+    ties: Ties,
+    alpha: f64,
+) -> Result<CoxFit> {
+    let n = data.time.len();
+    let p = x_cols.len();
+    if p == 0 {
+        return Err(StatsError::Invalid("Cox model needs at least one covariate".into()));
+    }
+    let events = data.event.iter().filter(|&&e| e).count();
+    if events == 0 {
+        return degenerate("Cox model: no events (all observations censored); nothing to estimate");
+    }
+    for (j, c) in x_cols.iter().enumerate() {
+        if c.iter().any(|v| !v.is_finite()) {
+            return Err(StatsError::Invalid(format!(
+                "covariate `{}` has missing or non-finite values",
+                names[j]
+            )));
+        }
+        let first = c.first().copied().unwrap_or(0.0);
+        if c.iter().all(|&v| v == first) {
+            return degenerate(format!(
+                "covariate `{}` is constant; its coefficient is not estimable",
+                names[j]
+            ));
+        }
+    }
+    let des = cox_design(data, x_cols, strata);
+    let mut beta = vec![0.0; p];
+    let (ll0, g0, i0) = cox_eval(&des, &beta, ties);
+    let l0 = linalg::cholesky(&i0, p).map_err(|j| {
+        StatsError::Degenerate(format!(
+            "Cox model: information matrix is singular at term `{}` (collinear covariates or no variation within risk sets)",
+            names[j]
+        ))
+    })?;
+    let score_sol = linalg::chol_solve(&l0, p, &g0);
+    let score_chisq: f64 = g0.iter().zip(&score_sol).map(|(a, b)| a * b).sum();
+    let (mut ll, mut grad, mut info) = (ll0, g0, i0);
+    let mut iterations = 0;
+    let mut converged = false;
+    for it in 0..100 {
+        iterations = it + 1;
+        let l = linalg::cholesky(&info, p).map_err(|j| {
+            StatsError::Degenerate(format!(
+                "Cox model: information matrix became singular at term `{}` (possible monotone likelihood: a covariate separates events)",
+                names[j]
+            ))
+        })?;
+        let step = linalg::chol_solve(&l, p, &grad);
+        let mut scale = 1.0;
+        let mut accepted = false;
+        for _ in 0..30 {
+            let cand: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b + scale * s).collect();
+            let (ll_c, g_c, i_c) = cox_eval(&des, &cand, ties);
+            if ll_c.is_finite() && ll_c >= ll - 1e-12 * ll.abs().max(1.0) {
+                beta = cand;
+                ll = ll_c;
+                grad = g_c;
+                info = i_c;
+                accepted = true;
+                break;
+            }
+            scale *= 0.5;
+        }
+        if !accepted {
+            break;
+        }
+        let maxstep = step
+            .iter()
+            .zip(&beta)
+            .map(|(s, b)| (scale * s).abs() / b.abs().max(1.0))
+            .fold(0.0, f64::max);
+        if maxstep < 1e-10 {
+            converged = true;
+            break;
+        }
+    }
+    if beta.iter().any(|b| b.abs() > 50.0) || !converged {
+        return degenerate(format!(
+            "Cox model did not converge (coefficients {:?}); likely monotone likelihood / separation",
+            beta
+        ));
+    }
+    let l = linalg::cholesky(&info, p)
+        .map_err(|_| StatsError::Degenerate("Cox model: singular information at the estimate".into()))?;
+    let vcov = linalg::chol_inverse(&l, p);
+    let z = norm_ppf(1.0 - alpha / 2.0);
+    let coefficients = (0..p)
+        .map(|j| {
+            let se = vcov[j * p + j].sqrt();
+            let zz = beta[j] / se;
+            CoxCoef {
+                term: names[j].clone(),
+                estimate: beta[j],
+                se,
+                hr: beta[j].exp(),
+                hr_lo: (beta[j] - z * se).exp(),
+                hr_hi: (beta[j] + z * se).exp(),
+                z: zz,
+                p: norm_p2(zz),
+            }
+        })
+        .collect();
+    let wald = linalg::quad(&info, p, &beta, &beta);
+    Ok(CoxFit {
+        coefficients,
+        loglik: ll,
+        loglik_null: ll0,
+        n: n as u64,
+        events: events as u64,
+        ties,
+        strata: strata.map_or(1, |s| s.iter().copied().max().map_or(1, |m| m + 1)),
+        iterations,
+        lr_test: ChiTest::new(2.0 * (ll - ll0), p),
+        wald_test: ChiTest::new(wald, p),
+        score_test: ChiTest::new(score_chisq, p),
+        vcov,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Dataset-level analyses (column selection, grouping, missing-value handling)
+// ---------------------------------------------------------------------------------------
+
+/// How the event indicator is given.
+#[derive(Debug, Clone)]
+pub enum EventSpec {
+    /// Column with 1 = event, 0 = censored.
+    Event(String),
+    /// Column whose value equal to `value` means censored (ADaM `CNSR`, value 1); anything else is an event.
+    Censor { column: String, value: String },
+}
+
+/// Columns of a survival analysis.
+#[derive(Debug, Clone)]
+pub struct SurvSpec {
+    pub time: String,
+    pub event: EventSpec,
+    pub by: Option<String>,
+    pub strata: Option<String>,
+    pub covariates: Vec<String>,
+}
+
+/// Rows of a dataset prepared for survival analysis (rows with any missing input dropped).
+pub struct SurvRows {
+    pub data: SurvData,
+    pub group: Vec<usize>,
+    pub group_names: Vec<String>,
+    pub stratum: Option<Vec<usize>>,
+    pub strata_names: Vec<String>,
+    /// covariate design columns and term names (character covariates become indicators).
+    pub x: Vec<Vec<f64>>,
+    pub terms: Vec<String>,
+    pub dropped: usize,
+}
+
+fn index_labels(labels: &[Option<String>], keep: &[bool]) -> (Vec<usize>, Vec<String>) {
+    let kept: Vec<Option<String>> = labels
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(l, _)| l.clone())
+        .collect();
+    let lv = crate::data::levels(&kept);
+    let idx = kept
+        .iter()
+        .map(|l| {
+            l.as_ref()
+                .and_then(|s| lv.iter().position(|x| x == s))
+                .unwrap_or(0)
+        })
+        .collect();
+    (idx, lv)
+}
+
+/// Selects and validates the columns of a survival analysis.
+pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
+    let time = ds.numeric(&spec.time)?;
+    let n = time.len();
+    let ev: Vec<Option<bool>> = match &spec.event {
+        EventSpec::Event(c) => {
+            let v = ds.numeric(c)?;
+            let mut out = Vec::with_capacity(n);
+            for (i, &x) in v.iter().enumerate() {
+                if x.is_nan() {
+                    out.push(None);
+                } else if x == 1.0 || x == 0.0 {
+                    out.push(Some(x == 1.0));
+                } else {
+                    return Err(StatsError::Invalid(format!(
+                        "event column `{c}` row {}: value {x}; expected 1 (event) or 0 (censored)",
+                        i + 1
+                    )));
+                }
+            }
+            out
+        }
+        EventSpec::Censor { column, value } => {
+            let col = ds.column(column)?;
+            let num_value = value.parse::<f64>().ok();
+            (0..n)
+                .map(|i| {
+                    if col.missing_code(i).is_some() {
+                        return None;
+                    }
+                    let censored = match (&col.data, num_value) {
+                        (crate::data::ColumnData::Numeric { values, .. }, Some(v)) => values[i] == v,
+                        _ => col.text(i) == *value,
+                    };
+                    Some(!censored)
+                })
+                .collect()
+        }
+    };
+    let by = spec.by.as_ref().map(|c| ds.labels(c)).transpose()?;
+    let strata = spec.strata.as_ref().map(|c| ds.labels(c)).transpose()?;
+    let mut cov_cols = Vec::new();
+    for c in &spec.covariates {
+        cov_cols.push(ds.column(c)?);
+    }
+    let keep: Vec<bool> = (0..n)
+        .map(|i| {
+            !time[i].is_nan()
+                && ev[i].is_some()
+                && by.as_ref().is_none_or(|b| b[i].is_some())
+                && strata.as_ref().is_none_or(|s| s[i].is_some())
+                && cov_cols.iter().all(|c| c.missing_code(i).is_none())
+        })
+        .collect();
+    let dropped = keep.iter().filter(|k| !**k).count();
+    let t: Vec<f64> = (0..n).filter(|&i| keep[i]).map(|i| time[i]).collect();
+    let e: Vec<bool> = (0..n)
+        .filter(|&i| keep[i])
+        .map(|i| ev[i].unwrap_or(false))
+        .collect();
+    if t.is_empty() {
+        return degenerate("no complete rows: every row has a missing time, event, group or covariate");
+    }
+    let (group, group_names) = match &by {
+        Some(b) => index_labels(b, &keep),
+        None => (vec![0; t.len()], vec!["All".to_string()]),
+    };
+    let (stratum, strata_names) = match &strata {
+        Some(s) => {
+            let (i, l) = index_labels(s, &keep);
+            (Some(i), l)
+        }
+        None => (None, Vec::new()),
+    };
+    let mut x = Vec::new();
+    let mut terms = Vec::new();
+    for c in &cov_cols {
+        match &c.data {
+            crate::data::ColumnData::Numeric { values, .. } => {
+                x.push((0..n).filter(|&i| keep[i]).map(|i| values[i]).collect());
+                terms.push(c.name.clone());
+            }
+            crate::data::ColumnData::Char(v) => {
+                let labels: Vec<Option<String>> = v.iter().map(|s| Some(s.clone())).collect();
+                let (idx, lv) = index_labels(&labels, &keep);
+                if lv.len() < 2 {
+                    return degenerate(format!("covariate `{}` has a single level", c.name));
+                }
+                for (l, name) in lv.iter().enumerate().skip(1) {
+                    x.push(idx.iter().map(|&k| (k == l) as u8 as f64).collect());
+                    terms.push(format!("{}={}", c.name, name));
+                }
+            }
+        }
+    }
+    Ok(SurvRows {
+        data: SurvData::new(t, e)?,
+        group,
+        group_names,
+        stratum,
+        strata_names,
+        x,
+        terms,
+        dropped,
+    })
+}
+
+/// Kaplan–Meier by group plus the log-rank test (stratified when strata are given).
+#[derive(Debug, Clone, Serialize)]
+pub struct KmResult {
+    pub groups: Vec<KmGroup>,
+    pub logrank: Option<LogRank>,
+    pub conf_type: ConfType,
+    pub alpha: f64,
+    pub dropped_rows: usize,
+}
+
+/// Runs Kaplan–Meier for each level of `spec.by` and the log-rank test between them.
+pub fn km_analysis(
+    ds: &crate::data::Dataset,
+    spec: &SurvSpec,
+    conf: ConfType,
+    alpha: f64,
+    at: &[f64],
+) -> Result<KmResult> {
+    let rows = prepare(ds, spec)?;
+    let k = rows.group_names.len();
+    let mut per: Vec<(Vec<f64>, Vec<bool>)> = vec![(Vec::new(), Vec::new()); k];
+    for i in 0..rows.data.time.len() {
+        let g = rows.group[i];
+        per[g].0.push(rows.data.time[i]);
+        per[g].1.push(rows.data.event[i]);
+    }
+    let groups = per
+        .into_iter()
+        .zip(&rows.group_names)
+        .map(|((t, e), name)| kaplan_meier(name, &SurvData { time: t, event: e }, conf, alpha, at))
+        .collect::<Result<Vec<_>>>()?;
+    let logrank = if k >= 2 {
+        Some(logrank(
+            &rows.data,
+            &rows.group,
+            &rows.group_names,
+            rows.stratum.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    Ok(KmResult {
+        groups,
+        logrank,
+        conf_type: conf,
+        alpha,
+        dropped_rows: rows.dropped,
+    })
+}
+
+/// Cox model on dataset columns: covariates from `spec.covariates` (and `spec.by`, if
+/// given, as an indicator set placed first).
+pub fn cox_analysis(
+    ds: &crate::data::Dataset,
+    spec: &SurvSpec,
+    ties: Ties,
+    alpha: f64,
+) -> Result<CoxFit> {
+    let mut spec2 = spec.clone();
+    if let Some(b) = &spec.by
+        && !spec2.covariates.contains(b)
+    {
+        spec2.covariates.insert(0, b.clone());
+    }
+    spec2.by = None;
+    let rows = prepare(ds, &spec2)?;
+    cox(
+        &rows.data,
+        &rows.x,
+        &rows.terms,
+        rows.stratum.as_deref(),
+        ties,
+        alpha,
+    )
+}

@@ -1,0 +1,176 @@
+//! Survival analyses against lifelines / statsmodels fixtures (reference/make_reference.py).
+#![allow(clippy::unwrap_used)]
+mod common;
+use common::*;
+use trellis_stats::survival::*;
+
+fn spec(time: &str) -> SurvSpec {
+    SurvSpec {
+        time: time.into(),
+        event: EventSpec::Censor {
+            column: "CNSR".into(),
+            value: "1".into(),
+        },
+        by: Some("TRT01A".into()),
+        strata: None,
+        covariates: vec![],
+    }
+}
+
+#[test]
+fn kaplan_meier_matches_lifelines_all_transforms() {
+    let r = reference();
+    let ds = load("adtte.csv");
+    for (conf, lo_key, hi_key) in [
+        (ConfType::LogLog, "loglog_lo", "loglog_hi"),
+        (ConfType::Log, "log_lo", "log_hi"),
+        (ConfType::Plain, "plain_lo", "plain_hi"),
+    ] {
+        let res = km_analysis(&ds, &spec("AVAL"), conf, 0.05, &[100.0, 200.0, 365.0]).unwrap();
+        let want = r["km"]["groups"].as_array().unwrap();
+        assert_eq!(res.groups.len(), want.len());
+        for (g, w) in res.groups.iter().zip(want) {
+            assert_eq!(g.group, w["group"].as_str().unwrap());
+            assert_eq!(g.n, w["n"].as_u64().unwrap());
+            assert_eq!(g.events, w["events"].as_u64().unwrap());
+            let wc = w["curve"].as_array().unwrap();
+            assert_eq!(g.curve.len(), wc.len(), "one point per distinct time");
+            for (p, q) in g.curve.iter().zip(wc) {
+                close("time", p.time, f(&q["time"]), 0.0);
+                assert_eq!(p.n_risk, q["n_risk"].as_u64().unwrap());
+                assert_eq!(p.n_event, q["n_event"].as_u64().unwrap());
+                close("survival", p.survival, f(&q["survival"]), 1e-12);
+                if p.survival > 0.0 {
+                    close("se", p.se.unwrap(), f(&q["se"]), 1e-10);
+                    close("lo", p.lo.unwrap(), f(&q[lo_key]), 1e-9);
+                    close("hi", p.hi.unwrap(), f(&q[hi_key]), 1e-9);
+                } else {
+                    assert_eq!(p.lo, Some(0.0));
+                }
+            }
+            if conf == ConfType::LogLog {
+                assert_eq!(g.median, w["median"].as_f64());
+                assert_eq!(g.median_lo, w["median_lo"].as_f64());
+                assert_eq!(g.median_hi, w["median_hi"].as_f64());
+            }
+            for (a, s) in g.at_times.iter().zip(fv(&w["at_survival"])) {
+                close("S(at)", a.survival, s, 1e-12);
+            }
+        }
+    }
+}
+
+#[test]
+fn logrank_matches_lifelines_and_statsmodels() {
+    let r = reference();
+    let ds = load("adtte.csv");
+    let res = km_analysis(&ds, &spec("AVAL"), ConfType::LogLog, 0.05, &[]).unwrap();
+    let lr = res.logrank.unwrap();
+    close("chisq", lr.chisq, f(&r["logrank"]["two_groups"]["chisq"]), 1e-10);
+    close("p", lr.p, f(&r["logrank"]["two_groups"]["p"]), 1e-8);
+    assert_eq!(lr.df, 1);
+
+    let mut s3 = spec("AVAL");
+    s3.by = Some("ARM3".into());
+    let lr = km_analysis(&ds, &s3, ConfType::LogLog, 0.05, &[])
+        .unwrap()
+        .logrank
+        .unwrap();
+    close("chisq3", lr.chisq, f(&r["logrank"]["three_groups"]["chisq"]), 1e-10);
+    close("p3", lr.p, f(&r["logrank"]["three_groups"]["p"]), 1e-8);
+    assert_eq!(lr.df, 2);
+
+    let mut ss = spec("AVAL");
+    ss.strata = Some("STRAT".into());
+    let lr = km_analysis(&ds, &ss, ConfType::LogLog, 0.05, &[])
+        .unwrap()
+        .logrank
+        .unwrap();
+    close("chisq strat", lr.chisq, f(&r["logrank"]["stratified"]["chisq"]), 1e-10);
+    close("p strat", lr.p, f(&r["logrank"]["stratified"]["p"]), 1e-8);
+    assert!(lr.stratified);
+}
+
+#[test]
+fn cox_matches_statsmodels_and_lifelines() {
+    let r = reference();
+    let ds = load("adtte.csv");
+    for c in r["cox"].as_array().unwrap() {
+        let ties = if c["ties"] == "efron" { Ties::Efron } else { Ties::Breslow };
+        let mut s = spec(c["time"].as_str().unwrap());
+        s.by = None;
+        s.covariates = c["terms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        if c["strata"].as_bool() == Some(true) {
+            s.strata = Some("STRAT".into());
+        }
+        let fit = cox_analysis(&ds, &s, ties, 0.05).unwrap();
+        let src = c["source"].as_str().unwrap();
+        for (j, coef) in fit.coefficients.iter().enumerate() {
+            close(src, coef.estimate, fv(&c["estimate"])[j], 1e-7);
+            close(src, coef.se, fv(&c["se"])[j], 1e-7);
+            close(src, coef.p, fv(&c["p"])[j], 1e-6);
+        }
+        close("loglik", fit.loglik, f(&c["loglik"]), 1e-10);
+        close("loglik0", fit.loglik_null, f(&c["loglik_null"]), 1e-10);
+        close("lr", fit.lr_test.chisq, f(&c["lr"]), 1e-7);
+        close("wald", fit.wald_test.chisq, f(&c["wald"]), 1e-7);
+        close("score", fit.score_test.chisq, f(&c["score"]), 1e-9);
+        if let Some(l) = c.get("lifelines") {
+            for (j, coef) in fit.coefficients.iter().enumerate() {
+                close("lifelines est", coef.estimate, fv(&l["estimate"])[j], 1e-7);
+                close("lifelines se", coef.se, fv(&l["se"])[j], 1e-7);
+                close("lifelines hr_lo", coef.hr_lo, fv(&l["hr_lo"])[j], 1e-7);
+                close("lifelines hr_hi", coef.hr_hi, fv(&l["hr_hi"])[j], 1e-7);
+            }
+            close("lifelines ll", fit.loglik, f(&l["loglik"]), 1e-10);
+            close("lifelines lr", fit.lr_test.chisq, f(&l["lr"]), 1e-7);
+        }
+        assert_eq!(fit.n, 400);
+    }
+}
+
+#[test]
+fn degenerate_survival_inputs_give_clear_errors() {
+    // all censored
+    let d = SurvData::new(vec![1.0, 2.0, 3.0, 4.0], vec![false; 4]).unwrap();
+    let e = cox(&d, &[vec![0.0, 1.0, 0.0, 1.0]], &["x".into()], None, Ties::Efron, 0.05)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("all observations censored"), "{e}");
+    let names = vec!["a".to_string(), "b".to_string()];
+    let e = logrank(&d, &[0, 1, 0, 1], &names, None).unwrap_err().to_string();
+    assert!(e.contains("no events"), "{e}");
+    // KM of an all-censored group: survival stays 1, median not reached
+    let km = kaplan_meier("g", &d, ConfType::LogLog, 0.05, &[]).unwrap();
+    assert!(km.curve.iter().all(|p| p.survival == 1.0));
+    assert_eq!(km.median, None);
+    // separation: events only where x = 1 and x = 1 rows fail first
+    let d = SurvData::new(
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        vec![true, true, true, false, false, false],
+    )
+    .unwrap();
+    let e = cox(
+        &d,
+        &[vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0]],
+        &["x".into()],
+        None,
+        Ties::Efron,
+        0.05,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("converge") || e.contains("singular"), "{e}");
+    // constant covariate
+    let e = cox(&d, &[vec![2.0; 6]], &["x".into()], None, Ties::Efron, 0.05)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("constant"), "{e}");
+    // negative time
+    assert!(SurvData::new(vec![-1.0], vec![true]).is_err());
+}
