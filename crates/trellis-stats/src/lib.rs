@@ -1,9 +1,21 @@
+//! Trellis biostatistics engine (issue 5).
+//!
+//! * [`xport`]: SAS XPORT v5 transport files, read and write (IBM-370 floats, special missing values).
+//! * [`data`]: column-oriented datasets read from CSV or XPORT.
+//! * [`survival`]: Kaplan–Meier, log-rank (stratified), Cox proportional hazards.
+//! * [`linear`]: linear models / ANCOVA with type III tests and LS means; logistic regression.
+//! * [`freq`]: Fisher's exact test, Pearson chi-square, Cochran–Mantel–Haenszel.
+//! * [`describe`]: descriptive summaries by group.
+
 pub mod cli;
 pub mod data;
+pub mod describe;
 pub mod dist;
 pub mod error;
+pub mod freq;
 pub mod linalg;
 pub mod linear;
 pub mod survival;
 pub mod xport;
+
 pub use error::{Result, StatsError};
