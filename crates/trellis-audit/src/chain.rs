@@ -196,6 +196,72 @@ impl ChainError {
     }
 }
 
+/// Checks a chain entry by entry, so that a long chain can be streamed from
+/// the database in pages instead of being held in memory.
+#[derive(Clone, Debug)]
+pub struct ChainVerifier {
+    chain: Chain,
+    head: ChainHead,
+}
+
+impl ChainVerifier {
+    pub fn new(chain: Chain) -> Self {
+        Self {
+            chain,
+            head: ChainHead::EMPTY,
+        }
+    }
+
+    /// The last entry checked so far.
+    pub fn head(&self) -> ChainHead {
+        self.head
+    }
+
+    pub fn push(&mut self, e: &StoredEntry) -> Result<(), ChainError> {
+        let chain = self.chain;
+        if e.chain != chain {
+            return Err(ChainError::WrongChain { chain, seq: e.seq });
+        }
+        let expected = self.head.seq + 1;
+        if e.seq != expected {
+            return Err(ChainError::SequenceBroken {
+                chain,
+                expected,
+                found: e.seq,
+            });
+        }
+        if e.prev_hash != self.head.hash {
+            return Err(ChainError::LinkBroken { chain, seq: e.seq });
+        }
+        if entry_hash(chain, e.seq, &e.prev_hash, &e.body) != e.hash {
+            return Err(ChainError::ContentAltered { chain, seq: e.seq });
+        }
+        self.head = ChainHead {
+            seq: e.seq,
+            hash: e.hash,
+        };
+        Ok(())
+    }
+
+    /// Compares the end of the chain with the head recorded beside it.
+    pub fn finish(self, recorded_head: Option<ChainHead>) -> Result<ChainSummary, ChainError> {
+        if let Some(recorded) = recorded_head
+            && recorded != self.head
+        {
+            return Err(ChainError::HeadMismatch {
+                chain: self.chain,
+                expected: recorded.seq,
+                found: self.head.seq,
+            });
+        }
+        Ok(ChainSummary {
+            chain: self.chain,
+            entries: self.head.seq,
+            head: self.head,
+        })
+    }
+}
+
 /// Re-computes a chain from its entries in `seq` order and compares the end
 /// with the recorded head. Stops at the first bad entry.
 pub fn verify_chain<I>(
@@ -206,44 +272,11 @@ pub fn verify_chain<I>(
 where
     I: IntoIterator<Item = StoredEntry>,
 {
-    let mut head = ChainHead::EMPTY;
+    let mut v = ChainVerifier::new(chain);
     for e in entries {
-        if e.chain != chain {
-            return Err(ChainError::WrongChain { chain, seq: e.seq });
-        }
-        let expected = head.seq + 1;
-        if e.seq != expected {
-            return Err(ChainError::SequenceBroken {
-                chain,
-                expected,
-                found: e.seq,
-            });
-        }
-        if e.prev_hash != head.hash {
-            return Err(ChainError::LinkBroken { chain, seq: e.seq });
-        }
-        if entry_hash(chain, e.seq, &e.prev_hash, &e.body) != e.hash {
-            return Err(ChainError::ContentAltered { chain, seq: e.seq });
-        }
-        head = ChainHead {
-            seq: e.seq,
-            hash: e.hash,
-        };
+        v.push(&e)?;
     }
-    if let Some(recorded) = recorded_head
-        && recorded != head
-    {
-        return Err(ChainError::HeadMismatch {
-            chain,
-            expected: recorded.seq,
-            found: head.seq,
-        });
-    }
-    Ok(ChainSummary {
-        chain,
-        entries: head.seq,
-        head,
-    })
+    v.finish(recorded_head)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod chain;
 mod checkpoint;
 
 pub use chain::{
-    Chain, ChainError, ChainHead, ChainSummary, EntryBody, GENESIS_HASH, StoredEntry, entry_hash,
-    verify_chain,
+    Chain, ChainError, ChainHead, ChainSummary, ChainVerifier, EntryBody, GENESIS_HASH,
+    StoredEntry, entry_hash, verify_chain,
 };
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointKey, parse_public_key};

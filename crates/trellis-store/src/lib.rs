@@ -1,0 +1,344 @@
+//! Trellis storage: one API over SQLite (the embedded default) and PostgreSQL
+//! (production), with the single audited write path.
+//!
+//! Architecture invariants:
+//! - Only this crate contains SQL.
+//! - Every change to regulated data is a [`Mutation`] inside a [`WriteRequest`]
+//!   passed to [`Store::write`]; the audit entries it implies are chained and
+//!   inserted in the same transaction. There is no other way to change that data.
+//! - Writes are group-committed: concurrent requests share one transaction and
+//!   one fsync, each isolated by a savepoint, and none is acknowledged before the
+//!   commit is durable.
+
+mod backend;
+mod error;
+mod model;
+mod postgres;
+mod sqlite;
+mod url;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+pub use trellis_audit::{Chain, ChainHead, ChainSummary, Checkpoint, StoredEntry};
+use trellis_audit::{ChainError, ChainVerifier};
+use trellis_domain::{StudyId, SubjectId, UserId};
+
+pub use error::{Result, StoreError};
+pub use model::*;
+pub use url::DatabaseUrl;
+
+/// How to open the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Create the SQLite file if it does not exist (never implied by a mere URL).
+    pub create: bool,
+    /// SQLite `synchronous=FULL` (the default): an acknowledged write survives power loss.
+    pub sqlite_synchronous_full: bool,
+    pub sqlite_readers: u32,
+    pub pg_max_connections: u32,
+    /// Concurrent group-commit writers on PostgreSQL (SQLite always has one).
+    pub pg_writers: usize,
+    /// Most requests that share one commit.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            create: false,
+            sqlite_synchronous_full: true,
+            sqlite_readers: 8,
+            pg_max_connections: 16,
+            pg_writers: 4,
+            max_batch: 64,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        writer: sqlite::Pool,
+        reader: sqlite::Pool,
+    },
+    Postgres {
+        pool: postgres::Pool,
+    },
+}
+
+struct Inner {
+    backend: Backend,
+    url: DatabaseUrl,
+    jobs: mpsc::Sender<(WriteRequest, oneshot::Sender<Result<Receipt>>)>,
+}
+
+/// The storage handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Dispatches a read to the backend's function of the same name.
+macro_rules! read {
+    ($self:ident, $f:ident ( $($arg:expr),* )) => {
+        match &$self.inner.backend {
+            Backend::Sqlite { reader, .. } => sqlite::$f(reader $(, $arg)*).await,
+            Backend::Postgres { pool } => postgres::$f(pool $(, $arg)*).await,
+        }
+    };
+}
+
+/// Dispatches to the pool that may write (sessions and checkpoints).
+macro_rules! write_direct {
+    ($self:ident, $f:ident ( $($arg:expr),* )) => {
+        match &$self.inner.backend {
+            Backend::Sqlite { writer, .. } => sqlite::$f(writer $(, $arg)*).await,
+            Backend::Postgres { pool } => postgres::$f(pool $(, $arg)*).await,
+        }
+    };
+}
+
+impl Store {
+    pub async fn open(url: &DatabaseUrl, opts: &StoreOptions) -> Result<Store> {
+        let backend = match url {
+            DatabaseUrl::Sqlite(path) => {
+                let (writer, reader) = sqlite::open(
+                    path,
+                    opts.create,
+                    opts.sqlite_synchronous_full,
+                    opts.sqlite_readers,
+                )
+                .await?;
+                Backend::Sqlite { writer, reader }
+            }
+            DatabaseUrl::Postgres(u) => Backend::Postgres {
+                pool: postgres::open(u, opts.pg_max_connections).await?,
+            },
+        };
+        let (tx, rx) = mpsc::channel(4096);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let writers = match &backend {
+            Backend::Sqlite { .. } => 1,
+            Backend::Postgres { .. } => opts.pg_writers.max(1),
+        };
+        for _ in 0..writers {
+            tokio::spawn(run_writer(
+                backend.clone(),
+                rx.clone(),
+                opts.max_batch.max(1),
+            ));
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                url: url.clone(),
+                jobs: tx,
+            }),
+        })
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.inner.url
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.url.backend()
+    }
+
+    /// Applies the schema migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<()> {
+        use sqlx::SqlSafeStr as _;
+        use sqlx::migrate::{Migration, MigrationType, Migrator};
+        let list = match &self.inner.backend {
+            Backend::Sqlite { .. } => sqlite::MIGRATIONS,
+            Backend::Postgres { .. } => postgres::MIGRATIONS,
+        };
+        let migrations = list
+            .iter()
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    (*d).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator::with_migrations(migrations);
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => migrator.run(writer).await?,
+            Backend::Postgres { pool } => migrator.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The one write path for regulated data: applies the request's mutations
+    /// and their audit entries in one transaction, and returns once it is durable.
+    pub async fn write(&self, req: WriteRequest) -> Result<Receipt> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .jobs
+            .send((req, tx))
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Re-computes every chain (or one) and checks it against its recorded head.
+    /// Returns the first integrity problem as `StoreError::Integrity`.
+    pub async fn verify_audit(&self, only: Option<Chain>) -> Result<Vec<ChainSummary>> {
+        let heads = self.chain_heads().await?;
+        let mut chains: Vec<Chain> = heads.iter().map(|(c, _)| *c).collect();
+        chains.extend(read!(self, entry_chains())?);
+        chains.sort();
+        chains.dedup();
+        if let Some(c) = only {
+            chains.retain(|x| *x == c);
+        }
+        let mut out = Vec::new();
+        for chain in chains {
+            let mut v = ChainVerifier::new(chain);
+            loop {
+                let page = read!(self, chain_page(chain, v.head().seq, 5000))?;
+                if page.is_empty() {
+                    break;
+                }
+                for e in &page {
+                    v.push(e)?;
+                }
+            }
+            let recorded = heads.iter().find(|(c, _)| *c == chain).map(|(_, h)| *h);
+            // Entries without a head row mean the head was deleted.
+            let recorded = match recorded {
+                Some(h) => h,
+                None => {
+                    return Err(ChainError::HeadMismatch {
+                        chain,
+                        expected: 0,
+                        found: v.head().seq,
+                    }
+                    .into());
+                }
+            };
+            out.push(v.finish(Some(recorded))?);
+        }
+        Ok(out)
+    }
+
+    pub async fn chain_heads(&self) -> Result<Vec<(Chain, ChainHead)>> {
+        read!(self, chain_heads())
+    }
+    pub async fn chain_page(
+        &self,
+        chain: Chain,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>> {
+        read!(self, chain_page(chain, after_seq, limit))
+    }
+    pub async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<StoredEntry>> {
+        read!(self, audit_entries(filter))
+    }
+    pub async fn studies(&self) -> Result<Vec<Study>> {
+        read!(self, studies())
+    }
+    pub async fn study(&self, id: StudyId) -> Result<Option<Study>> {
+        read!(self, study(id))
+    }
+    pub async fn study_by_code(&self, code: &str) -> Result<Option<Study>> {
+        read!(self, study_by_code(code))
+    }
+    pub async fn organizations(&self) -> Result<Vec<Organization>> {
+        read!(self, organizations())
+    }
+    pub async fn sites(&self, study: StudyId) -> Result<Vec<Site>> {
+        read!(self, sites(study))
+    }
+    pub async fn subjects(&self, study: StudyId) -> Result<Vec<Subject>> {
+        read!(self, subjects(study))
+    }
+    pub async fn item_values(
+        &self,
+        study: StudyId,
+        subject: SubjectId,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        read!(self, item_values(study, subject))
+    }
+    pub async fn users(&self) -> Result<Vec<User>> {
+        read!(self, users())
+    }
+    pub async fn user(&self, id: UserId) -> Result<Option<User>> {
+        read!(self, user(id))
+    }
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        read!(self, user_by_name(username))
+    }
+    pub async fn grants(&self, user: Option<UserId>) -> Result<Vec<RoleGrant>> {
+        read!(self, grants(user))
+    }
+    pub async fn signatures(&self, study: StudyId) -> Result<Vec<SignatureRow>> {
+        read!(self, signatures(study))
+    }
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        read!(self, checkpoints())
+    }
+    pub async fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>> {
+        read!(self, session(token_hash))
+    }
+
+    pub async fn create_session(&self, s: &SessionRow) -> Result<()> {
+        write_direct!(self, create_session(s))
+    }
+    pub async fn touch_session(
+        &self,
+        token_hash: &[u8; 32],
+        at: trellis_domain::UtcMicros,
+    ) -> Result<()> {
+        write_direct!(self, touch_session(token_hash, at))
+    }
+    pub async fn delete_session(&self, token_hash: &[u8; 32]) -> Result<()> {
+        write_direct!(self, delete_session(token_hash))
+    }
+    /// Checkpoints are signed statements about the chain, not audited data: stored append-only.
+    pub async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
+        write_direct!(self, insert_checkpoint(cp))
+    }
+
+    pub async fn close(&self) {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, reader } => {
+                reader.close().await;
+                writer.close().await;
+            }
+            Backend::Postgres { pool } => pool.close().await,
+        }
+    }
+}
+
+type JobRx =
+    Arc<tokio::sync::Mutex<mpsc::Receiver<(WriteRequest, oneshot::Sender<Result<Receipt>>)>>>;
+
+async fn run_writer(backend: Backend, rx: JobRx, max_batch: usize) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        match &backend {
+            Backend::Sqlite { writer, .. } => sqlite::commit_batch(writer, batch).await,
+            Backend::Postgres { pool } => postgres::commit_batch(pool, batch).await,
+        }
+    }
+}

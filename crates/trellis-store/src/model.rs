@@ -1,0 +1,303 @@
+//! What the store reads and writes, independent of the backend.
+
+use trellis_audit::Chain;
+use trellis_domain::{
+    CountryCode, DisplayName, Email, OrgId, OrgKind, Role, RoleGrantId, ScreeningNumber,
+    SignatureId, SignatureMeaning, SiteCode, SiteId, StudyCode, StudyId, SubjectId, SubjectStatus,
+    TzName, UserId, Username, UtcMicros,
+};
+use uuid::Uuid;
+
+/// Who is making a change, as the audit trail records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub id: Uuid,
+    pub name: String,
+}
+
+impl Actor {
+    pub fn user(id: UserId, printed_name: &str) -> Self {
+        Self {
+            id: id.as_uuid(),
+            name: printed_name.to_owned(),
+        }
+    }
+    /// The installation itself (migrations, demo seeding, scheduled jobs).
+    pub fn system() -> Self {
+        Self {
+            id: Uuid::nil(),
+            name: "Trellis system".to_owned(),
+        }
+    }
+}
+
+/// One unit of work: its mutations all commit, with their audit entries, or none does.
+#[derive(Clone, Debug)]
+pub struct WriteRequest {
+    pub actor: Actor,
+    /// Reason for change; required when a mutation changes previously entered data.
+    pub reason: Option<String>,
+    /// The client's request id, recorded in every audit entry.
+    pub request_id: Option<String>,
+    pub mutations: Vec<Mutation>,
+}
+
+impl WriteRequest {
+    pub fn new(actor: Actor, mutations: Vec<Mutation>) -> Self {
+        Self {
+            actor,
+            reason: None,
+            request_id: None,
+            mutations,
+        }
+    }
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+}
+
+/// Every change to regulated data and every security event. Each variant is
+/// applied by the store together with the audit entries it implies.
+#[derive(Clone, Debug)]
+pub enum Mutation {
+    CreateOrganization {
+        id: OrgId,
+        kind: OrgKind,
+        name: DisplayName,
+    },
+    CreateStudy {
+        id: StudyId,
+        sponsor: OrgId,
+        code: StudyCode,
+        title: DisplayName,
+        time_zone: TzName,
+    },
+    CreateSite {
+        study: StudyId,
+        id: SiteId,
+        code: SiteCode,
+        name: DisplayName,
+        country: CountryCode,
+        time_zone: TzName,
+    },
+    CreateSubject {
+        study: StudyId,
+        id: SubjectId,
+        site: SiteId,
+        screening_number: ScreeningNumber,
+    },
+    SetSubjectStatus {
+        study: StudyId,
+        id: SubjectId,
+        status: SubjectStatus,
+    },
+    /// Saves captured values for a subject; `None` clears an item.
+    SaveItems {
+        study: StudyId,
+        subject: SubjectId,
+        values: Vec<(String, Option<String>)>,
+    },
+    CreateUser(Box<NewUser>),
+    SetPassword {
+        user: UserId,
+        password_hash: String,
+        must_change: bool,
+    },
+    LockUser {
+        user: UserId,
+    },
+    UnlockUser {
+        user: UserId,
+    },
+    GrantRole {
+        id: RoleGrantId,
+        user: UserId,
+        role: Role,
+        study: Option<StudyId>,
+        site: Option<SiteId>,
+    },
+    RevokeRole {
+        id: RoleGrantId,
+    },
+    /// A sign-in attempt and its outcome; failures count towards lockout.
+    SignIn {
+        user: UserId,
+        outcome: SignInOutcome,
+        lockout_after: u32,
+    },
+    /// An event with no table of its own (sign-out, API token issue, configuration change, ...).
+    SecurityEvent {
+        kind: String,
+        detail: String,
+    },
+    Sign {
+        study: StudyId,
+        id: SignatureId,
+        signer: UserId,
+        printed_name: String,
+        meaning: SignatureMeaning,
+        entity_type: String,
+        entity_id: String,
+        content_hash: [u8; 32],
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignInOutcome {
+    Success,
+    Failure,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: UserId,
+    pub username: Username,
+    pub display_name: DisplayName,
+    pub email: Option<Email>,
+    pub org: OrgId,
+    pub time_zone: TzName,
+    pub locale: String,
+    pub password_hash: String,
+    pub must_change_password: bool,
+}
+
+impl Mutation {
+    /// The chain this mutation's audit entries join.
+    pub fn chain(&self) -> Chain {
+        match self {
+            Mutation::CreateStudy { id, .. } => Chain::Study(*id),
+            Mutation::CreateSite { study, .. }
+            | Mutation::CreateSubject { study, .. }
+            | Mutation::SetSubjectStatus { study, .. }
+            | Mutation::SaveItems { study, .. }
+            | Mutation::Sign { study, .. } => Chain::Study(*study),
+            Mutation::CreateOrganization { .. }
+            | Mutation::CreateUser(_)
+            | Mutation::SetPassword { .. }
+            | Mutation::LockUser { .. }
+            | Mutation::UnlockUser { .. }
+            | Mutation::GrantRole { .. }
+            | Mutation::RevokeRole { .. }
+            | Mutation::SignIn { .. }
+            | Mutation::SecurityEvent { .. } => Chain::Installation,
+        }
+    }
+}
+
+/// Where the audit entries of a committed request landed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receipt {
+    pub entries: Vec<(Chain, u64)>,
+    pub committed_at: Option<UtcMicros>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Organization {
+    pub id: OrgId,
+    pub kind: OrgKind,
+    pub name: String,
+    pub created_at: UtcMicros,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Study {
+    pub id: StudyId,
+    pub sponsor: OrgId,
+    pub code: String,
+    pub title: String,
+    pub time_zone: TzName,
+    pub created_at: UtcMicros,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub study: StudyId,
+    pub id: SiteId,
+    pub code: String,
+    pub name: String,
+    pub country: String,
+    pub time_zone: TzName,
+    pub created_at: UtcMicros,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    pub study: StudyId,
+    pub id: SubjectId,
+    pub site: SiteId,
+    pub screening_number: String,
+    pub status: SubjectStatus,
+    pub created_at: UtcMicros,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub org: OrgId,
+    pub time_zone: TzName,
+    pub locale: String,
+    pub password_hash: String,
+    pub password_changed_at: UtcMicros,
+    pub must_change_password: bool,
+    pub failed_sign_ins: u32,
+    pub locked_at: Option<UtcMicros>,
+    pub created_at: UtcMicros,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleGrant {
+    pub id: RoleGrantId,
+    pub user: UserId,
+    pub role: Role,
+    pub study: Option<StudyId>,
+    pub site: Option<SiteId>,
+    pub granted_at: UtcMicros,
+    pub revoked_at: Option<UtcMicros>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    pub token_hash: [u8; 32],
+    pub user: UserId,
+    pub csrf_token: String,
+    pub created_at: UtcMicros,
+    pub last_seen_at: UtcMicros,
+    pub absolute_expires_at: UtcMicros,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureRow {
+    pub study: StudyId,
+    pub id: SignatureId,
+    pub signer: UserId,
+    pub printed_name: String,
+    pub meaning: SignatureMeaning,
+    pub signed_at: UtcMicros,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub content_hash: [u8; 32],
+}
+
+/// Filters for reading the audit trail; all optional and combined with AND.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub chain: Option<Chain>,
+    pub site: Option<Uuid>,
+    pub subject: Option<Uuid>,
+    pub actor: Option<Uuid>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    pub from: Option<UtcMicros>,
+    pub to: Option<UtcMicros>,
+    /// Resume after this (recorded_at, entry_id) position: cursor pagination.
+    pub after: Option<(i64, Uuid)>,
+    pub limit: u32,
+}

@@ -1,0 +1,28 @@
+//! PostgreSQL backend: a connection pool; chain heads are locked with
+//! `SELECT ... FOR UPDATE` so each study's chain grows one entry at a time.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+
+crate::backend::backend_impl!(
+    sqlx::Postgres,
+    sqlx::PgConnection,
+    begin = "BEGIN",
+    lock_suffix = " FOR UPDATE"
+);
+
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/postgres/0001_foundation.sql"),
+)];
+
+pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections.max(2))
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await?;
+    Ok(pool)
+}

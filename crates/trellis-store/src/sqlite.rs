@@ -1,0 +1,67 @@
+//! SQLite backend: one writer connection (`BEGIN IMMEDIATE`, so a write never
+//! fails half-way on a lock upgrade) and a pool of read-only connections.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+crate::backend::backend_impl!(
+    sqlx::Sqlite,
+    sqlx::SqliteConnection,
+    begin = "BEGIN IMMEDIATE",
+    lock_suffix = ""
+);
+
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/sqlite/0001_foundation.sql"),
+)];
+
+/// Opens (and with `create`, creates) the database file.
+pub(crate) async fn open(
+    path: &Path,
+    create: bool,
+    synchronous_full: bool,
+    readers: u32,
+) -> Result<(Pool, Pool)> {
+    if !create && !path.exists() {
+        return Err(StoreError::BadUrl(format!(
+            "SQLite database {} does not exist (use `trellis migrate` or `serve --demo` to create one, or check the path)",
+            path.display()
+        )));
+    }
+    if create
+        && let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::BadUrl(format!("cannot create directory {}: {e}", dir.display()))
+        })?;
+    }
+    let base = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(StoreError::Database)?
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(if synchronous_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        })
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_with(base.clone().create_if_missing(create))
+        .await?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(readers.max(1))
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(base.read_only(true))
+        .await?;
+    Ok((writer, reader))
+}

@@ -1,0 +1,474 @@
+use trellis_domain::*;
+use trellis_store::*;
+
+use crate::on_each_backend;
+
+pub struct Seed {
+    pub org: OrgId,
+    pub study: StudyId,
+    pub site: SiteId,
+    pub subject: SubjectId,
+    pub user: UserId,
+}
+
+pub fn actor() -> Actor {
+    Actor {
+        id: uuid::Uuid::from_u128(42),
+        name: "Test Coordinator".into(),
+    }
+}
+
+pub async fn seed(store: &Store) -> Seed {
+    let s = Seed {
+        org: OrgId::new(),
+        study: StudyId::new(),
+        site: SiteId::new(),
+        subject: SubjectId::new(),
+        user: UserId::new(),
+    };
+    let req = WriteRequest::new(
+        Actor::system(),
+        vec![
+            Mutation::CreateOrganization {
+                id: s.org,
+                kind: OrgKind::Sponsor,
+                name: DisplayName::parse("Acme Pharma").unwrap(),
+            },
+            Mutation::CreateStudy {
+                id: s.study,
+                sponsor: s.org,
+                code: StudyCode::parse("ACME-001").unwrap(),
+                title: DisplayName::parse("A study").unwrap(),
+                time_zone: TzName::parse("Europe/Berlin").unwrap(),
+            },
+            Mutation::CreateSite {
+                study: s.study,
+                id: s.site,
+                code: SiteCode::parse("DE-01").unwrap(),
+                name: DisplayName::parse("Charité").unwrap(),
+                country: CountryCode::parse("DE").unwrap(),
+                time_zone: TzName::parse("Europe/Berlin").unwrap(),
+            },
+            Mutation::CreateSubject {
+                study: s.study,
+                id: s.subject,
+                site: s.site,
+                screening_number: ScreeningNumber::parse("S-001").unwrap(),
+            },
+            Mutation::CreateUser(Box::new(NewUser {
+                id: s.user,
+                username: Username::parse("coord").unwrap(),
+                display_name: DisplayName::parse("Test Coordinator").unwrap(),
+                email: None,
+                org: s.org,
+                time_zone: TzName::utc(),
+                locale: "en".into(),
+                password_hash: "$argon2id$dummy".into(),
+                must_change_password: false,
+            })),
+        ],
+    );
+    store.write(req).await.unwrap();
+    s
+}
+
+fn save(s: &Seed, values: &[(&str, Option<&str>)]) -> Mutation {
+    Mutation::SaveItems {
+        study: s.study,
+        subject: s.subject,
+        values: values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_read_and_audit() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let studies = db.store.studies().await.unwrap();
+        assert_eq!(studies.len(), 1);
+        assert_eq!(studies[0].code, "ACME-001");
+        assert_eq!(studies[0].time_zone.as_str(), "Europe/Berlin");
+        assert_eq!(db.store.sites(s.study).await.unwrap()[0].country, "DE");
+        assert_eq!(
+            db.store.subjects(s.study).await.unwrap()[0].status,
+            SubjectStatus::Screening
+        );
+        let summaries = db.store.verify_audit(None).await.unwrap();
+        // Installation chain (org, user) and the study chain.
+        assert_eq!(summaries.len(), 2);
+        let study_chain = summaries
+            .iter()
+            .find(|c| c.chain == Chain::Study(s.study))
+            .unwrap();
+        // study: 4 fields, site: 4, subject: 3
+        assert_eq!(study_chain.entries, 11);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_after_first_entry_needs_a_reason_and_leaves_nothing_half_written() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![save(
+                    &s,
+                    &[("VS.SYSBP", Some("120")), ("VS.DIABP", Some("80"))],
+                )],
+            ))
+            .await
+            .unwrap();
+        let before = db.store.chain_heads().await.unwrap();
+
+        // A new item plus a changed one, without a reason: refused as a whole.
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![save(
+                    &s,
+                    &[("VS.PULSE", Some("70")), ("VS.SYSBP", Some("130"))],
+                )],
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::ReasonRequired { ref field, .. } if field == "VS.SYSBP"),
+            "{err}"
+        );
+        assert_eq!(
+            db.store.chain_heads().await.unwrap(),
+            before,
+            "no audit entry for a refused write"
+        );
+        let vals = db.store.item_values(s.study, s.subject).await.unwrap();
+        assert_eq!(
+            vals.len(),
+            2,
+            "VS.PULSE must not have been written: {vals:?}"
+        );
+
+        // With a reason it goes through, and the trail holds old, new and why.
+        let r = db
+            .store
+            .write(
+                WriteRequest::new(actor(), vec![save(&s, &[("VS.SYSBP", Some("130"))])])
+                    .with_reason("transcription error")
+                    .with_request_id("req-1"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.entries.len(), 1);
+        let trail = db
+            .store
+            .audit_entries(&AuditFilter {
+                subject: Some(s.subject.as_uuid()),
+                entity_id: Some(format!("{}/VS.SYSBP", s.subject)),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(trail.len(), 2);
+        let last = &trail[1].body;
+        assert_eq!(
+            (last.old_value.as_deref(), last.new_value.as_deref()),
+            (Some("120"), Some("130"))
+        );
+        assert_eq!(last.reason.as_deref(), Some("transcription error"));
+        assert_eq!(last.request_id.as_deref(), Some("req-1"));
+        assert_eq!(last.actor_name, "Test Coordinator");
+        assert_eq!(last.site_id, Some(s.site.as_uuid()));
+
+        // Saving the same value again changes nothing and writes no entry.
+        let r = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![save(&s, &[("VS.SYSBP", Some("130"))])],
+            ))
+            .await
+            .unwrap();
+        assert!(r.entries.is_empty());
+        db.store.verify_audit(None).await.unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_named_and_nothing_is_written() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let before = db.store.chain_heads().await.unwrap();
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![save(&s, &[("ok", Some("1")), ("bad key!", Some("2"))])],
+            ))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid { ref field, .. } if field == "values.bad key!"),
+            "{err}"
+        );
+        let long = "x".repeat(4001);
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![save(&s, &[("long", Some(long.as_str()))])],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_value");
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::SaveItems {
+                    study: s.study,
+                    subject: SubjectId::new(),
+                    values: vec![("a".into(), None)],
+                }],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+        // A duplicate screening number is a conflict.
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::CreateSubject {
+                    study: s.study,
+                    id: SubjectId::new(),
+                    site: s.site,
+                    screening_number: ScreeningNumber::parse("S-001").unwrap(),
+                }],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict", "{err}");
+        assert_eq!(db.store.chain_heads().await.unwrap(), before);
+        assert!(
+            db.store
+                .item_values(s.study, s.subject)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_commits_and_keep_one_chain() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let store = db.store.clone();
+            let m = save(&s, &[(&format!("ITEM{i}"), Some("1"))]);
+            // Every fifth request is invalid; it must not disturb the others in its batch.
+            let m = if i % 5 == 0 {
+                save(&s, &[("bad key", Some("1"))])
+            } else {
+                m
+            };
+            tasks.push(tokio::spawn(async move {
+                store.write(WriteRequest::new(actor(), vec![m])).await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 64 - 13);
+        let vals = db.store.item_values(s.study, s.subject).await.unwrap();
+        assert_eq!(vals.len(), 51);
+        let chains = db
+            .store
+            .verify_audit(Some(Chain::Study(s.study)))
+            .await
+            .unwrap();
+        assert_eq!(chains[0].entries, 11 + 51);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_roles_lockout_and_security_chain() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        // Lockout after 3 failures.
+        for _ in 0..3 {
+            db.store
+                .write(WriteRequest::new(
+                    Actor::system(),
+                    vec![Mutation::SignIn {
+                        user: s.user,
+                        outcome: SignInOutcome::Failure,
+                        lockout_after: 3,
+                    }],
+                ))
+                .await
+                .unwrap();
+        }
+        let u = db.store.user(s.user).await.unwrap().unwrap();
+        assert_eq!(u.failed_sign_ins, 3);
+        assert!(u.locked_at.is_some());
+        let trail = db
+            .store
+            .audit_entries(&AuditFilter {
+                chain: Some(Chain::Installation),
+                entity_id: Some(s.user.to_string()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(trail.iter().any(|e| e.body.action == "lockout"));
+
+        // Role rules: study roles need a study; site scope only for site roles.
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::GrantRole {
+                    id: RoleGrantId::new(),
+                    user: s.user,
+                    role: Role::DataManager,
+                    study: None,
+                    site: None,
+                }],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_value");
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::GrantRole {
+                    id: RoleGrantId::new(),
+                    user: s.user,
+                    role: Role::DataManager,
+                    study: Some(s.study),
+                    site: Some(s.site),
+                }],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_value");
+        let g = RoleGrantId::new();
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::GrantRole {
+                    id: g,
+                    user: s.user,
+                    role: Role::SiteCoordinator,
+                    study: Some(s.study),
+                    site: Some(s.site),
+                }],
+            ))
+            .await
+            .unwrap();
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::RevokeRole { id: g }],
+            ))
+            .await
+            .unwrap();
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::RevokeRole { id: g }],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+        let grants = db.store.grants(Some(s.user)).await.unwrap();
+        assert!(grants[0].revoked_at.is_some());
+        db.store.verify_audit(None).await.unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_filters_and_cursor_pagination() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        for i in 0..5 {
+            db.store
+                .write(WriteRequest::new(
+                    actor(),
+                    vec![save(&s, &[(&format!("P{i}"), Some("x"))])],
+                ))
+                .await
+                .unwrap();
+        }
+        let all = db
+            .store
+            .audit_entries(&AuditFilter {
+                chain: Some(Chain::Study(s.study)),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 16);
+        // Walk the same set three at a time.
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = db
+                .store
+                .audit_entries(&AuditFilter {
+                    chain: Some(Chain::Study(s.study)),
+                    after,
+                    limit: 3,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page
+                .last()
+                .map(|e| (e.body.recorded_at.as_micros(), e.body.entry_id));
+            seen.extend(page.into_iter().map(|e| e.body.entry_id));
+        }
+        assert_eq!(
+            seen,
+            all.iter().map(|e| e.body.entry_id).collect::<Vec<_>>()
+        );
+        let by_actor = db
+            .store
+            .audit_entries(&AuditFilter {
+                actor: Some(actor().id),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_actor.len(), 5);
+        let by_site = db
+            .store
+            .audit_entries(&AuditFilter {
+                site: Some(s.site.as_uuid()),
+                entity_type: Some("site".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_site.len(), 4);
+    });
+}
