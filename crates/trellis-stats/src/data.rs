@@ -252,7 +252,8 @@ impl Dataset {
             .unwrap_or("DATA")
             .to_string();
         if is_xpt {
-            let mut ds = crate::xport::read_xport(std::io::BufReader::with_capacity(1 << 20, file))?;
+            let mut ds =
+                crate::xport::read_xport(std::io::BufReader::with_capacity(1 << 20, file))?;
             if ds.is_empty() {
                 return Err(StatsError::Invalid(format!(
                     "{} contains no dataset",
@@ -371,7 +372,10 @@ pub fn levels(labels: &[Option<String>]) -> Vec<String> {
     let mut v: Vec<String> = set.keys().map(|s| s.to_string()).collect();
     if v.iter().all(|s| s.parse::<f64>().is_ok()) {
         v.sort_by(|a, b| {
-            let (x, y) = (a.parse::<f64>().unwrap_or(0.0), b.parse::<f64>().unwrap_or(0.0));
+            let (x, y) = (
+                a.parse::<f64>().unwrap_or(0.0),
+                b.parse::<f64>().unwrap_or(0.0),
+            );
             x.total_cmp(&y)
         });
     }

@@ -74,8 +74,17 @@ pub struct LevelCount {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum VarSummary {
-    Continuous { var: String, label: String, groups: Vec<Continuous> },
-    Categorical { var: String, label: String, levels: Vec<LevelCount>, missing: Vec<u64> },
+    Continuous {
+        var: String,
+        label: String,
+        groups: Vec<Continuous>,
+    },
+    Categorical {
+        var: String,
+        label: String,
+        levels: Vec<LevelCount>,
+        missing: Vec<u64>,
+    },
 }
 
 /// Descriptive summary table.
@@ -91,14 +100,21 @@ pub struct Describe {
 }
 
 /// Summarises `vars` by the levels of `by` (plus a Total column).
-pub fn describe(ds: &Dataset, vars: &[String], by: Option<&str>, qdef: QuantileDef) -> Result<Describe> {
+pub fn describe(
+    ds: &Dataset,
+    vars: &[String],
+    by: Option<&str>,
+    qdef: QuantileDef,
+) -> Result<Describe> {
     let n = ds.nrows();
     let (gidx, mut gnames): (Vec<Option<usize>>, Vec<String>) = match by {
         Some(b) => {
             let lab = ds.labels(b)?;
             let lv = levels(&lab);
             (
-                lab.iter().map(|l| l.as_ref().and_then(|s| lv.iter().position(|x| x == s))).collect(),
+                lab.iter()
+                    .map(|l| l.as_ref().and_then(|s| lv.iter().position(|x| x == s)))
+                    .collect(),
                 lv,
             )
         }
@@ -160,7 +176,11 @@ pub fn describe(ds: &Dataset, vars: &[String], by: Option<&str>, qdef: QuantileD
                     }
                 })
                 .collect();
-            variables.push(VarSummary::Continuous { var: col.name.clone(), label: col.label.clone(), groups });
+            variables.push(VarSummary::Continuous {
+                var: col.name.clone(),
+                label: col.label.clone(),
+                groups,
+            });
         } else {
             let lab = ds.labels(v)?;
             let lv = levels(&lab);
@@ -180,7 +200,9 @@ pub fn describe(ds: &Dataset, vars: &[String], by: Option<&str>, qdef: QuantileD
                     }
                 }
             }
-            let nonmiss: Vec<u64> = (0..ncol).map(|g| counts.iter().map(|c| c[g]).sum()).collect();
+            let nonmiss: Vec<u64> = (0..ncol)
+                .map(|g| counts.iter().map(|c| c[g]).sum())
+                .collect();
             let levels = lv
                 .into_iter()
                 .zip(counts)
@@ -194,8 +216,19 @@ pub fn describe(ds: &Dataset, vars: &[String], by: Option<&str>, qdef: QuantileD
                     counts: c,
                 })
                 .collect();
-            variables.push(VarSummary::Categorical { var: col.name.clone(), label: col.label.clone(), levels, missing: miss });
+            variables.push(VarSummary::Categorical {
+                var: col.name.clone(),
+                label: col.label.clone(),
+                levels,
+                missing: miss,
+            });
         }
     }
-    Ok(Describe { by: by.map(|s| s.to_string()), groups: gnames, big_n, variables, quantile_def: qdef })
+    Ok(Describe {
+        by: by.map(|s| s.to_string()),
+        groups: gnames,
+        big_n,
+        variables,
+        quantile_def: qdef,
+    })
 }

@@ -2,7 +2,7 @@
 //! quantiles refined by Newton steps so that CIs match reference software to ~1e-12).
 
 use statrs::distribution::{
-    ChiSquared, ContinuousCDF, Continuous, FisherSnedecor, Normal, StudentsT,
+    ChiSquared, Continuous, ContinuousCDF, FisherSnedecor, Normal, StudentsT,
 };
 
 fn std_normal() -> Normal {

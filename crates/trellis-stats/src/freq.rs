@@ -81,16 +81,26 @@ pub fn chi_square(t: &[Vec<u64>]) -> Result<ChiSquare> {
     let r = t.len();
     let c = t.first().map_or(0, |x| x.len());
     if r < 2 || c < 2 || t.iter().any(|row| row.len() != c) {
-        return Err(StatsError::Invalid("chi-square needs an r×c table with r, c ≥ 2".into()));
+        return Err(StatsError::Invalid(
+            "chi-square needs an r×c table with r, c ≥ 2".into(),
+        ));
     }
     let rows: Vec<f64> = t.iter().map(|row| row.iter().sum::<u64>() as f64).collect();
-    let cols: Vec<f64> = (0..c).map(|j| t.iter().map(|row| row[j]).sum::<u64>() as f64).collect();
+    let cols: Vec<f64> = (0..c)
+        .map(|j| t.iter().map(|row| row[j]).sum::<u64>() as f64)
+        .collect();
     let n: f64 = rows.iter().sum();
     if let Some(i) = rows.iter().position(|&v| v == 0.0) {
-        return degenerate(format!("chi-square: row {} of the table is empty (expected counts zero)", i + 1));
+        return degenerate(format!(
+            "chi-square: row {} of the table is empty (expected counts zero)",
+            i + 1
+        ));
     }
     if let Some(j) = cols.iter().position(|&v| v == 0.0) {
-        return degenerate(format!("chi-square: column {} of the table is empty (expected counts zero)", j + 1));
+        return degenerate(format!(
+            "chi-square: column {} of the table is empty (expected counts zero)",
+            j + 1
+        ));
     }
     let mut chisq = 0.0;
     let mut yates = 0.0;
@@ -176,10 +186,13 @@ pub fn cmh(tables: &[[[u64; 2]; 2]], alpha: f64) -> Result<Cmh> {
     let dc = (diff.abs() - 0.5).max(0.0);
     let chisq_c = dc * dc / sv;
     if r_num == 0.0 || s_den == 0.0 {
-        return degenerate("CMH: Mantel–Haenszel odds ratio is 0 or infinite (zero cells in every stratum)");
+        return degenerate(
+            "CMH: Mantel–Haenszel odds ratio is 0 or infinite (zero cells in every stratum)",
+        );
     }
     let or = r_num / s_den;
-    let var = pr / (2.0 * r_num * r_num) + ps_qr / (2.0 * r_num * s_den) + qs / (2.0 * s_den * s_den);
+    let var =
+        pr / (2.0 * r_num * r_num) + ps_qr / (2.0 * r_num * s_den) + qs / (2.0 * s_den * s_den);
     let lse = var.sqrt();
     let z = norm_ppf(1.0 - alpha / 2.0);
     let (bd, bdp) = match breslow_day(&used, or) {
@@ -225,7 +238,11 @@ fn breslow_day(tables: &[&[[u64; 2]; 2]], or: f64) -> Option<f64> {
             let disc = (qb * qb - 4.0 * qa * qc).max(0.0).sqrt();
             let x1 = (-qb + disc) / (2.0 * qa);
             let x2 = (-qb - disc) / (2.0 * qa);
-            if x1 >= lo - 1e-9 && x1 <= hi + 1e-9 { x1 } else { x2 }
+            if x1 >= lo - 1e-9 && x1 <= hi + 1e-9 {
+                x1
+            } else {
+                x2
+            }
         };
         let v = 1.0 / (1.0 / x + 1.0 / (r1 - x) + 1.0 / (c1 - x) + 1.0 / (n - r1 - c1 + x));
         if !v.is_finite() || v <= 0.0 {
@@ -254,7 +271,13 @@ pub struct FreqResult {
 
 /// Cross-tabulates `row` × `col` (levels sorted), runs chi-square and, for 2×2, Fisher;
 /// with `strata`, CMH over the per-stratum 2×2 tables.
-pub fn freq(ds: &Dataset, row: &str, col: &str, strata: Option<&str>, alpha: f64) -> Result<FreqResult> {
+pub fn freq(
+    ds: &Dataset,
+    row: &str,
+    col: &str,
+    strata: Option<&str>,
+    alpha: f64,
+) -> Result<FreqResult> {
     let r = ds.labels(row)?;
     let c = ds.labels(col)?;
     let s = strata.map(|x| ds.labels(x)).transpose()?;
@@ -264,13 +287,23 @@ pub fn freq(ds: &Dataset, row: &str, col: &str, strata: Option<&str>, alpha: f64
         .collect();
     let dropped = keep.iter().filter(|k| !**k).count();
     let pick = |v: &[Option<String>]| -> Vec<Option<String>> {
-        v.iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| x.clone()).collect()
+        v.iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(x, _)| x.clone())
+            .collect()
     };
     let (r, c) = (pick(&r), pick(&c));
     let rl = levels(&r);
     let cl = levels(&c);
-    let ri: Vec<usize> = r.iter().map(|x| rl.iter().position(|l| Some(l) == x.as_ref()).unwrap_or(0)).collect();
-    let ci: Vec<usize> = c.iter().map(|x| cl.iter().position(|l| Some(l) == x.as_ref()).unwrap_or(0)).collect();
+    let ri: Vec<usize> = r
+        .iter()
+        .map(|x| rl.iter().position(|l| Some(l) == x.as_ref()).unwrap_or(0))
+        .collect();
+    let ci: Vec<usize> = c
+        .iter()
+        .map(|x| cl.iter().position(|l| Some(l) == x.as_ref()).unwrap_or(0))
+        .collect();
     let mut table = vec![vec![0u64; cl.len()]; rl.len()];
     for (&a, &b) in ri.iter().zip(&ci) {
         table[a][b] += 1;
@@ -284,17 +317,23 @@ pub fn freq(ds: &Dataset, row: &str, col: &str, strata: Option<&str>, alpha: f64
     }
     let chisq = chi_square(&table)?;
     let two = rl.len() == 2 && cl.len() == 2;
-    let fisher = two.then(|| fisher_exact([[table[0][0], table[0][1]], [table[1][0], table[1][1]]]));
+    let fisher =
+        two.then(|| fisher_exact([[table[0][0], table[0][1]], [table[1][0], table[1][1]]]));
     let (cmh_res, sl) = match &s {
         Some(sv) => {
             if !two {
-                return Err(StatsError::Invalid("CMH is implemented for 2×2×K tables only".into()));
+                return Err(StatsError::Invalid(
+                    "CMH is implemented for 2×2×K tables only".into(),
+                ));
             }
             let sv = pick(sv);
             let sl = levels(&sv);
             let mut tabs = vec![[[0u64; 2]; 2]; sl.len()];
             for i in 0..ri.len() {
-                let k = sl.iter().position(|l| Some(l) == sv[i].as_ref()).unwrap_or(0);
+                let k = sl
+                    .iter()
+                    .position(|l| Some(l) == sv[i].as_ref())
+                    .unwrap_or(0);
                 tabs[k][ri[i]][ci[i]] += 1;
             }
             (Some(cmh(&tabs, alpha)?), sl)

@@ -15,6 +15,7 @@ pub mod error;
 pub mod freq;
 pub mod linalg;
 pub mod linear;
+pub mod render;
 pub mod survival;
 pub mod xport;
 

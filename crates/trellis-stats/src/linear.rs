@@ -104,8 +104,11 @@ fn factor_of(ds: &Dataset, name: &str, keep: &[bool]) -> Result<Factor> {
         .map(|(l, _)| l.clone())
         .collect();
     let lv = levels(&kept);
-    let map: std::collections::HashMap<&str, u32> =
-        lv.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
+    let map: std::collections::HashMap<&str, u32> = lv
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i as u32))
+        .collect();
     let idx: Vec<u32> = kept
         .iter()
         .map(|l| l.as_deref().and_then(|s| map.get(s).copied()).unwrap_or(0))
@@ -286,7 +289,9 @@ pub fn ancova(ds: &Dataset, spec: &LinearSpec, alpha: f64) -> Result<AncovaFit> 
     let df_resid = (n - p) as f64;
     let mse = rss / df_resid;
     if mse <= 1e-13 * (yty / n as f64).max(f64::MIN_POSITIVE) {
-        return degenerate("residual variance is zero (perfect fit): F tests and CIs are undefined");
+        return degenerate(
+            "residual variance is zero (perfect fit): F tests and CIs are undefined",
+        );
     }
     let r2 = 1.0 - rss / yty;
     // type III
@@ -496,8 +501,8 @@ pub fn logistic(
             match (event_value, &rc.data) {
                 (Some(ev), _) => Ok(Some(rc.text(i) == ev)),
                 (None, ColumnData::Numeric { values, .. }) => match values[i] {
-                    x if x == 1.0 => Ok(Some(true)),
-                    x if x == 0.0 => Ok(Some(false)),
+                    1.0 => Ok(Some(true)),
+                    0.0 => Ok(Some(false)),
                     x => Err(StatsError::Invalid(format!(
                         "response `{response}` row {}: {x}; expected 0/1 or give --event-value",
                         i + 1
@@ -509,8 +514,10 @@ pub fn logistic(
             }
         })
         .collect::<Result<_>>()?;
-    let cols: Vec<&crate::data::Column> =
-        covariates.iter().map(|c| ds.column(c)).collect::<Result<_>>()?;
+    let cols: Vec<&crate::data::Column> = covariates
+        .iter()
+        .map(|c| ds.column(c))
+        .collect::<Result<_>>()?;
     let keep: Vec<bool> = (0..n_all)
         .map(|i| yv[i].is_some() && cols.iter().all(|c| c.missing_code(i).is_none()))
         .collect();
@@ -530,7 +537,12 @@ pub fn logistic(
                 return degenerate(format!("covariate `{}` has a single level", c.name));
             }
             for (l, name) in f.levels.iter().enumerate().skip(1) {
-                xcols.push(f.idx.iter().map(|&k| (k as usize == l) as u8 as f64).collect());
+                xcols.push(
+                    f.idx
+                        .iter()
+                        .map(|&k| (k as usize == l) as u8 as f64)
+                        .collect(),
+                );
                 names.push(format!("{}={}", c.name, name));
             }
         } else {
@@ -543,7 +555,11 @@ pub fn logistic(
     if events == 0 || events == n {
         return degenerate(format!(
             "response `{response}` has {} among {n} complete rows: all outcomes identical, nothing to model",
-            if events == 0 { "no events" } else { "only events" }
+            if events == 0 {
+                "no events"
+            } else {
+                "only events"
+            }
         ));
     }
     let p = xcols.len();
@@ -569,7 +585,11 @@ pub fn logistic(
             let xi = &x[i * p..i * p + p];
             let eta = dot(xi, beta);
             // log(1+exp(eta)) stably
-            let l1pe = if eta > 0.0 { eta + (-eta).exp().ln_1p() } else { eta.exp().ln_1p() };
+            let l1pe = if eta > 0.0 {
+                eta + (-eta).exp().ln_1p()
+            } else {
+                eta.exp().ln_1p()
+            };
             ll += y[i] * eta - l1pe;
             let mu = 1.0 / (1.0 + (-eta).exp());
             let w = mu * (1.0 - mu);
@@ -638,8 +658,9 @@ pub fn logistic(
             "logistic regression: complete or quasi-complete separation (the likelihood has no finite maximum; max |linear predictor| {max_abs_eta:.1}); consider exact or Firth logistic regression"
         ));
     }
-    let l = linalg::cholesky(&h, p)
-        .map_err(|_| StatsError::Degenerate("logistic regression: singular information at the estimate".into()))?;
+    let l = linalg::cholesky(&h, p).map_err(|_| {
+        StatsError::Degenerate("logistic regression: singular information at the estimate".into())
+    })?;
     let vc = linalg::chol_inverse(&l, p);
     let zq = norm_ppf(1.0 - alpha / 2.0);
     let coefficients = (0..p)

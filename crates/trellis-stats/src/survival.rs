@@ -50,7 +50,7 @@ pub fn sort_by_time(keys: &mut Vec<(u64, u32)>) {
         for k in keys.iter() {
             counts[((k.0 >> shift) & 0xff) as usize] += 1;
         }
-        if counts.iter().any(|&c| c == n) {
+        if counts.contains(&n) {
             continue;
         }
         let mut pos = [0usize; 256];
@@ -310,9 +310,7 @@ pub fn logrank(
     let n = data.time.len();
     let ns = strata.map_or(1, |s| s.iter().copied().max().map_or(1, |m| m + 1));
     // sort by (stratum, time)
-    let mut keys: Vec<(u64, u32)> = (0..n)
-        .map(|i| (f64_key(data.time[i]), i as u32))
-        .collect();
+    let mut keys: Vec<(u64, u32)> = (0..n).map(|i| (f64_key(data.time[i]), i as u32)).collect();
     sort_by_time(&mut keys);
     let mut by_stratum: Vec<Vec<u32>> = vec![Vec::new(); ns];
     for &(_, i) in &keys {
@@ -461,9 +459,7 @@ fn cox_design(data: &SurvData, x_cols: &[Vec<f64>], strata: Option<&[usize]>) ->
     let n = data.time.len();
     let p = x_cols.len();
     // sort by time descending, then stable-partition by stratum
-    let mut keys: Vec<(u64, u32)> = (0..n)
-        .map(|i| (!f64_key(data.time[i]), i as u32))
-        .collect();
+    let mut keys: Vec<(u64, u32)> = (0..n).map(|i| (!f64_key(data.time[i]), i as u32)).collect();
     sort_by_time(&mut keys);
     let order: Vec<u32> = match strata {
         None => keys.iter().map(|k| k.1).collect(),
@@ -545,8 +541,8 @@ fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f6
             for j in 0..p {
                 let rx = r * xi[j];
                 s1[j] += rx;
-                for k in 0..=j {
-                    s2[q] += rx * xi[k];
+                for &xk in &xi[..=j] {
+                    s2[q] += rx * xk;
                     q += 1;
                 }
             }
@@ -559,8 +555,8 @@ fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f6
                     let rx = r * xi[j];
                     d1[j] += rx;
                     grad[j] += xi[j];
-                    for k in 0..=j {
-                        d2[q] += rx * xi[k];
+                    for &xk in &xi[..=j] {
+                        d2[q] += rx * xk;
                         q += 1;
                     }
                 }
@@ -591,7 +587,15 @@ fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f6
         };
         match ties {
             Ties::Breslow => {
-                add_term(s0, &mut a, 0.0, &mut ll, &mut grad, &mut info_packed, nd as f64);
+                add_term(
+                    s0,
+                    &mut a,
+                    0.0,
+                    &mut ll,
+                    &mut grad,
+                    &mut info_packed,
+                    nd as f64,
+                );
             }
             Ties::Efron => {
                 if nd == 1 {
@@ -630,7 +634,9 @@ pub fn cox(
     let n = data.time.len();
     let p = x_cols.len();
     if p == 0 {
-        return Err(StatsError::Invalid("Cox model needs at least one covariate".into()));
+        return Err(StatsError::Invalid(
+            "Cox model needs at least one covariate".into(),
+        ));
     }
     let events = data.event.iter().filter(|&&e| e).count();
     if events == 0 {
@@ -708,8 +714,9 @@ pub fn cox(
             beta
         ));
     }
-    let l = linalg::cholesky(&info, p)
-        .map_err(|_| StatsError::Degenerate("Cox model: singular information at the estimate".into()))?;
+    let l = linalg::cholesky(&info, p).map_err(|_| {
+        StatsError::Degenerate("Cox model: singular information at the estimate".into())
+    })?;
     let vcov = linalg::chol_inverse(&l, p);
     let z = norm_ppf(1.0 - alpha / 2.0);
     let coefficients = (0..p)
@@ -831,7 +838,9 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
                         return None;
                     }
                     let censored = match (&col.data, num_value) {
-                        (crate::data::ColumnData::Numeric { values, .. }, Some(v)) => values[i] == v,
+                        (crate::data::ColumnData::Numeric { values, .. }, Some(v)) => {
+                            values[i] == v
+                        }
                         _ => col.text(i) == *value,
                     };
                     Some(!censored)
@@ -861,7 +870,9 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
         .map(|i| ev[i].unwrap_or(false))
         .collect();
     if t.is_empty() {
-        return degenerate("no complete rows: every row has a missing time, event, group or covariate");
+        return degenerate(
+            "no complete rows: every row has a missing time, event, group or covariate",
+        );
     }
     let (group, group_names) = match &by {
         Some(b) => index_labels(b, &keep),

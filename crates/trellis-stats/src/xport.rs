@@ -85,7 +85,8 @@ pub fn ibm_to_ieee(b: &[u8]) -> f64 {
 fn pow2(k: i32) -> f64 {
     // k is in [-312, 196]: split to stay within normal exponents.
     if k < -1000 {
-        f64::from_bits(((k + 500 + 1023) as u64) << 52) * f64::from_bits(((1023 - 500) as u64) << 52)
+        f64::from_bits(((k + 500 + 1023) as u64) << 52)
+            * f64::from_bits(((1023 - 500) as u64) << 52)
     } else {
         f64::from_bits(((k + 1023) as u64) << 52)
     }
@@ -716,10 +717,26 @@ fn write_member<W: Write>(
     r.extend_from_slice(b"SAS     ");
     r.extend(pad(&ds.name, 8, "dataset name")?);
     r.extend_from_slice(b"SASDATA ");
-    let mv = if ds.meta.sas_version.is_empty() { version } else { &ds.meta.sas_version };
-    let mo = if ds.meta.os.is_empty() { os } else { &ds.meta.os };
-    let mc = if ds.meta.created.is_empty() { created } else { &ds.meta.created };
-    let mm = if ds.meta.modified.is_empty() { modified } else { &ds.meta.modified };
+    let mv = if ds.meta.sas_version.is_empty() {
+        version
+    } else {
+        &ds.meta.sas_version
+    };
+    let mo = if ds.meta.os.is_empty() {
+        os
+    } else {
+        &ds.meta.os
+    };
+    let mc = if ds.meta.created.is_empty() {
+        created
+    } else {
+        &ds.meta.created
+    };
+    let mm = if ds.meta.modified.is_empty() {
+        modified
+    } else {
+        &ds.meta.modified
+    };
     r.extend(pad(mv, 8, "SAS version")?);
     r.extend(pad(mo, 8, "OS name")?);
     r.extend([b' '; 24]);
@@ -733,11 +750,15 @@ fn write_member<W: Write>(
     w.write_all(&r)?;
     let nvar = ds.columns.len();
     if nvar > 9999 {
-        return Err(StatsError::XportWrite(format!("{nvar} variables; XPORT v5 allows 9999")));
+        return Err(StatsError::XportWrite(format!(
+            "{nvar} variables; XPORT v5 allows 9999"
+        )));
     }
     w.write_all(
-        format!("HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!000000{nvar:04}00000000000000000000  ")
-            .as_bytes(),
+        format!(
+            "HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!000000{nvar:04}00000000000000000000  "
+        )
+        .as_bytes(),
     )?;
     let mut ns_all = Vec::with_capacity(nvar * 140 + 80);
     let mut pos = 0usize;
@@ -754,7 +775,11 @@ fn write_member<W: Write>(
         ns.extend(c.format.decimals.to_be_bytes());
         ns.extend(c.format_justify.to_be_bytes());
         ns.extend([0u8; 2]);
-        ns.extend(pad(&c.informat.name, 8, &format!("informat of `{}`", c.name))?);
+        ns.extend(pad(
+            &c.informat.name,
+            8,
+            &format!("informat of `{}`", c.name),
+        )?);
         ns.extend(c.informat.width.to_be_bytes());
         ns.extend(c.informat.decimals.to_be_bytes());
         ns.extend((pos as u32).to_be_bytes());

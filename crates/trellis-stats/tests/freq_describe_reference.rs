@@ -35,7 +35,13 @@ fn fisher_and_chisq_match_scipy() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect())
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect()
+        })
         .collect();
     let c = chi_square(&tab).unwrap();
     close("rxc", c.chisq, f(&x["chisq"]), 1e-10);
@@ -56,24 +62,44 @@ fn freq_and_cmh_on_dataset_match_statsmodels() {
         }
     }
     close("chisq", res.chisq.chisq, f(&w["chisq"]), 1e-10);
-    close("fisher", res.fisher.as_ref().unwrap().p_two_sided, f(&w["fisher_p"]), 1e-9);
+    close(
+        "fisher",
+        res.fisher.as_ref().unwrap().p_two_sided,
+        f(&w["fisher_p"]),
+        1e-9,
+    );
     let c = res.cmh.unwrap();
     let w = &r["cmh"];
     close("cmh", c.chisq, f(&w["chisq"]), 1e-10);
     close("cmh p", c.p, f(&w["p"]), 1e-8);
-    close("cmh corr", c.chisq_corrected, f(&w["chisq_corrected"]), 1e-10);
+    close(
+        "cmh corr",
+        c.chisq_corrected,
+        f(&w["chisq_corrected"]),
+        1e-10,
+    );
     close("cmh corr p", c.p_corrected, f(&w["p_corrected"]), 1e-8);
     close("or", c.or_mh, f(&w["or_mh"]), 1e-12);
     close("se", c.log_or_se, f(&w["logor_se"]), 1e-10);
     close("lo", c.or_lo, f(&w["or_lo"]), 1e-10);
     close("hi", c.or_hi, f(&w["or_hi"]), 1e-10);
     close("bd", c.breslow_day.unwrap(), f(&w["breslow_day"]), 1e-8);
-    close("bd p", c.breslow_day_p.unwrap(), f(&w["breslow_day_p"]), 1e-7);
+    close(
+        "bd p",
+        c.breslow_day_p.unwrap(),
+        f(&w["breslow_day_p"]),
+        1e-7,
+    );
 }
 
 #[test]
 fn degenerate_tables() {
-    assert!(chi_square(&[vec![0, 0], vec![3, 4]]).unwrap_err().to_string().contains("row 1"));
+    assert!(
+        chi_square(&[vec![0, 0], vec![3, 4]])
+            .unwrap_err()
+            .to_string()
+            .contains("row 1")
+    );
     assert!(chi_square(&[vec![1, 2]]).is_err());
     assert!(cmh(&[[[1, 0], [0, 0]]], 0.05).is_err());
 }
@@ -83,10 +109,15 @@ fn describe_matches_numpy() {
     let r = reference();
     let ds = load("adtte.csv");
     let w = &r["describe"];
-    for (def, q1k, q3k) in [(QuantileDef::Sas5, "q1_sas5", "q3_sas5"), (QuantileDef::R7, "q1_r7", "q3_r7")] {
+    for (def, q1k, q3k) in [
+        (QuantileDef::Sas5, "q1_sas5", "q3_sas5"),
+        (QuantileDef::R7, "q1_r7", "q3_r7"),
+    ] {
         let d = describe(&ds, &["AGE".into(), "SEX".into()], Some("TRT01A"), def).unwrap();
         assert_eq!(d.groups.last().unwrap(), "Total");
-        let VarSummary::Continuous { groups, .. } = &d.variables[0] else { panic!() };
+        let VarSummary::Continuous { groups, .. } = &d.variables[0] else {
+            panic!()
+        };
         for (g, e) in groups.iter().zip(w["groups"].as_array().unwrap()) {
             assert_eq!(g.group, e["group"].as_str().unwrap());
             assert_eq!(g.n, e["n"].as_u64().unwrap());
@@ -99,10 +130,15 @@ fn describe_matches_numpy() {
             close("max", g.max.unwrap(), f(&e["max"]), 0.0);
         }
         assert_eq!(groups[2].n, 400);
-        let VarSummary::Categorical { levels, .. } = &d.variables[1] else { panic!() };
+        let VarSummary::Categorical { levels, .. } = &d.variables[1] else {
+            panic!()
+        };
         for lc in levels {
             for (gi, g) in d.groups[..2].iter().enumerate() {
-                assert_eq!(lc.counts[gi], w["sex_counts"][g][&lc.level].as_u64().unwrap());
+                assert_eq!(
+                    lc.counts[gi],
+                    w["sex_counts"][g][&lc.level].as_u64().unwrap()
+                );
             }
             let tot: u64 = lc.counts[..2].iter().sum();
             assert_eq!(lc.counts[2], tot);

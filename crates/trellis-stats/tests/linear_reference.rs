@@ -56,8 +56,21 @@ fn ancova_type3_and_lsmeans_match_statsmodels() {
 fn logistic_matches_statsmodels() {
     let r = &reference()["logistic"];
     let ds = load("adeff.csv");
-    let fit = logistic(&ds, "RESP", None, &["TRT01P".into(), "BASE".into()], &[], 0.05).unwrap();
-    let terms: Vec<&str> = r["terms"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let fit = logistic(
+        &ds,
+        "RESP",
+        None,
+        &["TRT01P".into(), "BASE".into()],
+        &[],
+        0.05,
+    )
+    .unwrap();
+    let terms: Vec<&str> = r["terms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     for (j, c) in fit.coefficients.iter().enumerate() {
         let want_term = if j == 0 { "Intercept" } else { terms[j] };
         assert_eq!(c.term, want_term);
@@ -85,7 +98,9 @@ fn degenerate_linear_inputs() {
         ],
         ..Default::default()
     };
-    let e = logistic(&ds, "Y", None, &["X".into()], &[], 0.05).unwrap_err().to_string();
+    let e = logistic(&ds, "Y", None, &["X".into()], &[], 0.05)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("separation"), "{e}");
     // quasi-complete separation
     let ds = Dataset {
@@ -96,31 +111,69 @@ fn degenerate_linear_inputs() {
         ],
         ..Default::default()
     };
-    let e = logistic(&ds, "Y", None, &["X".into()], &[], 0.05).unwrap_err().to_string();
+    let e = logistic(&ds, "Y", None, &["X".into()], &[], 0.05)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("separation"), "{e}");
     // all outcomes equal
     let ds = Dataset {
         name: "D".into(),
-        columns: vec![Column::numeric("Y", vec![1.0; 5]), Column::numeric("X", vec![1.0, 2.0, 3.0, 4.0, 5.0])],
+        columns: vec![
+            Column::numeric("Y", vec![1.0; 5]),
+            Column::numeric("X", vec![1.0, 2.0, 3.0, 4.0, 5.0]),
+        ],
         ..Default::default()
     };
-    assert!(logistic(&ds, "Y", None, &["X".into()], &[], 0.05).unwrap_err().to_string().contains("only events"));
+    assert!(
+        logistic(&ds, "Y", None, &["X".into()], &[], 0.05)
+            .unwrap_err()
+            .to_string()
+            .contains("only events")
+    );
     // singular ANCOVA design: X2 = 2 * X1
     let ds = Dataset {
         name: "D".into(),
         columns: vec![
             Column::numeric("Y", vec![1.0, 2.0, 3.5, 4.0, 5.5, 6.0, 8.0]),
-            Column::character("T", ["a", "b", "a", "b", "a", "b", "a"].iter().map(|s| s.to_string()).collect()),
+            Column::character(
+                "T",
+                ["a", "b", "a", "b", "a", "b", "a"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
             Column::numeric("X1", vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
             Column::numeric("X2", vec![2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]),
         ],
         ..Default::default()
     };
-    let s = LinearSpec { response: "Y".into(), treatment: "T".into(), covariates: vec!["X1".into(), "X2".into()], factors: vec![] };
+    let s = LinearSpec {
+        response: "Y".into(),
+        treatment: "T".into(),
+        covariates: vec!["X1".into(), "X2".into()],
+        factors: vec![],
+    };
     let e = ancova(&ds, &s, 0.05).unwrap_err().to_string();
     assert!(e.contains("singular design") && e.contains("X2"), "{e}");
     // single-level treatment
-    let s = LinearSpec { response: "Y".into(), treatment: "X1".into(), covariates: vec![], factors: vec![] };
-    let ds1 = Dataset { name: "D".into(), columns: vec![Column::numeric("Y", vec![1.0, 2.0]), Column::numeric("X1", vec![1.0, 1.0])], ..Default::default() };
-    assert!(ancova(&ds1, &s, 0.05).unwrap_err().to_string().contains("single level"));
+    let s = LinearSpec {
+        response: "Y".into(),
+        treatment: "X1".into(),
+        covariates: vec![],
+        factors: vec![],
+    };
+    let ds1 = Dataset {
+        name: "D".into(),
+        columns: vec![
+            Column::numeric("Y", vec![1.0, 2.0]),
+            Column::numeric("X1", vec![1.0, 1.0]),
+        ],
+        ..Default::default()
+    };
+    assert!(
+        ancova(&ds1, &s, 0.05)
+            .unwrap_err()
+            .to_string()
+            .contains("single level")
+    );
 }

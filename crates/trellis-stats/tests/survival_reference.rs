@@ -66,7 +66,12 @@ fn logrank_matches_lifelines_and_statsmodels() {
     let ds = load("adtte.csv");
     let res = km_analysis(&ds, &spec("AVAL"), ConfType::LogLog, 0.05, &[]).unwrap();
     let lr = res.logrank.unwrap();
-    close("chisq", lr.chisq, f(&r["logrank"]["two_groups"]["chisq"]), 1e-10);
+    close(
+        "chisq",
+        lr.chisq,
+        f(&r["logrank"]["two_groups"]["chisq"]),
+        1e-10,
+    );
     close("p", lr.p, f(&r["logrank"]["two_groups"]["p"]), 1e-8);
     assert_eq!(lr.df, 1);
 
@@ -76,7 +81,12 @@ fn logrank_matches_lifelines_and_statsmodels() {
         .unwrap()
         .logrank
         .unwrap();
-    close("chisq3", lr.chisq, f(&r["logrank"]["three_groups"]["chisq"]), 1e-10);
+    close(
+        "chisq3",
+        lr.chisq,
+        f(&r["logrank"]["three_groups"]["chisq"]),
+        1e-10,
+    );
     close("p3", lr.p, f(&r["logrank"]["three_groups"]["p"]), 1e-8);
     assert_eq!(lr.df, 2);
 
@@ -86,7 +96,12 @@ fn logrank_matches_lifelines_and_statsmodels() {
         .unwrap()
         .logrank
         .unwrap();
-    close("chisq strat", lr.chisq, f(&r["logrank"]["stratified"]["chisq"]), 1e-10);
+    close(
+        "chisq strat",
+        lr.chisq,
+        f(&r["logrank"]["stratified"]["chisq"]),
+        1e-10,
+    );
     close("p strat", lr.p, f(&r["logrank"]["stratified"]["p"]), 1e-8);
     assert!(lr.stratified);
 }
@@ -96,7 +111,11 @@ fn cox_matches_statsmodels_and_lifelines() {
     let r = reference();
     let ds = load("adtte.csv");
     for c in r["cox"].as_array().unwrap() {
-        let ties = if c["ties"] == "efron" { Ties::Efron } else { Ties::Breslow };
+        let ties = if c["ties"] == "efron" {
+            Ties::Efron
+        } else {
+            Ties::Breslow
+        };
         let mut s = spec(c["time"].as_str().unwrap());
         s.by = None;
         s.covariates = c["terms"]
@@ -138,12 +157,21 @@ fn cox_matches_statsmodels_and_lifelines() {
 fn degenerate_survival_inputs_give_clear_errors() {
     // all censored
     let d = SurvData::new(vec![1.0, 2.0, 3.0, 4.0], vec![false; 4]).unwrap();
-    let e = cox(&d, &[vec![0.0, 1.0, 0.0, 1.0]], &["x".into()], None, Ties::Efron, 0.05)
-        .unwrap_err()
-        .to_string();
+    let e = cox(
+        &d,
+        &[vec![0.0, 1.0, 0.0, 1.0]],
+        &["x".into()],
+        None,
+        Ties::Efron,
+        0.05,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("all observations censored"), "{e}");
     let names = vec!["a".to_string(), "b".to_string()];
-    let e = logrank(&d, &[0, 1, 0, 1], &names, None).unwrap_err().to_string();
+    let e = logrank(&d, &[0, 1, 0, 1], &names, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no events"), "{e}");
     // KM of an all-censored group: survival stays 1, median not reached
     let km = kaplan_meier("g", &d, ConfType::LogLog, 0.05, &[]).unwrap();

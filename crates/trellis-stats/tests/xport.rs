@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use trellis_stats::data::{Column, ColumnData, Dataset, Missing, VarFormat, read_csv};
-use trellis_stats::xport::{ibm_to_ieee, ieee_to_ibm, read_xport, write_xport, XportReader};
+use trellis_stats::xport::{XportReader, ibm_to_ieee, ieee_to_ibm, read_xport, write_xport};
 
 #[test]
 fn ibm_known_encodings() {
@@ -35,13 +35,19 @@ fn reads_pyreadstat_file_with_labels_and_missing() {
     let c = load("adtte_pyreadstat.csv");
     assert_eq!(x.name, "ADTTE");
     assert_eq!(x.nrows(), 60);
-    assert_eq!(x.column("USUBJID").unwrap().label, "Unique Subject Identifier");
+    assert_eq!(
+        x.column("USUBJID").unwrap().label,
+        "Unique Subject Identifier"
+    );
     assert_eq!(x.column("AGE").unwrap().label, "Age");
     for name in ["AVAL", "CNSR", "AGE", "X1"] {
         let a = x.numeric(name).unwrap();
         let b = c.numeric(name).unwrap();
         for (u, v) in a.iter().zip(b) {
-            assert!(u.to_bits() == v.to_bits() || (u.is_nan() && v.is_nan()), "{name}: {u} vs {v}");
+            assert!(
+                u.to_bits() == v.to_bits() || (u.is_nan() && v.is_nan()),
+                "{name}: {u} vs {v}"
+            );
         }
     }
     assert!(x.numeric("AGE").unwrap()[3].is_nan());
@@ -52,16 +58,36 @@ fn reads_pyreadstat_file_with_labels_and_missing() {
 fn sample() -> Dataset {
     let mut num = Column::numeric("AVAL", vec![1.0, f64::NAN, -3.25, f64::NAN, 1e-70, 6.02e23]);
     num.label = "Analysis Value".into();
-    num.format = VarFormat { name: "BEST".into(), width: 12, decimals: 0 };
+    num.format = VarFormat {
+        name: "BEST".into(),
+        width: 12,
+        decimals: 0,
+    };
     if let ColumnData::Numeric { special, .. } = &mut num.data {
         special.push((3, Missing::Letter(b'Z')));
     }
     let mut ch = Column::character(
         "TRT",
-        vec!["Placebo".into(), "".into(), "Drug A".into(), "é ü".into(), "x".into(), "y".into()],
+        vec![
+            "Placebo".into(),
+            "".into(),
+            "Drug A".into(),
+            "é ü".into(),
+            "x".into(),
+            "y".into(),
+        ],
     );
-    ch.informat = VarFormat { name: "$CHAR".into(), width: 20, decimals: 0 };
-    Dataset { name: "ADTTE".into(), label: "Time to event".into(), columns: vec![num, ch], ..Default::default() }
+    ch.informat = VarFormat {
+        name: "$CHAR".into(),
+        width: 20,
+        decimals: 0,
+    };
+    Dataset {
+        name: "ADTTE".into(),
+        label: "Time to event".into(),
+        columns: vec![num, ch],
+        ..Default::default()
+    }
 }
 
 fn same(a: &Dataset, b: &Dataset) {
@@ -75,12 +101,21 @@ fn same(a: &Dataset, b: &Dataset) {
         assert_eq!(x.informat, y.informat);
         match (&x.data, &y.data) {
             (
-                ColumnData::Numeric { values: v1, special: s1 },
-                ColumnData::Numeric { values: v2, special: s2 },
+                ColumnData::Numeric {
+                    values: v1,
+                    special: s1,
+                },
+                ColumnData::Numeric {
+                    values: v2,
+                    special: s2,
+                },
             ) => {
                 assert_eq!(v1.len(), v2.len());
                 for (p, q) in v1.iter().zip(v2) {
-                    assert!(p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()), "{p} vs {q}");
+                    assert!(
+                        p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()),
+                        "{p} vs {q}"
+                    );
                 }
                 assert_eq!(s1, s2);
             }
@@ -140,7 +175,10 @@ fn errors_name_record_and_offset() {
     let mut buf = Vec::new();
     write_xport(&mut buf, &[&ds]).unwrap();
     // corrupt the OBS header (record 8 + 3 NAMESTR records = record 11 is OBS? find it)
-    let pos = buf.windows(20).position(|w| w == b"HEADER RECORD*******O").unwrap_or(0);
+    let pos = buf
+        .windows(20)
+        .position(|w| w == b"HEADER RECORD*******O")
+        .unwrap_or(0);
     let obs_pos = buf
         .chunks(80)
         .position(|c| c.starts_with(b"HEADER RECORD*******OBS"))
@@ -159,17 +197,29 @@ fn errors_name_record_and_offset() {
     assert!(e.contains("record 1"), "{e}");
     // bad variable type in NAMESTR
     let mut bad = buf.clone();
-    let ns = buf.chunks(80).position(|c| c.starts_with(b"HEADER RECORD*******NAMESTR")).unwrap() + 1;
+    let ns = buf
+        .chunks(80)
+        .position(|c| c.starts_with(b"HEADER RECORD*******NAMESTR"))
+        .unwrap()
+        + 1;
     bad[ns * 80 + 1] = 7;
     let e = read_xport(&bad[..]).unwrap_err().to_string();
-    assert!(e.contains("unknown variable type 7") && e.contains(&format!("record {}", ns + 1)), "{e}");
+    assert!(
+        e.contains("unknown variable type 7") && e.contains(&format!("record {}", ns + 1)),
+        "{e}"
+    );
 }
 
 #[test]
 fn write_refuses_what_v5_cannot_hold() {
     let mut ds = sample();
     ds.columns[0].name = "TOOLONGNAME".into();
-    assert!(write_xport(Vec::new(), &[&ds]).unwrap_err().to_string().contains("TOOLONGNAME"));
+    assert!(
+        write_xport(Vec::new(), &[&ds])
+            .unwrap_err()
+            .to_string()
+            .contains("TOOLONGNAME")
+    );
     let mut ds = sample();
     ds.columns[0].label = "x".repeat(41);
     assert!(write_xport(Vec::new(), &[&ds]).is_err());
@@ -186,16 +236,25 @@ fn write_refuses_what_v5_cannot_hold() {
 fn csv_special_missing_round_trips_through_xport() {
     let csv = "ID,V,C\n1,2.5,a\n2,.A,b\n3,,c\n4,._,\n";
     let ds = read_csv(csv.as_bytes(), "T").unwrap();
-    assert_eq!(ds.column("V").unwrap().missing_code(1), Some(Missing::Letter(b'A')));
+    assert_eq!(
+        ds.column("V").unwrap().missing_code(1),
+        Some(Missing::Letter(b'A'))
+    );
     assert_eq!(ds.column("V").unwrap().missing_code(2), Some(Missing::Dot));
-    assert_eq!(ds.column("V").unwrap().missing_code(3), Some(Missing::Underscore));
+    assert_eq!(
+        ds.column("V").unwrap().missing_code(3),
+        Some(Missing::Underscore)
+    );
     let mut buf = Vec::new();
     write_xport(&mut buf, &[&ds]).unwrap();
     let back = read_xport(&buf[..]).unwrap().remove(0);
     same(&ds, &back);
     let mut out = Vec::new();
     trellis_stats::data::write_csv(&mut out, &back).unwrap();
-    assert_eq!(String::from_utf8(out).unwrap(), "ID,V,C\n1,2.5,a\n2,.A,b\n3,,c\n4,._,\n");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "ID,V,C\n1,2.5,a\n2,.A,b\n3,,c\n4,._,\n"
+    );
 }
 
 fn arb_value() -> impl Strategy<Value = (f64, Option<Missing>)> {

@@ -1,0 +1,347 @@
+//! End-to-end tests of `trellis stats` through `cli::run` (argument parsing included).
+#![allow(clippy::unwrap_used)]
+mod common;
+use clap::Parser;
+use common::*;
+use trellis_stats::cli::{StatsCommand, run};
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    cmd: StatsCommand,
+}
+
+fn stats(args: &[&str]) -> anyhow::Result<()> {
+    let mut v = vec!["stats"];
+    v.extend_from_slice(args);
+    run(Args::try_parse_from(v)?.cmd)
+}
+
+fn json_of(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.json");
+    let mut a = args.to_vec();
+    let o = out.to_str().unwrap().to_string();
+    a.extend_from_slice(&["--out", &o]);
+    stats(&a).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+}
+
+#[test]
+fn km_json_has_the_documented_shape_from_xpt_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let xpt = dir.path().join("adtte.xpt");
+    let csv = fixture("adtte.csv");
+    stats(&[
+        "convert",
+        "--data",
+        csv.to_str().unwrap(),
+        "--out",
+        xpt.to_str().unwrap(),
+    ])
+    .unwrap();
+    let j = json_of(&[
+        "km",
+        "--data",
+        xpt.to_str().unwrap(),
+        "--time",
+        "AVAL",
+        "--censor",
+        "CNSR",
+        "--censor-value",
+        "1",
+        "--by",
+        "TRT01A",
+        "--format",
+        "json",
+    ]);
+    let r = reference();
+    let groups = j["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    for (g, w) in groups.iter().zip(r["km"]["groups"].as_array().unwrap()) {
+        for key in [
+            "group",
+            "n",
+            "events",
+            "median",
+            "median_lo",
+            "median_hi",
+            "curve",
+        ] {
+            assert!(g.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(g["median"], w["median"]);
+        let p = &g["curve"][0];
+        for key in ["time", "n_risk", "n_event", "survival", "lo", "hi"] {
+            assert!(p.get(key).is_some(), "missing curve.{key}");
+        }
+        assert_eq!(
+            g["curve"].as_array().unwrap().len(),
+            w["curve"].as_array().unwrap().len()
+        );
+    }
+    close(
+        "logrank",
+        f(&j["logrank"]["chisq"]),
+        f(&r["logrank"]["two_groups"]["chisq"]),
+        1e-10,
+    );
+    assert_eq!(j["logrank"]["df"], 1);
+    assert!(j["logrank"]["p"].is_number());
+}
+
+#[test]
+fn km_median_not_reached_is_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.csv");
+    std::fs::write(&p, "T,E\n1,1\n2,1\n3,0\n4,0\n5,0\n6,0\n7,0\n").unwrap();
+    let j = json_of(&[
+        "km",
+        "--data",
+        p.to_str().unwrap(),
+        "--time",
+        "T",
+        "--event",
+        "E",
+    ]);
+    assert!(j["groups"][0]["median"].is_null());
+    assert!(j["logrank"].is_null());
+}
+
+#[test]
+fn cox_json_shape_and_values() {
+    let csv = fixture("adtte.csv");
+    let j = json_of(&[
+        "cox",
+        "--data",
+        csv.to_str().unwrap(),
+        "--time",
+        "AVAL",
+        "--censor",
+        "CNSR",
+        "--covariates",
+        "TRTN,AGE,X1,SEXN",
+        "--ties",
+        "efron",
+    ]);
+    let r = reference();
+    let want = &r["cox"][0];
+    let coefs = j["coefficients"].as_array().unwrap();
+    assert_eq!(coefs.len(), 4);
+    for (c, w) in coefs.iter().zip(fv(&want["estimate"])) {
+        for key in ["term", "estimate", "se", "hr", "hr_lo", "hr_hi", "p"] {
+            assert!(c.get(key).is_some(), "missing {key}");
+        }
+        close("estimate", f(&c["estimate"]), w, 1e-7);
+    }
+    close("loglik", f(&j["loglik"]), f(&want["loglik"]), 1e-10);
+    assert_eq!(j["n"], 400);
+    assert!(j["events"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn html_rtf_csv_tables_and_svg_figures_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = fixture("adtte.csv");
+    let d = csv.to_str().unwrap();
+    let svg = dir.path().join("km.svg");
+    let html = dir.path().join("km.html");
+    stats(&[
+        "km",
+        "--data",
+        d,
+        "--time",
+        "AVAL",
+        "--censor",
+        "CNSR",
+        "--by",
+        "TRT01A",
+        "--format",
+        "html",
+        "--out",
+        html.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+        "--at",
+        "180,365",
+    ])
+    .unwrap();
+    let h = std::fs::read_to_string(&html).unwrap();
+    assert!(h.contains("<table>") && h.contains("Drug A\n(N=") && h.contains("Log-rank test"));
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg") && s.contains("Number at risk") && s.contains("<path"));
+
+    let rtf = dir.path().join("demo.rtf");
+    stats(&[
+        "describe",
+        "--data",
+        d,
+        "--vars",
+        "AGE,SEX",
+        "--by",
+        "TRT01A",
+        "--format",
+        "rtf",
+        "--out",
+        rtf.to_str().unwrap(),
+    ])
+    .unwrap();
+    let r = std::fs::read_to_string(&rtf).unwrap();
+    assert!(r.starts_with("{\\rtf1") && r.contains("Mean (SD)") && r.ends_with('}'));
+    assert_eq!(
+        r.matches('{').count() - r.matches("\\{").count(),
+        r.matches('}').count() - r.matches("\\}").count()
+    );
+
+    let forest = dir.path().join("forest.svg");
+    let out = dir.path().join("cox.csv");
+    stats(&[
+        "cox",
+        "--data",
+        d,
+        "--time",
+        "AVAL",
+        "--censor",
+        "CNSR",
+        "--by",
+        "TRT01A",
+        "--covariates",
+        "AGE,SEX",
+        "--strata",
+        "STRAT",
+        "--format",
+        "csv",
+        "--out",
+        out.to_str().unwrap(),
+        "--plot",
+        forest.to_str().unwrap(),
+    ])
+    .unwrap();
+    let c = std::fs::read_to_string(&out).unwrap();
+    assert!(c.contains("TRT01A=Placebo") && c.contains("SEX=M"), "{c}");
+    assert!(
+        std::fs::read_to_string(&forest)
+            .unwrap()
+            .contains("Hazard ratio")
+    );
+
+    let eff = fixture("adeff.csv");
+    let j = json_of(&[
+        "ancova",
+        "--data",
+        eff.to_str().unwrap(),
+        "--response",
+        "CHG",
+        "--by",
+        "TRT01P",
+        "--covariates",
+        "SITEID,BASE",
+    ]);
+    assert_eq!(j["type3"].as_array().unwrap().len(), 4);
+    assert_eq!(j["lsmeans"].as_array().unwrap().len(), 3);
+    let j = json_of(&[
+        "logistic",
+        "--data",
+        eff.to_str().unwrap(),
+        "--response",
+        "RESP",
+        "--covariates",
+        "TRT01P,BASE",
+    ]);
+    assert_eq!(j["coefficients"].as_array().unwrap().len(), 4);
+    let fq = fixture("adfreq.csv");
+    let j = json_of(&[
+        "freq",
+        "--data",
+        fq.to_str().unwrap(),
+        "--row",
+        "TRT",
+        "--col",
+        "RESP",
+        "--strata",
+        "CENTER",
+    ]);
+    assert!(j["cmh"]["chisq"].is_number() && j["fisher"]["p_two_sided"].is_number());
+}
+
+#[test]
+fn convert_round_trips_csv_through_xpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("e.xpt");
+    let c2 = dir.path().join("e2.csv");
+    let src = fixture("adeff.csv");
+    stats(&[
+        "convert",
+        "--data",
+        src.to_str().unwrap(),
+        "--out",
+        x.to_str().unwrap(),
+        "--label",
+        "Efficacy",
+    ])
+    .unwrap();
+    stats(&[
+        "convert",
+        "--data",
+        x.to_str().unwrap(),
+        "--out",
+        c2.to_str().unwrap(),
+    ])
+    .unwrap();
+    let a = trellis_stats::data::Dataset::load(&src).unwrap();
+    let b = trellis_stats::data::Dataset::load(&c2).unwrap();
+    assert_eq!(a.columns.len(), b.columns.len());
+    for (p, q) in a.columns.iter().zip(&b.columns) {
+        assert_eq!(p.data, q.data, "{}", p.name);
+    }
+    let xd = trellis_stats::data::Dataset::load(&x).unwrap();
+    assert_eq!(xd.name, "E");
+    assert_eq!(xd.label, "Efficacy");
+}
+
+#[test]
+fn bad_invocations_give_clear_errors() {
+    let csv = fixture("adtte.csv");
+    let d = csv.to_str().unwrap();
+    let e = stats(&["km", "--data", d, "--time", "AVAL"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--event") && e.contains("--censor"), "{e}");
+    let e = format!(
+        "{:#}",
+        stats(&["km", "--data", d, "--time", "NOPE", "--censor", "CNSR"]).unwrap_err()
+    );
+    assert!(e.contains("NOPE") && e.contains("AVAL"), "{e}");
+    let e = format!(
+        "{:#}",
+        stats(&[
+            "km",
+            "--data",
+            "/nonexistent.xpt",
+            "--time",
+            "T",
+            "--event",
+            "E"
+        ])
+        .unwrap_err()
+    );
+    assert!(e.contains("/nonexistent.xpt"), "{e}");
+    let e = format!(
+        "{:#}",
+        stats(&[
+            "cox",
+            "--data",
+            d,
+            "--time",
+            "AVAL",
+            "--censor",
+            "CNSR",
+            "--covariates",
+            "TRT01A",
+            "--alpha",
+            "2"
+        ])
+        .unwrap_err()
+    );
+    assert!(e.contains("alpha"), "{e}");
+}
