@@ -381,3 +381,125 @@ pub fn levels(labels: &[Option<String>]) -> Vec<String> {
     }
     v
 }
+
+/// Code of a missing value in [`Codes`].
+pub const NA_CODE: u32 = u32::MAX;
+
+/// A column coded as factor levels: `codes[i]` indexes `levels`, or is [`NA_CODE`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Codes {
+    pub levels: Vec<String>,
+    pub codes: Vec<u32>,
+}
+
+impl Codes {
+    /// The kept rows only, with levels reduced to those present and re-numbered in order.
+    pub fn subset(&self, keep: &[bool]) -> Codes {
+        let mut present = vec![false; self.levels.len()];
+        let kept: Vec<u32> = self
+            .codes
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .map(|(c, _)| *c)
+            .collect();
+        for &c in &kept {
+            if c != NA_CODE {
+                present[c as usize] = true;
+            }
+        }
+        let mut remap = vec![NA_CODE; self.levels.len()];
+        let mut levels = Vec::new();
+        for (i, p) in present.iter().enumerate() {
+            if *p {
+                remap[i] = levels.len() as u32;
+                levels.push(self.levels[i].clone());
+            }
+        }
+        let codes = kept
+            .iter()
+            .map(|&c| if c == NA_CODE { NA_CODE } else { remap[c as usize] })
+            .collect();
+        Codes { levels, codes }
+    }
+}
+
+impl Dataset {
+    /// Codes a column as a factor without per-row allocation. Levels are sorted: numeric
+    /// columns by value, character columns as strings (numerically when all parse).
+    pub fn codes(&self, name: &str) -> Result<Codes> {
+        let col = self.column(name)?;
+        match &col.data {
+            ColumnData::Numeric { values, .. } => {
+                let mut map: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+                let mut first: Vec<f64> = Vec::new();
+                let mut codes = Vec::with_capacity(values.len());
+                for &v in values {
+                    if v.is_nan() {
+                        codes.push(NA_CODE);
+                        continue;
+                    }
+                    let key = if v == 0.0 { 0 } else { v.to_bits() };
+                    let next = first.len() as u32;
+                    let c = *map.entry(key).or_insert_with(|| {
+                        first.push(v);
+                        next
+                    });
+                    codes.push(c);
+                }
+                let mut order: Vec<u32> = (0..first.len() as u32).collect();
+                order.sort_by(|&a, &b| first[a as usize].total_cmp(&first[b as usize]));
+                let mut remap = vec![0u32; first.len()];
+                for (rank, &o) in order.iter().enumerate() {
+                    remap[o as usize] = rank as u32;
+                }
+                for c in codes.iter_mut() {
+                    if *c != NA_CODE {
+                        *c = remap[*c as usize];
+                    }
+                }
+                let levels = order.iter().map(|&o| fmt_num(first[o as usize])).collect();
+                Ok(Codes { levels, codes })
+            }
+            ColumnData::Char(v) => {
+                let mut map: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+                let mut first: Vec<&str> = Vec::new();
+                let mut codes = Vec::with_capacity(v.len());
+                for s in v {
+                    if s.is_empty() {
+                        codes.push(NA_CODE);
+                        continue;
+                    }
+                    let next = first.len() as u32;
+                    let c = *map.entry(s.as_str()).or_insert_with(|| {
+                        first.push(s.as_str());
+                        next
+                    });
+                    codes.push(c);
+                }
+                let all_num = first.iter().all(|s| s.parse::<f64>().is_ok());
+                let mut order: Vec<u32> = (0..first.len() as u32).collect();
+                if all_num {
+                    order.sort_by(|&a, &b| {
+                        let x = first[a as usize].parse::<f64>().unwrap_or(0.0);
+                        let y = first[b as usize].parse::<f64>().unwrap_or(0.0);
+                        x.total_cmp(&y)
+                    });
+                } else {
+                    order.sort_by(|&a, &b| first[a as usize].cmp(first[b as usize]));
+                }
+                let mut remap = vec![0u32; first.len()];
+                for (rank, &o) in order.iter().enumerate() {
+                    remap[o as usize] = rank as u32;
+                }
+                for c in codes.iter_mut() {
+                    if *c != NA_CODE {
+                        *c = remap[*c as usize];
+                    }
+                }
+                let levels = order.iter().map(|&o| first[o as usize].to_string()).collect();
+                Ok(Codes { levels, codes })
+            }
+        }
+    }
+}

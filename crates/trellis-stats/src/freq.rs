@@ -8,7 +8,7 @@
 //! (statsmodels `correction=False`/`True`; R's default is corrected). The Mantel–Haenszel
 //! pooled odds ratio CI uses the Robins–Breslow–Greenland variance.
 
-use crate::data::{Dataset, levels};
+use crate::data::{Dataset, NA_CODE};
 use crate::dist::{chi2_sf, ln_factorial, norm_ppf};
 use crate::error::{Result, StatsError, degenerate};
 use serde::Serialize;
@@ -278,35 +278,24 @@ pub fn freq(
     strata: Option<&str>,
     alpha: f64,
 ) -> Result<FreqResult> {
-    let r = ds.labels(row)?;
-    let c = ds.labels(col)?;
-    let s = strata.map(|x| ds.labels(x)).transpose()?;
-    let n = r.len();
+    let r = ds.codes(row)?;
+    let c = ds.codes(col)?;
+    let s = strata.map(|x| ds.codes(x)).transpose()?;
+    let n = r.codes.len();
     let keep: Vec<bool> = (0..n)
-        .map(|i| r[i].is_some() && c[i].is_some() && s.as_ref().is_none_or(|s| s[i].is_some()))
+        .map(|i| {
+            r.codes[i] != NA_CODE
+                && c.codes[i] != NA_CODE
+                && s.as_ref().is_none_or(|s| s.codes[i] != NA_CODE)
+        })
         .collect();
     let dropped = keep.iter().filter(|k| !**k).count();
-    let pick = |v: &[Option<String>]| -> Vec<Option<String>> {
-        v.iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(x, _)| x.clone())
-            .collect()
-    };
-    let (r, c) = (pick(&r), pick(&c));
-    let rl = levels(&r);
-    let cl = levels(&c);
-    let ri: Vec<usize> = r
-        .iter()
-        .map(|x| rl.iter().position(|l| Some(l) == x.as_ref()).unwrap_or(0))
-        .collect();
-    let ci: Vec<usize> = c
-        .iter()
-        .map(|x| cl.iter().position(|l| Some(l) == x.as_ref()).unwrap_or(0))
-        .collect();
+    let (r, c) = (r.subset(&keep), c.subset(&keep));
+    let (rl, cl) = (r.levels, c.levels);
+    let (ri, ci) = (r.codes, c.codes);
     let mut table = vec![vec![0u64; cl.len()]; rl.len()];
     for (&a, &b) in ri.iter().zip(&ci) {
-        table[a][b] += 1;
+        table[a as usize][b as usize] += 1;
     }
     if rl.len() < 2 || cl.len() < 2 {
         return degenerate(format!(
@@ -326,15 +315,11 @@ pub fn freq(
                     "CMH is implemented for 2×2×K tables only".into(),
                 ));
             }
-            let sv = pick(sv);
-            let sl = levels(&sv);
+            let sv = sv.subset(&keep);
+            let sl = sv.levels;
             let mut tabs = vec![[[0u64; 2]; 2]; sl.len()];
             for i in 0..ri.len() {
-                let k = sl
-                    .iter()
-                    .position(|l| Some(l) == sv[i].as_ref())
-                    .unwrap_or(0);
-                tabs[k][ri[i]][ci[i]] += 1;
+                tabs[sv.codes[i] as usize][ri[i] as usize][ci[i] as usize] += 1;
             }
             (Some(cmh(&tabs, alpha)?), sl)
         }

@@ -11,7 +11,7 @@
 //! factor levels), so fitting costs one pass over the rows regardless of the number of
 //! factor levels.
 
-use crate::data::{ColumnData, Dataset, levels};
+use crate::data::{ColumnData, Dataset};
 use crate::dist::{chi2_sf, f_sf, norm_p2, norm_ppf, t_p2, t_ppf};
 use crate::error::{Result, StatsError, degenerate};
 use crate::linalg;
@@ -96,31 +96,15 @@ struct Factor {
 }
 
 fn factor_of(ds: &Dataset, name: &str, keep: &[bool]) -> Result<Factor> {
-    let lab = ds.labels(name)?;
-    let kept: Vec<Option<String>> = lab
-        .iter()
-        .zip(keep)
-        .filter(|(_, k)| **k)
-        .map(|(l, _)| l.clone())
-        .collect();
-    let lv = levels(&kept);
-    let map: std::collections::HashMap<&str, u32> = lv
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i as u32))
-        .collect();
-    let idx: Vec<u32> = kept
-        .iter()
-        .map(|l| l.as_deref().and_then(|s| map.get(s).copied()).unwrap_or(0))
-        .collect();
-    let mut counts = vec![0u64; lv.len()];
-    for &i in &idx {
+    let c = ds.codes(name)?.subset(keep);
+    let mut counts = vec![0u64; c.levels.len()];
+    for &i in &c.codes {
         counts[i as usize] += 1;
     }
     Ok(Factor {
         name: name.to_string(),
-        levels: lv,
-        idx,
+        levels: c.levels,
+        idx: c.codes,
         counts,
     })
 }

@@ -768,8 +768,8 @@ pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
             );
         }
         // legend
-        let ly = mt + ph - 18.0 * (ng - gi) as f64;
-        let lx = ml + pw - 230.0;
+        let ly = mt + 22.0 + 18.0 * gi as f64;
+        let lx = ml + pw - 250.0;
         let _ = writeln!(
             o,
             "<line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{col}\" stroke-width=\"2.5\"/>",

@@ -13,6 +13,7 @@
 
 use crate::dist::{chi2_sf, norm_p2, norm_ppf};
 use crate::error::{Result, StatsError, degenerate};
+use crate::data::{Codes, NA_CODE};
 use crate::linalg;
 use serde::Serialize;
 
@@ -510,36 +511,92 @@ fn cox_design(data: &SurvData, x_cols: &[Vec<f64>], strata: Option<&[usize]>) ->
 }
 
 /// Log partial likelihood, gradient and information (negative Hessian, row-major p×p).
+/// exp(xβ) is computed in parallel; strata are accumulated in parallel.
 fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f64>) {
+    use rayon::prelude::*;
     let p = des.p;
+    let n = des.event.len();
+    let mut eta = vec![0.0; n];
+    let mut r = vec![0.0; n];
+    eta.par_chunks_mut(16_384)
+        .zip(r.par_chunks_mut(16_384))
+        .enumerate()
+        .for_each(|(c, (e, rr))| {
+            let base = c * 16_384;
+            for k in 0..e.len() {
+                let xi = &des.x[(base + k) * p..(base + k + 1) * p];
+                let v: f64 = xi.iter().zip(beta).map(|(x, b)| x * b).sum();
+                e[k] = v;
+                rr[k] = v.exp();
+            }
+        });
+    // split the blocks into strata segments
+    let mut segs = Vec::new();
+    let mut start = 0;
+    for (bi, b) in des.blocks.iter().enumerate() {
+        if b.2 && bi > start {
+            segs.push(start..bi);
+            start = bi;
+        }
+    }
+    segs.push(start..des.blocks.len());
+    let parts: Vec<(f64, Vec<f64>, Vec<f64>)> = segs
+        .into_par_iter()
+        .map(|seg| cox_accumulate(des, &des.blocks[seg], &eta, &r, ties))
+        .collect();
     let np = p * (p + 1) / 2;
     let mut ll = 0.0;
     let mut grad = vec![0.0; p];
     let mut info_packed = vec![0.0; np];
+    for (l, g, h) in parts {
+        ll += l;
+        grad.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+        info_packed.iter_mut().zip(&h).for_each(|(a, b)| *a += b);
+    }
+    let mut info = vec![0.0; p * p];
+    let mut q = 0;
+    for j in 0..p {
+        for k in 0..=j {
+            info[j * p + k] = info_packed[q];
+            info[k * p + j] = info_packed[q];
+            q += 1;
+        }
+    }
+    (ll, grad, info)
+}
+
+/// One stratum's contribution: reverse-time pass with running sums S0, S1, S2 and the
+/// tie-group sums D0, D1, D2.
+fn cox_accumulate(
+    des: &CoxDesign,
+    blocks: &[(u32, u32, bool)],
+    eta: &[f64],
+    r: &[f64],
+    ties: Ties,
+) -> (f64, Vec<f64>, Vec<f64>) {
+    let p = des.p;
+    let np = p * (p + 1) / 2;
+    let mut ll = 0.0;
+    let mut grad = vec![0.0; p];
+    let mut info = vec![0.0; np];
     let mut s0 = 0.0;
     let mut s1 = vec![0.0; p];
     let mut s2 = vec![0.0; np];
     let mut d1 = vec![0.0; p];
     let mut d2 = vec![0.0; np];
     let mut a = vec![0.0; p];
-    for &(from, to, new_stratum) in &des.blocks {
-        if new_stratum {
-            s0 = 0.0;
-            s1.iter_mut().for_each(|v| *v = 0.0);
-            s2.iter_mut().for_each(|v| *v = 0.0);
-        }
+    for &(from, to, _) in blocks {
         let mut d0 = 0.0;
         d1.iter_mut().for_each(|v| *v = 0.0);
         d2.iter_mut().for_each(|v| *v = 0.0);
         let mut nd = 0usize;
         for i in from as usize..to as usize {
             let xi = &des.x[i * p..i * p + p];
-            let eta: f64 = xi.iter().zip(beta).map(|(x, b)| x * b).sum();
-            let r = eta.exp();
-            s0 += r;
+            let ri = r[i];
+            s0 += ri;
             let mut q = 0;
             for j in 0..p {
-                let rx = r * xi[j];
+                let rx = ri * xi[j];
                 s1[j] += rx;
                 for &xk in &xi[..=j] {
                     s2[q] += rx * xk;
@@ -548,11 +605,11 @@ fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f6
             }
             if des.event[i] {
                 nd += 1;
-                d0 += r;
-                ll += eta;
+                d0 += ri;
+                ll += eta[i];
                 let mut q = 0;
                 for j in 0..p {
-                    let rx = r * xi[j];
+                    let rx = ri * xi[j];
                     d1[j] += rx;
                     grad[j] += xi[j];
                     for &xk in &xi[..=j] {
@@ -565,14 +622,8 @@ fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f6
         if nd == 0 {
             continue;
         }
-        let add_term = |phi: f64,
-                        a: &mut [f64],
-                        f: f64,
-                        ll: &mut f64,
-                        grad: &mut [f64],
-                        info: &mut [f64],
-                        w: f64| {
-            *ll -= w * phi.ln();
+        let mut add_term = |phi: f64, f: f64, w: f64| {
+            ll -= w * phi.ln();
             for j in 0..p {
                 a[j] = (s1[j] - f * d1[j]) / phi;
                 grad[j] -= w * a[j];
@@ -586,37 +637,13 @@ fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f6
             }
         };
         match ties {
-            Ties::Breslow => {
-                add_term(
-                    s0,
-                    &mut a,
-                    0.0,
-                    &mut ll,
-                    &mut grad,
-                    &mut info_packed,
-                    nd as f64,
-                );
-            }
+            Ties::Breslow => add_term(s0, 0.0, nd as f64),
             Ties::Efron => {
-                if nd == 1 {
-                    add_term(s0, &mut a, 0.0, &mut ll, &mut grad, &mut info_packed, 1.0);
-                } else {
-                    for l in 0..nd {
-                        let f = l as f64 / nd as f64;
-                        let phi = s0 - f * d0;
-                        add_term(phi, &mut a, f, &mut ll, &mut grad, &mut info_packed, 1.0);
-                    }
+                for l in 0..nd {
+                    let f = l as f64 / nd as f64;
+                    add_term(s0 - f * d0, f, 1.0);
                 }
             }
-        }
-    }
-    let mut info = vec![0.0; p * p];
-    let mut q = 0;
-    for j in 0..p {
-        for k in 0..=j {
-            info[j * p + k] = info_packed[q];
-            info[k * p + j] = info_packed[q];
-            q += 1;
         }
     }
     (ll, grad, info)
@@ -788,25 +815,6 @@ pub struct SurvRows {
     pub dropped: usize,
 }
 
-fn index_labels(labels: &[Option<String>], keep: &[bool]) -> (Vec<usize>, Vec<String>) {
-    let kept: Vec<Option<String>> = labels
-        .iter()
-        .zip(keep)
-        .filter(|(_, k)| **k)
-        .map(|(l, _)| l.clone())
-        .collect();
-    let lv = crate::data::levels(&kept);
-    let idx = kept
-        .iter()
-        .map(|l| {
-            l.as_ref()
-                .and_then(|s| lv.iter().position(|x| x == s))
-                .unwrap_or(0)
-        })
-        .collect();
-    (idx, lv)
-}
-
 /// Selects and validates the columns of a survival analysis.
 pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
     let time = ds.numeric(&spec.time)?;
@@ -848,8 +856,8 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
                 .collect()
         }
     };
-    let by = spec.by.as_ref().map(|c| ds.labels(c)).transpose()?;
-    let strata = spec.strata.as_ref().map(|c| ds.labels(c)).transpose()?;
+    let by = spec.by.as_ref().map(|c| ds.codes(c)).transpose()?;
+    let strata = spec.strata.as_ref().map(|c| ds.codes(c)).transpose()?;
     let mut cov_cols = Vec::new();
     for c in &spec.covariates {
         cov_cols.push(ds.column(c)?);
@@ -858,8 +866,8 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
         .map(|i| {
             !time[i].is_nan()
                 && ev[i].is_some()
-                && by.as_ref().is_none_or(|b| b[i].is_some())
-                && strata.as_ref().is_none_or(|s| s[i].is_some())
+                && by.as_ref().is_none_or(|b| b.codes[i] != NA_CODE)
+                && strata.as_ref().is_none_or(|s| s.codes[i] != NA_CODE)
                 && cov_cols.iter().all(|c| c.missing_code(i).is_none())
         })
         .collect();
@@ -874,13 +882,16 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
             "no complete rows: every row has a missing time, event, group or covariate",
         );
     }
+    let as_usize = |c: Codes| -> (Vec<usize>, Vec<String>) {
+        (c.codes.iter().map(|&k| k as usize).collect(), c.levels)
+    };
     let (group, group_names) = match &by {
-        Some(b) => index_labels(b, &keep),
+        Some(b) => as_usize(b.subset(&keep)),
         None => (vec![0; t.len()], vec!["All".to_string()]),
     };
     let (stratum, strata_names) = match &strata {
         Some(s) => {
-            let (i, l) = index_labels(s, &keep);
+            let (i, l) = as_usize(s.subset(&keep));
             (Some(i), l)
         }
         None => (None, Vec::new()),
@@ -893,14 +904,13 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
                 x.push((0..n).filter(|&i| keep[i]).map(|i| values[i]).collect());
                 terms.push(c.name.clone());
             }
-            crate::data::ColumnData::Char(v) => {
-                let labels: Vec<Option<String>> = v.iter().map(|s| Some(s.clone())).collect();
-                let (idx, lv) = index_labels(&labels, &keep);
+            crate::data::ColumnData::Char(_) => {
+                let Codes { codes: idx, levels: lv } = ds.codes(&c.name)?.subset(&keep);
                 if lv.len() < 2 {
                     return degenerate(format!("covariate `{}` has a single level", c.name));
                 }
                 for (l, name) in lv.iter().enumerate().skip(1) {
-                    x.push(idx.iter().map(|&k| (k == l) as u8 as f64).collect());
+                    x.push(idx.iter().map(|&k| (k as usize == l) as u8 as f64).collect());
                     terms.push(format!("{}={}", c.name, name));
                 }
             }
