@@ -1,0 +1,605 @@
+//! DuMouchel's MGPS as openEBGM implements it.
+//!
+//! * Prior: λ ~ P·Gamma(α1, β1) + (1−P)·Gamma(α2, β2) (shape, rate).
+//! * Marginal of a count: negative binomial mixture,
+//!   f_k(n) = Γ(n+α_k)/(Γ(α_k) n!) · p_k^α_k (1−p_k)^n with p_k = β_k/(β_k+E).
+//! * Hyperparameters maximize the likelihood truncated below `N*`
+//!   (openEBGM `negLL`/`negLLsquash`): f*_k(n) = f_k(n)/(1 − F_k(N*−1)),
+//!   optionally on data squashed by [`auto_squash`] (openEBGM `autoSquash`
+//!   defaults), over several starting points (openEBGM `autoHyper` rules:
+//!   converged, 0 < α, β < 100, 0 < P < 1, smallest negative log-likelihood,
+//!   close to at least one other solution).
+//! * Posterior: λ | n ~ Q_n·Gamma(α1+n, β1+E) + (1−Q_n)·Gamma(α2+n, β2+E)
+//!   with Q_n from the untruncated marginals; EBGM = exp(E[ln λ]); EB05 and
+//!   EB95 are the exact 5% and 95% quantiles of that posterior (solved by a
+//!   safeguarded Newton iteration, not openEBGM's 2-decimal bisection).
+//!
+//! The optimizer is BFGS with analytic gradients in the unconstrained
+//! parametrization (ln α1, ln β1, ln α2, ln β2, logit P); the maximum is the
+//! same as openEBGM's `nlminb` on the raw parameters when that converges.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::special::{GammaMixture, digamma, ln_gamma, normal_quantile};
+
+/// Hyperparameters θ = (α1, β1, α2, β2, P).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Prior {
+    pub alpha1: f64,
+    pub beta1: f64,
+    pub alpha2: f64,
+    pub beta2: f64,
+    pub p: f64,
+}
+
+impl Prior {
+    pub const fn new(alpha1: f64, beta1: f64, alpha2: f64, beta2: f64, p: f64) -> Prior {
+        Prior {
+            alpha1,
+            beta1,
+            alpha2,
+            beta2,
+            p,
+        }
+    }
+
+    fn to_u(self) -> [f64; 5] {
+        [
+            self.alpha1.ln(),
+            self.beta1.ln(),
+            self.alpha2.ln(),
+            self.beta2.ln(),
+            (self.p / (1.0 - self.p)).ln(),
+        ]
+    }
+
+    fn from_u(u: &[f64; 5]) -> Prior {
+        Prior {
+            alpha1: u[0].exp(),
+            beta1: u[1].exp(),
+            alpha2: u[2].exp(),
+            beta2: u[3].exp(),
+            p: 1.0 / (1.0 + (-u[4]).exp()),
+        }
+    }
+}
+
+/// Starting points: the openEBGM vignette's five.
+pub const DEFAULT_STARTS: [Prior; 5] = [
+    Prior::new(0.2, 0.1, 2.0, 4.0, 1.0 / 3.0),
+    Prior::new(0.1, 0.2, 10.0, 10.0, 0.2),
+    Prior::new(0.3, 0.5, 6.0, 6.0, 0.5),
+    Prior::new(0.5, 0.3, 12.0, 12.0, 0.8),
+    Prior::new(0.2, 0.2, 5.0, 5.0, 0.4),
+];
+
+/// One (possibly squashed) data point: count `n`, expected `e`, weight `w`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitPoint {
+    pub n: u32,
+    pub e: f64,
+    pub w: f64,
+}
+
+fn squash_count(points: &mut Vec<FitPoint>, count: u32, bin_size: usize, keep: usize) {
+    let mut sel: Vec<FitPoint> = points.iter().copied().filter(|p| p.n == count).collect();
+    points.retain(|p| p.n != count);
+    sel.sort_by(|a, b| a.e.total_cmp(&b.e));
+    let num_squash = sel.len() - keep;
+    for chunk in sel[..num_squash].chunks(bin_size) {
+        let mean = chunk.iter().map(|p| p.e).sum::<f64>() / chunk.len() as f64;
+        let w = chunk.iter().map(|p| p.w).sum::<f64>();
+        points.push(FitPoint {
+            n: count,
+            e: mean,
+            w,
+        });
+    }
+    points.extend_from_slice(&sel[num_squash..]);
+}
+
+/// openEBGM `autoSquash` with its defaults: for every count with more than
+/// 101 points (in count order), keep the 100/75/50/25/25… largest-E points
+/// unsquashed and average the rest, sorted by E, into bins.
+pub fn auto_squash(points: &[FitPoint]) -> Vec<FitPoint> {
+    const KEEP: [usize; 4] = [100, 75, 50, 25];
+    const CUTS: [usize; 7] = [500, 1000, 10_000, 100_000, 500_000, 1_000_000, 5_000_000];
+    const SUPERS: [usize; 8] = [50, 75, 150, 500, 750, 1000, 2000, 5000];
+    let mut by_count: std::collections::BTreeMap<u32, usize> = Default::default();
+    for p in points {
+        *by_count.entry(p.n).or_default() += 1;
+    }
+    let counts: Vec<(u32, usize)> = by_count.into_iter().filter(|&(_, c)| c > 101).collect();
+    let mut out = points.to_vec();
+    for (pos, &(count, num)) in counts.iter().enumerate() {
+        let keep = KEEP[pos.min(KEEP.len() - 1)];
+        let to_squash = num - keep;
+        let idx = CUTS
+            .iter()
+            .position(|&c| to_squash < c)
+            .unwrap_or(CUTS.len());
+        let supers = SUPERS[idx];
+        let bin = ((to_squash as f64 / supers as f64).floor() as usize).max(2);
+        squash_count(&mut out, count, bin, keep);
+    }
+    out.sort_by(|a, b| a.n.cmp(&b.n).then(a.e.total_cmp(&b.e)));
+    out
+}
+
+/// Log of the NB marginal and its derivatives (in α and β) for one component.
+#[inline]
+fn ln_nb(n: f64, alpha: f64, beta: f64, e: f64, lg_n_alpha: f64, lg_alpha: f64, lg_n1: f64) -> f64 {
+    lg_n_alpha - lg_alpha - lg_n1 + alpha * (beta / (beta + e)).ln() + n * (e / (beta + e)).ln()
+}
+
+fn ln_add(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY {
+        return b;
+    }
+    if b == f64::NEG_INFINITY {
+        return a;
+    }
+    let m = a.max(b);
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// Per-component truncated log-density and its gradient in (α, β).
+#[inline]
+fn component(
+    n: u32,
+    e: f64,
+    alpha: f64,
+    beta: f64,
+    n_star: u32,
+    lg_alpha: f64,
+    dg_alpha: f64,
+) -> (f64, f64, f64) {
+    let nf = f64::from(n);
+    let lp = (beta / (beta + e)).ln();
+    let lq = (e / (beta + e)).ln();
+    let lf = ln_gamma(nf + alpha) - lg_alpha - ln_gamma(nf + 1.0) + alpha * lp + nf * lq;
+    let mut da = digamma(nf + alpha) - dg_alpha + lp;
+    let mut db = (alpha * e / beta - nf) / (beta + e);
+    if n_star == 0 {
+        return (lf, da, db);
+    }
+    // F(N*-1) = sum_{m<N*} f(m) and its derivatives.
+    let (mut big_f, mut dfa, mut dfb) = (0.0, 0.0, 0.0);
+    for m in 0..n_star {
+        let mf = f64::from(m);
+        let lfm = ln_gamma(mf + alpha) - lg_alpha - ln_gamma(mf + 1.0) + alpha * lp + mf * lq;
+        let fm = lfm.exp();
+        big_f += fm;
+        dfa += fm * (digamma(mf + alpha) - dg_alpha + lp);
+        dfb += fm * (alpha * e / beta - mf) / (beta + e);
+    }
+    let tail = 1.0 - big_f;
+    da += dfa / tail;
+    db += dfb / tail;
+    (lf - tail.ln(), da, db)
+}
+
+/// Negative log-likelihood (openEBGM `negLLsquash`; `negLL` when all
+/// weights are 1) and its gradient in the unconstrained parametrization.
+pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f64; 5]) {
+    let Prior {
+        alpha1,
+        beta1,
+        alpha2,
+        beta2,
+        p,
+    } = *prior;
+    let (lg1, lg2) = (ln_gamma(alpha1), ln_gamma(alpha2));
+    let (dg1, dg2) = (digamma(alpha1), digamma(alpha2));
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let (f, g) = points
+        .par_chunks(4096)
+        .map(|chunk| {
+            let mut f = 0.0;
+            let mut g = [0.0; 5];
+            for pt in chunk {
+                let (l1, da1, db1) = component(pt.n, pt.e, alpha1, beta1, n_star, lg1, dg1);
+                let (l2, da2, db2) = component(pt.n, pt.e, alpha2, beta2, n_star, lg2, dg2);
+                let ll = ln_add(lp + l1, lq + l2);
+                let r1 = (lp + l1 - ll).exp();
+                let r2 = (lq + l2 - ll).exp();
+                f -= pt.w * ll;
+                g[0] -= pt.w * r1 * da1 * alpha1;
+                g[1] -= pt.w * r1 * db1 * beta1;
+                g[2] -= pt.w * r2 * da2 * alpha2;
+                g[3] -= pt.w * r2 * db2 * beta2;
+                // d ll / dP = (f1* - f2*)/L = r1/P - r2/(1-P); d P/d logit = P(1-P)
+                g[4] -= pt.w * (r1 * (1.0 - p) - r2 * p);
+            }
+            (f, g)
+        })
+        .reduce(
+            || (0.0, [0.0; 5]),
+            |(fa, ga), (fb, gb)| {
+                let mut g = ga;
+                for i in 0..5 {
+                    g[i] += gb[i];
+                }
+                (fa + fb, g)
+            },
+        );
+    (f, g)
+}
+
+/// Result of one start.
+#[derive(Debug, Clone, Serialize)]
+pub struct StartResult {
+    pub start: Prior,
+    pub estimate: Prior,
+    pub neg_log_lik: f64,
+    pub iterations: usize,
+    pub converged: bool,
+    pub in_bounds: bool,
+}
+
+/// Fitted prior and diagnostics.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitResult {
+    pub prior: Prior,
+    pub loglik: f64,
+    pub n_points: usize,
+    pub total_weight: f64,
+    pub starts: Vec<StartResult>,
+    /// Other convergent estimates within openEBGM's tolerances of the chosen one.
+    pub num_close: usize,
+    pub warnings: Vec<String>,
+}
+
+fn dot(a: &[f64; 5], b: &[f64; 5]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// BFGS with a backtracking (Armijo) line search in the unconstrained space.
+fn bfgs(start: Prior, points: &[FitPoint], n_star: u32) -> (Prior, f64, usize, bool) {
+    let mut u = start.to_u();
+    let eval = |u: &[f64; 5]| {
+        let (f, g) = neg_log_lik(&Prior::from_u(u), points, n_star);
+        if f.is_finite() && g.iter().all(|x| x.is_finite()) {
+            (f, g)
+        } else {
+            (f64::INFINITY, [0.0; 5])
+        }
+    };
+    let (mut f, mut g) = eval(&u);
+    if !f.is_finite() {
+        return (start, f, 0, false);
+    }
+    let scale = points.iter().map(|p| p.w).sum::<f64>().max(1.0);
+    let mut h = [[0.0; 5]; 5];
+    for (i, row) in h.iter_mut().enumerate() {
+        row[i] = 1.0 / scale;
+    }
+    let mut converged = false;
+    let mut it = 0;
+    while it < 1000 {
+        it += 1;
+        let gmax = g.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        if gmax <= 1e-10 * scale {
+            converged = true;
+            break;
+        }
+        let mut d = [0.0; 5];
+        for i in 0..5 {
+            d[i] = -(0..5).map(|j| h[i][j] * g[j]).sum::<f64>();
+        }
+        let mut slope = dot(&g, &d);
+        if slope >= 0.0 {
+            // Reset to steepest descent.
+            for (i, row) in h.iter_mut().enumerate() {
+                *row = [0.0; 5];
+                row[i] = 1.0 / scale;
+            }
+            for i in 0..5 {
+                d[i] = -g[i] / scale;
+            }
+            slope = dot(&g, &d);
+        }
+        // Limit the step in the unconstrained space.
+        let dmax = d.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let mut t = if dmax > 2.0 { 2.0 / dmax } else { 1.0 };
+        let mut accepted = None;
+        for _ in 0..60 {
+            let mut un = u;
+            for i in 0..5 {
+                un[i] += t * d[i];
+            }
+            let (fn_, gn) = eval(&un);
+            if fn_.is_finite() && fn_ <= f + 1e-4 * t * slope {
+                accepted = Some((un, fn_, gn));
+                break;
+            }
+            t *= 0.5;
+        }
+        let Some((un, fn_, gn)) = accepted else {
+            // No decrease possible along d: at machine precision.
+            converged = gmax <= 1e-4 * scale.sqrt();
+            break;
+        };
+        let mut s = [0.0; 5];
+        let mut y = [0.0; 5];
+        for i in 0..5 {
+            s[i] = un[i] - u[i];
+            y[i] = gn[i] - g[i];
+        }
+        let sy = dot(&s, &y);
+        let df = f - fn_;
+        u = un;
+        f = fn_;
+        g = gn;
+        if sy > 1e-12 * dot(&s, &s).sqrt() * dot(&y, &y).sqrt() {
+            let rho = 1.0 / sy;
+            let mut hy = [0.0; 5];
+            for i in 0..5 {
+                hy[i] = (0..5).map(|j| h[i][j] * y[j]).sum();
+            }
+            let yhy = dot(&y, &hy);
+            for i in 0..5 {
+                for j in 0..5 {
+                    h[i][j] += -rho * (hy[i] * s[j] + s[i] * hy[j])
+                        + (rho * rho * yhy + rho) * s[i] * s[j];
+                }
+            }
+        }
+        if df.abs() <= 1e-15 * f.abs() && dot(&s, &s).sqrt() < 1e-12 {
+            converged = true;
+            break;
+        }
+    }
+    (Prior::from_u(&u), f, it, converged)
+}
+
+const PARAM_LIMIT: f64 = 100.0;
+const CLOSE_TOL: [f64; 5] = [0.05, 0.05, 0.2, 0.2, 0.025];
+
+fn in_bounds(p: &Prior) -> bool {
+    [p.alpha1, p.beta1, p.alpha2, p.beta2]
+        .iter()
+        .all(|&x| x > 0.0 && x < PARAM_LIMIT)
+        && p.p > 0.0
+        && p.p < 1.0
+}
+
+fn close(a: &Prior, b: &Prior) -> bool {
+    let da = [
+        (a.alpha1 - b.alpha1).abs(),
+        (a.beta1 - b.beta1).abs(),
+        (a.alpha2 - b.alpha2).abs(),
+        (a.beta2 - b.beta2).abs(),
+        (a.p - b.p).abs(),
+    ];
+    da.iter().zip(CLOSE_TOL).all(|(d, t)| *d < t)
+}
+
+/// Component labelling: openEBGM does not reorder; neither do we, but two
+/// starts that converged to the swapped labelling are compared swapped.
+fn swapped(p: &Prior) -> Prior {
+    Prior::new(p.alpha2, p.beta2, p.alpha1, p.beta1, 1.0 - p.p)
+}
+
+/// Fits the prior by maximum likelihood from several starts.
+pub fn fit_prior(
+    points: &[FitPoint],
+    n_star: u32,
+    starts: &[Prior],
+    on_start_done: &(dyn Fn() + Sync),
+) -> Result<FitResult> {
+    if points.is_empty() {
+        return Err(Error::Fit(format!(
+            "no pairs with count >= {n_star} to fit the prior"
+        )));
+    }
+    let results: Vec<StartResult> = starts
+        .iter()
+        .map(|&start| {
+            let (est, nll, iterations, converged) = bfgs(start, points, n_star);
+            on_start_done();
+            StartResult {
+                start,
+                estimate: est,
+                neg_log_lik: nll,
+                iterations,
+                converged,
+                in_bounds: in_bounds(&est),
+            }
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    let good: Vec<&StartResult> = results
+        .iter()
+        .filter(|r| r.converged && r.in_bounds && r.neg_log_lik.is_finite())
+        .collect();
+    let best = if let Some(b) = good
+        .iter()
+        .min_by(|a, b| a.neg_log_lik.total_cmp(&b.neg_log_lik))
+    {
+        *b
+    } else {
+        warnings.push(
+            "no start converged inside the parameter space (0 < alpha, beta < 100, 0 < P < 1); \
+             the smallest negative log-likelihood overall is reported"
+                .into(),
+        );
+        results
+            .iter()
+            .filter(|r| r.neg_log_lik.is_finite())
+            .min_by(|a, b| a.neg_log_lik.total_cmp(&b.neg_log_lik))
+            .ok_or_else(|| Error::Fit("the likelihood is not finite at any start".into()))?
+    };
+    let num_close = results
+        .iter()
+        .filter(|r| !std::ptr::eq(*r, best))
+        .filter(|r| {
+            close(&r.estimate, &best.estimate) || close(&swapped(&r.estimate), &best.estimate)
+        })
+        .count();
+    if num_close == 0 && starts.len() > 1 {
+        warnings.push("the chosen estimate is not close to any other start's estimate (openEBGM's autoHyper would reject it)".into());
+    }
+    Ok(FitResult {
+        prior: best.estimate,
+        loglik: -best.neg_log_lik,
+        n_points: points.len(),
+        total_weight: points.iter().map(|p| p.w).sum(),
+        starts: results,
+        num_close,
+        warnings,
+    })
+}
+
+/// EBGM, EB05, EB95 and Q_n of one pair.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Posterior {
+    pub qn: f64,
+    pub ebgm: f64,
+    pub eb05: f64,
+    pub eb95: f64,
+}
+
+/// Posterior calculator with per-count tables of ln Γ and ψ.
+#[derive(Debug, Clone)]
+pub struct PosteriorCalc {
+    prior: Prior,
+    lg_a1: f64,
+    lg_a2: f64,
+    table: Vec<[f64; 4]>,
+    z05: f64,
+    z95: f64,
+}
+
+const TABLE_LIMIT: u32 = 1 << 14;
+
+impl PosteriorCalc {
+    pub fn new(prior: Prior, max_n: u32) -> PosteriorCalc {
+        let top = max_n.min(TABLE_LIMIT);
+        let table = (0..=top).map(|n| Self::row(&prior, n)).collect();
+        PosteriorCalc {
+            prior,
+            lg_a1: ln_gamma(prior.alpha1),
+            lg_a2: ln_gamma(prior.alpha2),
+            table,
+            z05: normal_quantile(0.05),
+            z95: normal_quantile(0.95),
+        }
+    }
+
+    fn row(prior: &Prior, n: u32) -> [f64; 4] {
+        let nf = f64::from(n);
+        [
+            ln_gamma(prior.alpha1 + nf),
+            ln_gamma(prior.alpha2 + nf),
+            digamma(prior.alpha1 + nf),
+            digamma(prior.alpha2 + nf),
+        ]
+    }
+
+    /// Posterior of count `n` with expected count `e`.
+    pub fn posterior(&self, n: u32, e: f64) -> Posterior {
+        let pr = &self.prior;
+        let [lgn1, lgn2, dg1, dg2] = match self.table.get(n as usize) {
+            Some(r) => *r,
+            None => Self::row(pr, n),
+        };
+        let nf = f64::from(n);
+        let lg_n1 = 0.0; // ln n! cancels in Q_n
+        let l1 = pr.p.ln() + ln_nb(nf, pr.alpha1, pr.beta1, e, lgn1, self.lg_a1, lg_n1);
+        let l2 = (1.0 - pr.p).ln() + ln_nb(nf, pr.alpha2, pr.beta2, e, lgn2, self.lg_a2, lg_n1);
+        let qn = 1.0 / (1.0 + (l2 - l1).exp());
+        let (r1, r2) = (pr.beta1 + e, pr.beta2 + e);
+        let elog = qn * (dg1 - r1.ln()) + (1.0 - qn) * (dg2 - r2.ln());
+        let mix = GammaMixture {
+            w: qn,
+            a1: pr.alpha1 + nf,
+            r1,
+            lg1: lgn1,
+            a2: pr.alpha2 + nf,
+            r2,
+            lg2: lgn2,
+        };
+        Posterior {
+            qn,
+            ebgm: elog.exp(),
+            eb05: mix.quantile(0.05, self.z05),
+            eb95: mix.quantile(0.95, self.z95),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts() -> Vec<FitPoint> {
+        (0..300)
+            .map(|i| FitPoint {
+                n: 1 + (i % 7) as u32 * (i % 3) as u32,
+                e: 0.05 + (i as f64) * 0.01,
+                w: 1.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let p = Prior::new(0.4, 0.3, 3.0, 2.0, 0.3);
+        for n_star in [1, 2] {
+            let points: Vec<FitPoint> = pts().into_iter().filter(|x| x.n >= n_star).collect();
+            let (_, g) = neg_log_lik(&p, &points, n_star);
+            let u = p.to_u();
+            for i in 0..5 {
+                let h = 1e-6;
+                let mut up = u;
+                up[i] += h;
+                let mut dn = u;
+                dn[i] -= h;
+                let fd = (neg_log_lik(&Prior::from_u(&up), &points, n_star).0
+                    - neg_log_lik(&Prior::from_u(&dn), &points, n_star).0)
+                    / (2.0 * h);
+                assert!(
+                    (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
+                    "i={i} fd={fd} g={}",
+                    g[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn squash_keeps_weight_and_count() {
+        let mut points = Vec::new();
+        for i in 0..5000 {
+            points.push(FitPoint {
+                n: 1,
+                e: i as f64 * 1e-3,
+                w: 1.0,
+            });
+        }
+        for i in 0..150 {
+            points.push(FitPoint {
+                n: 2,
+                e: i as f64 * 1e-2,
+                w: 1.0,
+            });
+        }
+        let sq = auto_squash(&points);
+        let w: f64 = sq.iter().map(|p| p.w).sum();
+        assert_eq!(w, 5150.0);
+        // count 1: 4900 to squash -> 150 superpoints of 32 (+ remainder 4) + 100 kept
+        assert_eq!(sq.iter().filter(|p| p.n == 1).count(), 154 + 100);
+        // count 2 (second position): keep 75, 75 to squash in bins of 2 -> 38 + 75
+        assert_eq!(sq.iter().filter(|p| p.n == 2).count(), 38 + 75);
+    }
+
+    #[test]
+    fn posterior_is_ordered() {
+        let calc = PosteriorCalc::new(Prior::new(0.2, 0.1, 2.0, 4.0, 1.0 / 3.0), 100);
+        let p = calc.posterior(5, 0.7);
+        assert!(p.eb05 < p.ebgm && p.ebgm < p.eb95, "{p:?}");
+    }
+}
