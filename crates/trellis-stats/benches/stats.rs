@@ -40,9 +40,19 @@ fn make_data(n: usize) -> Dataset {
     let mut r = Rng(20261125);
     let beta = [0.5, -0.3, 0.2, 0.0, -0.1];
     let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(n); 5];
-    let (mut tday, mut tcont, mut ev) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut trt, mut site, mut base, mut y, mut resp, mut strat) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut tday, mut tcont, mut ev) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut trt, mut site, mut base, mut y, mut resp, mut strat) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for _ in 0..n {
         let x = [
             (r.unif() < 0.5) as u8 as f64,
@@ -68,7 +78,9 @@ fn make_data(n: usize) -> Dataset {
         site.push(format!("S{s:02}"));
         base.push(b);
         y.push(-1.5 * g as f64 + 0.1 * s as f64 + 0.4 * (b - 50.0) + 5.0 * r.normal());
-        let p = 1.0 / (1.0 + (-(-0.4 + 0.5 * x[0] - 0.3 * x[1] + 0.2 * x[2] + 0.1 * x[3] - 0.1 * x[4])).exp());
+        let p = 1.0
+            / (1.0
+                + (-(-0.4 + 0.5 * x[0] - 0.3 * x[1] + 0.2 * x[2] + 0.1 * x[3] - 0.1 * x[4])).exp());
         resp.push((r.unif() < p) as u8 as f64);
         strat.push((r.unif() * 4.0).floor() + 1.0);
     }
@@ -86,7 +98,15 @@ fn make_data(n: usize) -> Dataset {
     columns.push(Column::numeric("Y", y));
     columns.push(Column::numeric("RESP", resp));
     columns.push(Column::numeric("STRAT", strat));
-    Dataset { name: "BENCH".into(), columns, ..Default::default() }
+    Dataset {
+        name: "BENCH".into(),
+        columns,
+        ..Default::default()
+    }
+}
+
+fn wanted(task: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |o| o.split(',').any(|p| task.starts_with(p)))
 }
 
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
@@ -113,72 +133,239 @@ fn surv(time: &str, by: Option<&str>, strata: Option<&str>, cov: &[&str]) -> Sur
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let py = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "/work/venv-stats/bin/python".into());
     let slow = std::env::var("BENCH_SLOW").is_ok_and(|v| v == "1");
-    println!("trellis-stats benchmark: n = {n}, {} threads available", std::thread::available_parallelism().map_or(1, |v| v.get()));
+    println!(
+        "trellis-stats benchmark: n = {n}, {} threads available",
+        std::thread::available_parallelism().map_or(1, |v| v.get())
+    );
     let ds = make_data(n);
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("bench.csv");
-    trellis_stats::data::write_csv(std::io::BufWriter::new(std::fs::File::create(&csv).expect("csv")), &ds).expect("write csv");
+    trellis_stats::data::write_csv(
+        std::io::BufWriter::new(std::fs::File::create(&csv).expect("csv")),
+        &ds,
+    )
+    .expect("write csv");
     // 20-column XPORT file: the 14 columns above plus 6 derived numeric ones
     let mut wide = ds.clone();
     for k in 0..6 {
-        let v: Vec<f64> = wide.numeric("BASE").expect("BASE").iter().map(|b| b * (k + 2) as f64 + 0.25).collect();
+        let v: Vec<f64> = wide
+            .numeric("BASE")
+            .expect("BASE")
+            .iter()
+            .map(|b| b * (k + 2) as f64 + 0.25)
+            .collect();
         wide.columns.push(Column::numeric(&format!("D{k}"), v));
     }
     let xpt = dir.path().join("bench.xpt");
-    trellis_stats::xport::write_xport(std::io::BufWriter::new(std::fs::File::create(&xpt).expect("xpt")), &[&wide]).expect("write xpt");
+    trellis_stats::xport::write_xport(
+        std::io::BufWriter::new(std::fs::File::create(&xpt).expect("xpt")),
+        &[&wide],
+    )
+    .expect("write xpt");
 
     let cov5 = ["X1", "X2", "X3", "X4", "X5"];
     let mut rust: BTreeMap<&str, f64> = BTreeMap::new();
     let mut notes: BTreeMap<&str, String> = BTreeMap::new();
 
-    let (t, fit) = time(3, || trellis_stats::survival::cox_analysis(&ds, &surv("T_DAY", None, None, &cov5), Ties::Efron, 0.05).expect("cox"));
-    rust.insert("cox_efron_tied", t);
-    notes.insert("cox_efron_tied", format!("beta1 {:.6}, {} iterations", fit.coefficients[0].estimate, fit.iterations));
-    let (t, _) = time(3, || trellis_stats::survival::cox_analysis(&ds, &surv("T_DAY", None, None, &cov5), Ties::Breslow, 0.05).expect("cox"));
-    rust.insert("cox_breslow_tied", t);
-    let (t, _) = time(3, || trellis_stats::survival::cox_analysis(&ds, &surv("T_DAY", None, Some("STRAT"), &cov5), Ties::Efron, 0.05).expect("cox"));
-    rust.insert("cox_efron_tied_4strata", t);
-    let (t, fit) = time(3, || trellis_stats::survival::cox_analysis(&ds, &surv("T_CONT", None, None, &cov5), Ties::Efron, 0.05).expect("cox"));
-    rust.insert("cox_efron_continuous", t);
-    notes.insert("cox_efron_continuous", format!("beta1 {:.6}", fit.coefficients[0].estimate));
-    let (t, _) = time(3, || trellis_stats::survival::km_analysis(&ds, &surv("T_DAY", None, None, &[]), ConfType::LogLog, 0.05, &[]).expect("km"));
-    rust.insert("km_tied", t);
-    let (t, _) = time(3, || trellis_stats::survival::km_analysis(&ds, &surv("T_CONT", None, None, &[]), ConfType::LogLog, 0.05, &[]).expect("km"));
-    rust.insert("km_continuous", t);
-    let (t, k) = time(3, || trellis_stats::survival::km_analysis(&ds, &surv("T_DAY", Some("X1"), None, &[]), ConfType::LogLog, 0.05, &[]).expect("km"));
-    rust.insert("km_plus_logrank_2groups", t);
-    notes.insert("km_plus_logrank_2groups", format!("chisq {:.7}", k.logrank.as_ref().map_or(f64::NAN, |l| l.chisq)));
-    let (t, k) = time(3, || trellis_stats::survival::km_analysis(&ds, &surv("T_DAY", Some("X1"), Some("STRAT"), &[]), ConfType::LogLog, 0.05, &[]).expect("km"));
-    rust.insert("km_plus_logrank_stratified", t);
-    notes.insert("km_plus_logrank_stratified", format!("chisq {:.7}", k.logrank.as_ref().map_or(f64::NAN, |l| l.chisq)));
+    if wanted("cox_efron_tied") {
+        let (t, fit) = time(3, || {
+            trellis_stats::survival::cox_analysis(
+                &ds,
+                &surv("T_DAY", None, None, &cov5),
+                Ties::Efron,
+                0.05,
+            )
+            .expect("cox")
+        });
+        rust.insert("cox_efron_tied", t);
+        notes.insert(
+            "cox_efron_tied",
+            format!(
+                "beta1 {:.6}, {} iterations",
+                fit.coefficients[0].estimate, fit.iterations
+            ),
+        );
+    }
+    if wanted("cox_breslow_tied") {
+        let (t, _) = time(3, || {
+            trellis_stats::survival::cox_analysis(
+                &ds,
+                &surv("T_DAY", None, None, &cov5),
+                Ties::Breslow,
+                0.05,
+            )
+            .expect("cox")
+        });
+        rust.insert("cox_breslow_tied", t);
+    }
+    if wanted("cox_efron_tied_4strata") {
+        let (t, _) = time(3, || {
+            trellis_stats::survival::cox_analysis(
+                &ds,
+                &surv("T_DAY", None, Some("STRAT"), &cov5),
+                Ties::Efron,
+                0.05,
+            )
+            .expect("cox")
+        });
+        rust.insert("cox_efron_tied_4strata", t);
+    }
+    if wanted("cox_efron_continuous") {
+        let (t, fit) = time(3, || {
+            trellis_stats::survival::cox_analysis(
+                &ds,
+                &surv("T_CONT", None, None, &cov5),
+                Ties::Efron,
+                0.05,
+            )
+            .expect("cox")
+        });
+        rust.insert("cox_efron_continuous", t);
+        notes.insert(
+            "cox_efron_continuous",
+            format!("beta1 {:.6}", fit.coefficients[0].estimate),
+        );
+    }
+    if wanted("km_tied") {
+        let (t, _) = time(3, || {
+            trellis_stats::survival::km_analysis(
+                &ds,
+                &surv("T_DAY", None, None, &[]),
+                ConfType::LogLog,
+                0.05,
+                &[],
+            )
+            .expect("km")
+        });
+        rust.insert("km_tied", t);
+    }
+    if wanted("km_continuous") {
+        let (t, _) = time(3, || {
+            trellis_stats::survival::km_analysis(
+                &ds,
+                &surv("T_CONT", None, None, &[]),
+                ConfType::LogLog,
+                0.05,
+                &[],
+            )
+            .expect("km")
+        });
+        rust.insert("km_continuous", t);
+    }
+    if wanted("km_plus_logrank_2groups") {
+        let (t, k) = time(3, || {
+            trellis_stats::survival::km_analysis(
+                &ds,
+                &surv("T_DAY", Some("X1"), None, &[]),
+                ConfType::LogLog,
+                0.05,
+                &[],
+            )
+            .expect("km")
+        });
+        rust.insert("km_plus_logrank_2groups", t);
+        notes.insert(
+            "km_plus_logrank_2groups",
+            format!(
+                "chisq {:.7}",
+                k.logrank.as_ref().map_or(f64::NAN, |l| l.chisq)
+            ),
+        );
+    }
+    if wanted("logrank_2groups") {
+        let (t, l) = time(3, || {
+            trellis_stats::survival::logrank_analysis(&ds, &surv("T_DAY", Some("X1"), None, &[]))
+                .expect("logrank")
+        });
+        rust.insert("logrank_2groups", t);
+        notes.insert("logrank_2groups", format!("chisq {:.7}", l.chisq));
+    }
+    if wanted("logrank_stratified") {
+        let (t, l) = time(3, || {
+            trellis_stats::survival::logrank_analysis(
+                &ds,
+                &surv("T_DAY", Some("X1"), Some("STRAT"), &[]),
+            )
+            .expect("logrank")
+        });
+        rust.insert("logrank_stratified", t);
+        notes.insert("logrank_stratified", format!("chisq {:.7}", l.chisq));
+    }
+    if wanted("km_plus_logrank_stratified") {
+        let (t, k) = time(3, || {
+            trellis_stats::survival::km_analysis(
+                &ds,
+                &surv("T_DAY", Some("X1"), Some("STRAT"), &[]),
+                ConfType::LogLog,
+                0.05,
+                &[],
+            )
+            .expect("km")
+        });
+        rust.insert("km_plus_logrank_stratified", t);
+        notes.insert(
+            "km_plus_logrank_stratified",
+            format!(
+                "chisq {:.7}",
+                k.logrank.as_ref().map_or(f64::NAN, |l| l.chisq)
+            ),
+        );
+    }
     let spec = trellis_stats::linear::LinearSpec {
         response: "Y".into(),
         treatment: "TRT".into(),
         covariates: vec!["SITE".into(), "BASE".into()],
         factors: vec![],
     };
-    let (t, a) = time(3, || trellis_stats::linear::ancova(&ds, &spec, 0.05).expect("ancova"));
-    rust.insert("ancova_type3", t);
-    notes.insert("ancova_type3", format!("F(TRT) {:.6}", a.type3[1].f));
+    if wanted("ancova_type3") {
+        let (t, a) = time(3, || {
+            trellis_stats::linear::ancova(&ds, &spec, 0.05).expect("ancova")
+        });
+        rust.insert("ancova_type3", t);
+        notes.insert("ancova_type3", format!("F(TRT) {:.6}", a.type3[1].f));
+    }
     let cov5s: Vec<String> = cov5.iter().map(|s| s.to_string()).collect();
-    let (t, l) = time(3, || trellis_stats::linear::logistic(&ds, "RESP", None, &cov5s, &[], 0.05).expect("logit"));
-    rust.insert("logistic_6_params", t);
-    notes.insert("logistic_6_params", format!("beta1 {:.6}", l.coefficients[1].estimate));
-    let (t, rd) = time(3, || Dataset::load(&xpt).expect("read xpt"));
-    rust.insert("xport_read_1m_x20", t);
-    notes.insert("xport_read_1m_x20", format!("{} rows x {} cols, {:.0} MB", rd.nrows(), rd.columns.len(), std::fs::metadata(&xpt).map_or(0, |m| m.len()) as f64 / 1e6));
-    let (t, _) = time(3, || {
-        let mut sink = std::io::sink();
-        trellis_stats::xport::write_xport(&mut sink, &[&wide]).expect("write");
-    });
-    rust.insert("xport_write_1m_x20", t);
+    if wanted("logistic_6_params") {
+        let (t, l) = time(3, || {
+            trellis_stats::linear::logistic(&ds, "RESP", None, &cov5s, &[], 0.05).expect("logit")
+        });
+        rust.insert("logistic_6_params", t);
+        notes.insert(
+            "logistic_6_params",
+            format!("beta1 {:.6}", l.coefficients[1].estimate),
+        );
+    }
+    if wanted("xport_read_1m_x20") {
+        let (t, rd) = time(3, || Dataset::load(&xpt).expect("read xpt"));
+        rust.insert("xport_read_1m_x20", t);
+        notes.insert(
+            "xport_read_1m_x20",
+            format!(
+                "{} rows x {} cols, {:.0} MB",
+                rd.nrows(),
+                rd.columns.len(),
+                std::fs::metadata(&xpt).map_or(0, |m| m.len()) as f64 / 1e6
+            ),
+        );
+    }
+    if wanted("xport_write_1m_x20") {
+        let (t, _) = time(3, || {
+            let mut sink = std::io::sink();
+            trellis_stats::xport::write_xport(&mut sink, &[&wide]).expect("write");
+        });
+        rust.insert("xport_write_1m_x20", t);
+    }
 
     let mut peers: BTreeMap<String, f64> = BTreeMap::new();
     if py != "none" && std::path::Path::new(&py).exists() {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/bench_peers.py");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/bench_peers.py");
         println!("running Python peers ({py}) ...");
         let out = std::process::Command::new(&py)
             .arg(&script)
@@ -197,33 +384,73 @@ fn main() {
                     }
                 }
             }
-            Ok(o) => println!("python peers failed: {}", String::from_utf8_lossy(&o.stderr)),
+            Ok(o) => println!(
+                "python peers failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
             Err(e) => println!("python peers not run: {e}"),
         }
     } else {
         println!("Python peers skipped (BENCH_PYTHON={py})");
     }
     let pairs: &[(&str, &[&str])] = &[
-        ("cox_efron_tied", &["lifelines_cox_efron_tied", "statsmodels_cox_efron_tied"]),
+        (
+            "cox_efron_tied",
+            &["lifelines_cox_efron_tied", "statsmodels_cox_efron_tied"],
+        ),
         ("cox_breslow_tied", &["statsmodels_cox_breslow_tied"]),
-        ("cox_efron_tied_4strata", &["statsmodels_cox_efron_tied_4strata"]),
-        ("cox_efron_continuous", &["lifelines_cox_efron_continuous", "statsmodels_cox_efron_continuous"]),
+        (
+            "cox_efron_tied_4strata",
+            &["statsmodels_cox_efron_tied_4strata"],
+        ),
+        (
+            "cox_efron_continuous",
+            &[
+                "lifelines_cox_efron_continuous",
+                "statsmodels_cox_efron_continuous",
+            ],
+        ),
         ("km_tied", &["lifelines_km_tied", "statsmodels_km_tied"]),
-        ("km_continuous", &["lifelines_km_continuous", "statsmodels_km_continuous"]),
-        ("km_plus_logrank_2groups", &["lifelines_logrank_2groups", "statsmodels_logrank_2groups"]),
-        ("km_plus_logrank_stratified", &["statsmodels_logrank_stratified"]),
+        (
+            "km_continuous",
+            &["lifelines_km_continuous", "statsmodels_km_continuous"],
+        ),
+        (
+            "km_plus_logrank_2groups",
+            &["lifelines_logrank_2groups", "statsmodels_logrank_2groups"],
+        ),
+        (
+            "logrank_2groups",
+            &["lifelines_logrank_2groups", "statsmodels_logrank_2groups"],
+        ),
+        ("logrank_stratified", &["statsmodels_logrank_stratified"]),
+        (
+            "km_plus_logrank_stratified",
+            &["statsmodels_logrank_stratified"],
+        ),
         ("ancova_type3", &["statsmodels_ancova_type3"]),
         ("logistic_6_params", &["statsmodels_logit_newton"]),
-        ("xport_read_1m_x20", &["pandas_read_sas_xport", "pyreadstat_read_xport"]),
+        (
+            "xport_read_1m_x20",
+            &["pandas_read_sas_xport", "pyreadstat_read_xport"],
+        ),
         ("xport_write_1m_x20", &["pyreadstat_write_xport"]),
     ];
     let mut so = std::io::stdout().lock();
-    let _ = writeln!(so, "\n{:<28} {:>10}   {:<38} {:>10} {:>9}", "task", "trellis s", "peer", "peer s", "speed-up");
+    let _ = writeln!(
+        so,
+        "\n{:<28} {:>10}   {:<38} {:>10} {:>9}",
+        "task", "trellis s", "peer", "peer s", "speed-up"
+    );
     for (task, ps) in pairs {
         let rt = rust.get(task).copied().unwrap_or(f64::NAN);
         let mut first = true;
         for p in ps.iter() {
-            let lead = if first { format!("{task:<28} {rt:>10.4}") } else { format!("{:<28} {:>10}", "", "") };
+            let lead = if first {
+                format!("{task:<28} {rt:>10.4}")
+            } else {
+                format!("{:<28} {:>10}", "", "")
+            };
             first = false;
             match peers.get(*p) {
                 Some(pt) => {

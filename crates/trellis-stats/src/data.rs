@@ -418,7 +418,13 @@ impl Codes {
         }
         let codes = kept
             .iter()
-            .map(|&c| if c == NA_CODE { NA_CODE } else { remap[c as usize] })
+            .map(|&c| {
+                if c == NA_CODE {
+                    NA_CODE
+                } else {
+                    remap[c as usize]
+                }
+            })
             .collect();
         Codes { levels, codes }
     }
@@ -431,7 +437,39 @@ impl Dataset {
         let col = self.column(name)?;
         match &col.data {
             ColumnData::Numeric { values, .. } => {
-                let mut map: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+                // fast path: small non-negative integers (flags, arm numbers, strata)
+                if values
+                    .iter()
+                    .all(|&v| v.is_nan() || (v >= 0.0 && v < 4096.0 && v == v.trunc()))
+                {
+                    let mut seen = vec![false; 4096];
+                    for &v in values {
+                        if !v.is_nan() {
+                            seen[v as usize] = true;
+                        }
+                    }
+                    let mut remap = vec![NA_CODE; 4096];
+                    let mut levels = Vec::new();
+                    for (k, s) in seen.iter().enumerate() {
+                        if *s {
+                            remap[k] = levels.len() as u32;
+                            levels.push(k.to_string());
+                        }
+                    }
+                    let codes = values
+                        .iter()
+                        .map(|&v| {
+                            if v.is_nan() {
+                                NA_CODE
+                            } else {
+                                remap[v as usize]
+                            }
+                        })
+                        .collect();
+                    return Ok(Codes { levels, codes });
+                }
+                let mut map: std::collections::HashMap<u64, u32, FxBuild> =
+                    std::collections::HashMap::default();
                 let mut first: Vec<f64> = Vec::new();
                 let mut codes = Vec::with_capacity(values.len());
                 for &v in values {
@@ -462,7 +500,8 @@ impl Dataset {
                 Ok(Codes { levels, codes })
             }
             ColumnData::Char(v) => {
-                let mut map: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+                let mut map: std::collections::HashMap<&str, u32, FxBuild> =
+                    std::collections::HashMap::default();
                 let mut first: Vec<&str> = Vec::new();
                 let mut codes = Vec::with_capacity(v.len());
                 for s in v {
@@ -497,9 +536,49 @@ impl Dataset {
                         *c = remap[*c as usize];
                     }
                 }
-                let levels = order.iter().map(|&o| first[o as usize].to_string()).collect();
+                let levels = order
+                    .iter()
+                    .map(|&o| first[o as usize].to_string())
+                    .collect();
                 Ok(Codes { levels, codes })
             }
         }
+    }
+}
+
+/// A small multiplicative hasher (FxHash-style) for factor coding; not DoS-resistant, which
+/// does not matter for column values of a local file.
+#[derive(Default, Clone, Copy)]
+pub struct FxBuild;
+
+#[derive(Default)]
+pub struct FxHasher(u64);
+
+impl std::hash::BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
     }
 }

@@ -11,9 +11,9 @@
 //! * Cox: Efron (default) or Breslow ties, strata with shared coefficients, Newton–Raphson
 //!   with step halving, convergence when the largest step is below 1e-10 (relative).
 
+use crate::data::{Codes, NA_CODE};
 use crate::dist::{chi2_sf, norm_p2, norm_ppf};
 use crate::error::{Result, StatsError, degenerate};
-use crate::data::{Codes, NA_CODE};
 use crate::linalg;
 use serde::Serialize;
 
@@ -44,28 +44,32 @@ pub fn sort_by_time(keys: &mut Vec<(u64, u32)>) {
         keys.sort_unstable_by_key(|k| k.0);
         return;
     }
+    const BITS: u32 = 11;
+    const NB: usize = 1 << BITS;
     let mut tmp = vec![(0u64, 0u32); n];
-    for pass in 0..8 {
-        let shift = pass * 8;
-        let mut counts = [0usize; 256];
+    let mut shift = 0u32;
+    while shift < 64 {
+        let mut counts = vec![0usize; NB];
         for k in keys.iter() {
-            counts[((k.0 >> shift) & 0xff) as usize] += 1;
+            counts[((k.0 >> shift) as usize) & (NB - 1)] += 1;
         }
         if counts.contains(&n) {
+            shift += BITS;
             continue;
         }
-        let mut pos = [0usize; 256];
         let mut acc = 0;
-        for b in 0..256 {
-            pos[b] = acc;
-            acc += counts[b];
+        for c in counts.iter_mut() {
+            let v = *c;
+            *c = acc;
+            acc += v;
         }
         for k in keys.iter() {
-            let b = ((k.0 >> shift) & 0xff) as usize;
-            tmp[pos[b]] = *k;
-            pos[b] += 1;
+            let b = ((k.0 >> shift) as usize) & (NB - 1);
+            tmp[counts[b]] = *k;
+            counts[b] += 1;
         }
         std::mem::swap(keys, &mut tmp);
+        shift += BITS;
     }
 }
 
@@ -313,10 +317,12 @@ pub fn logrank(
     // sort by (stratum, time)
     let mut keys: Vec<(u64, u32)> = (0..n).map(|i| (f64_key(data.time[i]), i as u32)).collect();
     sort_by_time(&mut keys);
-    let mut by_stratum: Vec<Vec<u32>> = vec![Vec::new(); ns];
+    // (time, group, event) in time order, bucketed by stratum
+    let mut by_stratum: Vec<Vec<(f64, u32, bool)>> = vec![Vec::new(); ns];
     for &(_, i) in &keys {
-        let s = strata.map_or(0, |s| s[i as usize]);
-        by_stratum[s].push(i);
+        let i = i as usize;
+        let s = strata.map_or(0, |s| s[i]);
+        by_stratum[s].push((data.time[i], group[i] as u32, data.event[i]));
     }
     let mut o = vec![0.0; k];
     let mut e = vec![0.0; k];
@@ -326,20 +332,20 @@ pub fn logrank(
     let mut gone = vec![0.0f64; k];
     for rows in &by_stratum {
         nr.iter_mut().for_each(|x| *x = 0.0);
-        for &i in rows {
-            nr[group[i as usize]] += 1.0;
+        for &(_, g, _) in rows {
+            nr[g as usize] += 1.0;
         }
         let mut j = 0;
         while j < rows.len() {
-            let t = data.time[rows[j] as usize];
+            let t = rows[j].0;
             d.iter_mut().for_each(|x| *x = 0.0);
             gone.iter_mut().for_each(|x| *x = 0.0);
-            while j < rows.len() && data.time[rows[j] as usize] == t {
-                let i = rows[j] as usize;
-                if data.event[i] {
-                    d[group[i]] += 1.0;
+            while j < rows.len() && rows[j].0 == t {
+                let (_, g, ev) = rows[j];
+                if ev {
+                    d[g as usize] += 1.0;
                 }
-                gone[group[i]] += 1.0;
+                gone[g as usize] += 1.0;
                 j += 1;
             }
             let nt: f64 = nr.iter().sum();
@@ -486,17 +492,18 @@ fn cox_design(data: &SurvData, x_cols: &[Vec<f64>], strata: Option<&[usize]>) ->
         }
         event.push(data.event[i]);
     }
+    let t_sorted: Vec<f64> = order.iter().map(|&i| data.time[i as usize]).collect();
+    let s_sorted: Vec<usize> = match strata {
+        Some(s) => order.iter().map(|&i| s[i as usize]).collect(),
+        None => Vec::new(),
+    };
+    let st = |k: usize| s_sorted.get(k).copied().unwrap_or(0);
     let mut blocks = Vec::new();
     let mut a = 0usize;
     while a < n {
-        let ia = order[a] as usize;
-        let sa = strata.map_or(0, |s| s[ia]);
-        let new_stratum = a == 0 || strata.is_some_and(|s| s[order[a - 1] as usize] != sa);
+        let new_stratum = a == 0 || st(a - 1) != st(a);
         let mut b = a + 1;
-        while b < n
-            && data.time[order[b] as usize] == data.time[ia]
-            && strata.is_none_or(|s| s[order[b] as usize] == sa)
-        {
+        while b < n && t_sorted[b] == t_sorted[a] && st(b) == st(a) {
             b += 1;
         }
         blocks.push((a as u32, b as u32, new_stratum));
@@ -624,14 +631,16 @@ fn cox_accumulate(
         }
         let mut add_term = |phi: f64, f: f64, w: f64| {
             ll -= w * phi.ln();
+            let inv = 1.0 / phi;
             for j in 0..p {
-                a[j] = (s1[j] - f * d1[j]) / phi;
+                a[j] = (s1[j] - f * d1[j]) * inv;
                 grad[j] -= w * a[j];
             }
             let mut q = 0;
             for j in 0..p {
-                for k in 0..=j {
-                    info[q] += w * ((s2[q] - f * d2[q]) / phi - a[j] * a[k]);
+                let aj = a[j];
+                for &ak in &a[..=j] {
+                    info[q] += w * ((s2[q] - f * d2[q]) * inv - aj * ak);
                     q += 1;
                 }
             }
@@ -905,12 +914,19 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
                 terms.push(c.name.clone());
             }
             crate::data::ColumnData::Char(_) => {
-                let Codes { codes: idx, levels: lv } = ds.codes(&c.name)?.subset(&keep);
+                let Codes {
+                    codes: idx,
+                    levels: lv,
+                } = ds.codes(&c.name)?.subset(&keep);
                 if lv.len() < 2 {
                     return degenerate(format!("covariate `{}` has a single level", c.name));
                 }
                 for (l, name) in lv.iter().enumerate().skip(1) {
-                    x.push(idx.iter().map(|&k| (k as usize == l) as u8 as f64).collect());
+                    x.push(
+                        idx.iter()
+                            .map(|&k| (k as usize == l) as u8 as f64)
+                            .collect(),
+                    );
                     terms.push(format!("{}={}", c.name, name));
                 }
             }
@@ -1001,5 +1017,22 @@ pub fn cox_analysis(
         rows.stratum.as_deref(),
         ties,
         alpha,
+    )
+}
+
+/// Log-rank test between the levels of `spec.by` (stratified by `spec.strata` if given)
+/// without computing the Kaplan–Meier curves.
+pub fn logrank_analysis(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<LogRank> {
+    if spec.by.is_none() {
+        return Err(StatsError::Invalid(
+            "log-rank test needs a group column (--by)".into(),
+        ));
+    }
+    let rows = prepare(ds, spec)?;
+    logrank(
+        &rows.data,
+        &rows.group,
+        &rows.group_names,
+        rows.stratum.as_deref(),
     )
 }
