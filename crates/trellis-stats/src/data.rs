@@ -440,7 +440,7 @@ impl Dataset {
                 // fast path: small non-negative integers (flags, arm numbers, strata)
                 if values
                     .iter()
-                    .all(|&v| v.is_nan() || (v >= 0.0 && v < 4096.0 && v == v.trunc()))
+                    .all(|&v| v.is_nan() || ((0.0..4096.0).contains(&v) && v == v.trunc()))
                 {
                     let mut seen = vec![false; 4096];
                     for &v in values {
