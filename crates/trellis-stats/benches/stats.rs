@@ -39,7 +39,7 @@ impl Rng {
 fn make_data(n: usize) -> Dataset {
     let mut r = Rng(20261125);
     let beta = [0.5, -0.3, 0.2, 0.0, -0.1];
-    let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(n); 5];
+    let mut cols: Vec<Vec<f64>> = (0..5).map(|_| Vec::with_capacity(n)).collect();
     let (mut tday, mut tcont, mut ev) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
