@@ -369,6 +369,15 @@ macro_rules! backend_impl {
                         }
                     }
                 },
+                Mutation::IssueApiToken { id, user, name, token_hash } => {
+                    if name.trim().is_empty() || name.chars().count() > 100 {
+                        return Err(StoreError::invalid("name", "token name must be 1-100 characters"));
+                    }
+                    sqlx::query("INSERT INTO api_tokens (token_id, token_hash, user_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(id.as_uuid()).bind(token_hash.to_vec()).bind(user.as_uuid()).bind(name).bind(now)
+                        .execute(&mut *conn).await?;
+                    ctx.audit(chain, "api_token_issue", "user", user.to_string(), Some("api_token"), None, Some(format!("{name} ({id})")), None, None);
+                }
                 Mutation::SecurityEvent { kind, detail } => {
                     if kind.is_empty() || kind.len() > 64 {
                         return Err(StoreError::invalid("kind", "security event kind must be 1-64 characters"));
@@ -716,6 +725,102 @@ macro_rules! backend_impl {
         pub(crate) async fn delete_session(pool: &Pool, token_hash: &[u8; 32]) -> Result<()> {
             sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash.to_vec()).execute(pool).await?;
             Ok(())
+        }
+
+        pub(crate) async fn api_token_user(pool: &Pool, token_hash: &[u8; 32]) -> Result<Option<UserId>> {
+            let row = sqlx::query("SELECT user_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+                .bind(token_hash.to_vec()).fetch_optional(pool).await?;
+            row.map(|r| Ok(UserId::from_uuid(r.try_get("user_id")?))).transpose()
+        }
+
+        // ---------------------------------------------------------------- whole-installation copy
+
+        pub(crate) async fn is_empty(pool: &Pool) -> Result<bool> {
+            let n: i64 = sqlx::query_scalar("SELECT (SELECT COUNT(*) FROM organizations) + (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM audit_entries)")
+                .fetch_one(pool).await?;
+            Ok(n == 0)
+        }
+
+        pub(crate) async fn dump_rows(pool: &Pool) -> Result<$crate::copy::Rows> {
+            Ok($crate::copy::Rows {
+                organizations: sqlx::query_as("SELECT org_id, kind, name, created_at FROM organizations ORDER BY org_id").fetch_all(pool).await?,
+                users: sqlx::query_as("SELECT user_id, username, display_name, email, org_id, time_zone, locale, password_hash, password_changed_at, must_change_password, failed_sign_ins, locked_at, totp_secret, created_at FROM users ORDER BY user_id").fetch_all(pool).await?,
+                studies: sqlx::query_as("SELECT study_id, sponsor_id, code, title, time_zone, created_at FROM studies ORDER BY study_id").fetch_all(pool).await?,
+                sites: sqlx::query_as("SELECT study_id, site_id, code, name, country, time_zone, created_at FROM sites ORDER BY study_id, site_id").fetch_all(pool).await?,
+                subjects: sqlx::query_as("SELECT study_id, subject_id, site_id, screening_number, status, created_at FROM subjects ORDER BY study_id, subject_id").fetch_all(pool).await?,
+                items: sqlx::query_as("SELECT study_id, subject_id, item_key, value, updated_at FROM item_values ORDER BY study_id, subject_id, item_key").fetch_all(pool).await?,
+                grants: sqlx::query_as("SELECT grant_id, user_id, role, study_id, site_id, granted_at, granted_by, revoked_at FROM role_grants ORDER BY grant_id").fetch_all(pool).await?,
+                api_tokens: sqlx::query_as("SELECT token_id, token_hash, user_id, name, created_at, revoked_at FROM api_tokens ORDER BY token_id").fetch_all(pool).await?,
+                signatures: sqlx::query_as("SELECT study_id, signature_id, signer_id, printed_name, meaning, signed_at, entity_type, entity_id, content_hash FROM signatures ORDER BY study_id, signature_id").fetch_all(pool).await?,
+            })
+        }
+
+        pub(crate) async fn restore_rows(conn: &mut Conn, r: &$crate::copy::Rows) -> Result<()> {
+            for x in &r.organizations {
+                sqlx::query("INSERT INTO organizations (org_id, kind, name, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(x.0).bind(&x.1).bind(&x.2).bind(x.3).execute(&mut *conn).await?;
+            }
+            for x in &r.users {
+                sqlx::query("INSERT INTO users (user_id, username, display_name, email, org_id, time_zone, locale, password_hash, password_changed_at, must_change_password, failed_sign_ins, locked_at, totp_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                    .bind(x.0).bind(&x.1).bind(&x.2).bind(&x.3).bind(x.4).bind(&x.5).bind(&x.6).bind(&x.7).bind(x.8).bind(x.9).bind(x.10).bind(x.11).bind(&x.12).bind(x.13)
+                    .execute(&mut *conn).await?;
+            }
+            for x in &r.studies {
+                sqlx::query("INSERT INTO studies (study_id, sponsor_id, code, title, time_zone, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(x.0).bind(x.1).bind(&x.2).bind(&x.3).bind(&x.4).bind(x.5).execute(&mut *conn).await?;
+            }
+            for x in &r.sites {
+                sqlx::query("INSERT INTO sites (study_id, site_id, code, name, country, time_zone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(x.0).bind(x.1).bind(&x.2).bind(&x.3).bind(&x.4).bind(&x.5).bind(x.6).execute(&mut *conn).await?;
+            }
+            for x in &r.subjects {
+                sqlx::query("INSERT INTO subjects (study_id, subject_id, site_id, screening_number, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(x.0).bind(x.1).bind(x.2).bind(&x.3).bind(&x.4).bind(x.5).execute(&mut *conn).await?;
+            }
+            for x in &r.items {
+                sqlx::query("INSERT INTO item_values (study_id, subject_id, item_key, value, updated_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(x.0).bind(x.1).bind(&x.2).bind(&x.3).bind(x.4).execute(&mut *conn).await?;
+            }
+            for x in &r.grants {
+                sqlx::query("INSERT INTO role_grants (grant_id, user_id, role, study_id, site_id, granted_at, granted_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                    .bind(x.0).bind(x.1).bind(&x.2).bind(x.3).bind(x.4).bind(x.5).bind(x.6).bind(x.7).execute(&mut *conn).await?;
+            }
+            for x in &r.api_tokens {
+                sqlx::query("INSERT INTO api_tokens (token_id, token_hash, user_id, name, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(x.0).bind(&x.1).bind(x.2).bind(&x.3).bind(x.4).bind(x.5).execute(&mut *conn).await?;
+            }
+            for x in &r.signatures {
+                sqlx::query("INSERT INTO signatures (study_id, signature_id, signer_id, printed_name, meaning, signed_at, entity_type, entity_id, content_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                    .bind(x.0).bind(x.1).bind(x.2).bind(&x.3).bind(&x.4).bind(x.5).bind(&x.6).bind(&x.7).bind(&x.8).execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Copies audit entries verbatim (same hashes): only for `copy_installation` into an empty database.
+        pub(crate) async fn restore_entries(conn: &mut Conn, entries: &[StoredEntry]) -> Result<()> {
+            for e in entries {
+                insert_entry(conn, e).await?;
+            }
+            Ok(())
+        }
+
+        pub(crate) async fn restore_head(conn: &mut Conn, chain: Chain, head: ChainHead) -> Result<()> {
+            sqlx::query("INSERT INTO chain_heads (chain_id, seq, hash) VALUES ($1, $2, $3)")
+                .bind(chain.id()).bind(i64::try_from(head.seq).unwrap_or(i64::MAX)).bind(head.hash.to_vec())
+                .execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        pub(crate) async fn restore_checkpoint(conn: &mut Conn, cp: &trellis_audit::Checkpoint) -> Result<()> {
+            sqlx::query("INSERT INTO checkpoints (chain_id, seq, head_hash, created_at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(cp.chain.id()).bind(i64::try_from(cp.head.seq).unwrap_or(i64::MAX)).bind(cp.head.hash.to_vec())
+                .bind(cp.created_at.as_micros()).bind(&cp.key_id).bind(cp.signature.to_vec())
+                .execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        pub(crate) async fn begin_restore(pool: &Pool) -> Result<sqlx::Transaction<'static, $db>> {
+            Ok(pool.begin_with($begin).await?)
         }
 
         // ---------------------------------------------------------------- checkpoints

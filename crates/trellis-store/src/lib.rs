@@ -11,6 +11,7 @@
 //!   commit is durable.
 
 mod backend;
+mod copy;
 mod error;
 mod model;
 mod postgres;
@@ -24,6 +25,7 @@ pub use trellis_audit::{Chain, ChainHead, ChainSummary, Checkpoint, StoredEntry}
 use trellis_audit::{ChainError, ChainVerifier};
 use trellis_domain::{StudyId, SubjectId, UserId};
 
+pub use copy::copy_installation;
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use url::DatabaseUrl;
@@ -284,6 +286,9 @@ impl Store {
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
         read!(self, checkpoints())
     }
+    pub async fn api_token_user(&self, token_hash: &[u8; 32]) -> Result<Option<UserId>> {
+        read!(self, api_token_user(token_hash))
+    }
     pub async fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRow>> {
         read!(self, session(token_hash))
     }
@@ -304,6 +309,33 @@ impl Store {
     /// Checkpoints are signed statements about the chain, not audited data: stored append-only.
     pub async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
         write_direct!(self, insert_checkpoint(cp))
+    }
+
+    /// A consistent online snapshot into a new file (SQLite `VACUUM INTO`).
+    /// PostgreSQL installations are backed up with the server's own tools.
+    pub async fn backup_to(&self, path: &std::path::Path) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                if path.exists() {
+                    return Err(StoreError::invalid(
+                        "out",
+                        format!("{} already exists; choose a new file", path.display()),
+                    ));
+                }
+                let p = path
+                    .to_str()
+                    .ok_or_else(|| StoreError::invalid("out", "path is not valid UTF-8"))?;
+                sqlx::query("VACUUM INTO $1")
+                    .bind(p)
+                    .execute(reader)
+                    .await?;
+                Ok(())
+            }
+            Backend::Postgres { .. } => Err(StoreError::invalid(
+                "database",
+                "for PostgreSQL use pg_dump or pg_basebackup (consistent online snapshots by the server itself)",
+            )),
+        }
     }
 
     pub async fn close(&self) {

@@ -130,6 +130,13 @@ pub enum Mutation {
         outcome: SignInOutcome,
         lockout_after: u32,
     },
+    /// A machine client's token; only its SHA-256 is stored.
+    IssueApiToken {
+        id: trellis_domain::ApiTokenId,
+        user: UserId,
+        name: String,
+        token_hash: [u8; 32],
+    },
     /// An event with no table of its own (sign-out, API token issue, configuration change, ...).
     SecurityEvent {
         kind: String,
@@ -184,6 +191,7 @@ impl Mutation {
             | Mutation::GrantRole { .. }
             | Mutation::RevokeRole { .. }
             | Mutation::SignIn { .. }
+            | Mutation::IssueApiToken { .. }
             | Mutation::SecurityEvent { .. } => Chain::Installation,
         }
     }

@@ -1,0 +1,509 @@
+//! The route table: every route, the access it needs, and its handler.
+//!
+//! The router is built from this table only, and the authorization matrix test
+//! and the OpenAPI document read the same table, so a route cannot be added
+//! without declaring who may use it.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodRouter, get, post, put};
+use trellis_domain::{StudyId, UtcMicros};
+use trellis_store::Study;
+
+use crate::authz::{Access, Permission, Principal};
+use crate::problem::Problem;
+use crate::{AppState, api, auth, ui};
+
+/// One route as declared in the table.
+#[derive(Clone, Debug)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    /// JSON API (problem+json errors, 401) or browser page (redirects, HTML errors).
+    pub api: bool,
+    pub summary: &'static str,
+}
+
+const fn spec(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    api: bool,
+    summary: &'static str,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        api,
+        summary,
+    }
+}
+
+use Access::*;
+use Permission::*;
+
+/// Every route of the application.
+pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    vec![
+        (
+            spec(Method::GET, "/healthz", Public, true, "Liveness probe"),
+            get(api::healthz),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/readyz",
+                Public,
+                true,
+                "Readiness probe: the database answers",
+            ),
+            get(api::readyz),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/static/style.css",
+                Public,
+                false,
+                "Style sheet",
+            ),
+            get(ui::style),
+        ),
+        (
+            spec(Method::GET, "/login", Public, false, "Sign-in page"),
+            get(ui::login_page),
+        ),
+        (
+            spec(Method::POST, "/login", Public, false, "Sign in"),
+            post(ui::login_submit),
+        ),
+        (
+            spec(Method::POST, "/logout", SignedIn, false, "Sign out"),
+            post(ui::logout),
+        ),
+        (
+            spec(Method::GET, "/", SignedIn, false, "Study list"),
+            get(ui::studies),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}",
+                Study(ViewStudy),
+                false,
+                "Study home",
+            ),
+            get(ui::study_home),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/audit",
+                Study(ViewAudit),
+                false,
+                "Study audit trail",
+            ),
+            get(ui::study_audit),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/audit.csv",
+                Study(ViewAudit),
+                false,
+                "Study audit trail as CSV",
+            ),
+            get(ui::study_audit_csv),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/audit.json",
+                Study(ViewAudit),
+                false,
+                "Study audit trail as JSON",
+            ),
+            get(ui::study_audit_json),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/audit",
+                InstallationAudit,
+                false,
+                "Installation audit trail",
+            ),
+            get(ui::installation_audit),
+        ),
+        (
+            spec(Method::GET, "/admin/users", Admin, false, "Users and roles"),
+            get(ui::users_page),
+        ),
+        (
+            spec(Method::POST, "/admin/users", Admin, false, "Create a user"),
+            post(ui::users_create),
+        ),
+        (
+            spec(Method::POST, "/admin/grants", Admin, false, "Grant a role"),
+            post(ui::grants_create),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/openapi.json",
+                Public,
+                true,
+                "This OpenAPI document",
+            ),
+            get(api::openapi_json),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/me",
+                SignedIn,
+                true,
+                "The caller, with role grants",
+            ),
+            get(api::me),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies",
+                SignedIn,
+                true,
+                "Studies visible to the caller",
+            ),
+            get(api::studies),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}",
+                Study(ViewStudy),
+                true,
+                "One study",
+            ),
+            get(api::study),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/sites",
+                Study(ViewStudy),
+                true,
+                "Sites of a study",
+            ),
+            get(api::sites),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/subjects",
+                Study(ViewStudy),
+                true,
+                "Subjects of a study (limited to the caller's sites)",
+            ),
+            get(api::subjects),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/api/v1/studies/{study}/subjects",
+                Study(EnterData),
+                true,
+                "Screen a new subject",
+            ),
+            post(api::create_subject),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/subjects/{subject}/items",
+                Study(ViewStudy),
+                true,
+                "A subject's current data values",
+            ),
+            get(api::items),
+        ),
+        (
+            spec(
+                Method::PUT,
+                "/api/v1/studies/{study}/subjects/{subject}/items",
+                Study(EnterData),
+                true,
+                "Save data values (audited; reason required for changes)",
+            ),
+            put(api::save_items),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/signatures",
+                Study(ViewStudy),
+                true,
+                "E-signatures, with their current validity",
+            ),
+            get(api::signatures),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/api/v1/studies/{study}/signatures",
+                Study(Sign),
+                true,
+                "Sign a subject's data (password required)",
+            ),
+            post(api::sign),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/audit",
+                Study(ViewAudit),
+                true,
+                "Study audit trail, filtered, cursor-paginated",
+            ),
+            get(api::study_audit),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/audit",
+                InstallationAudit,
+                true,
+                "Installation audit trail (security events)",
+            ),
+            get(api::installation_audit),
+        ),
+    ]
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut r: Router<AppState> = Router::new();
+    for (spec, handler) in table() {
+        let path = spec.path;
+        let guarded = handler.route_layer(from_fn_with_state(
+            state.clone(),
+            move |st: State<AppState>, req: Request, next: Next| guard(spec.clone(), st, req, next),
+        ));
+        r = r.route(path, guarded);
+    }
+    let limit = state.config.max_body_bytes;
+    r.fallback(fallback)
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            tower_http::request_id::MakeRequestUuid,
+        ))
+}
+
+async fn fallback(req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") {
+        Problem::not_found("route").into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "Not found").into_response()
+    }
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+pub const SESSION_COOKIE: &str = "trellis_session";
+
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Resolves the caller from the session cookie or a bearer token.
+pub async fn principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, Problem> {
+    let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
+    let (user_id, csrf) = if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        match state
+            .store
+            .api_token_user(&auth::token_hash(token.trim()))
+            .await?
+        {
+            Some(u) => (u, String::new()),
+            None => return Ok(None),
+        }
+    } else if let Some(token) = cookie_value(headers, SESSION_COOKIE) {
+        let hash = auth::token_hash(token);
+        let Some(s) = state.store.session(&hash).await? else {
+            return Ok(None);
+        };
+        let idle = i64::try_from(state.config.session_idle.as_secs()).unwrap_or(i64::MAX);
+        if now >= s.absolute_expires_at || now >= s.last_seen_at.plus_seconds(idle) {
+            state.store.delete_session(&hash).await?;
+            return Ok(None);
+        }
+        // Refresh at most once a minute: a write per request would compete with data entry.
+        if now >= s.last_seen_at.plus_seconds(60) {
+            state.store.touch_session(&hash, now).await?;
+        }
+        (s.user, s.csrf_token)
+    } else {
+        return Ok(None);
+    };
+    let Some(user) = state.store.user(user_id).await? else {
+        return Ok(None);
+    };
+    if user.locked_at.is_some() {
+        return Ok(None);
+    }
+    let org_kind = state
+        .store
+        .organizations()
+        .await?
+        .into_iter()
+        .find(|o| o.id == user.org)
+        .map_or(trellis_domain::OrgKind::Cro, |o| o.kind);
+    let grants = state.store.grants(Some(user.id)).await?;
+    Ok(Some(Principal {
+        user: user.id,
+        username: user.username,
+        display_name: user.display_name,
+        org: user.org,
+        org_kind,
+        locale: crate::i18n::supported(&user.locale).to_owned(),
+        time_zone: user.time_zone,
+        grants,
+        csrf_token: csrf,
+    }))
+}
+
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // Non-browser clients send no Origin; CSRF tokens still apply to forms.
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    origin.split_once("://").is_some_and(|(_, h)| h == host)
+}
+
+async fn guard(
+    spec: RouteSpec,
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method && !spec.api && !same_origin(req.headers()) {
+        return ui::error_page(&state, None, StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    if spec.access == Access::Public {
+        return next.run(req).await;
+    }
+    let principal = match principal(&state, req.headers()).await {
+        Ok(p) => p,
+        Err(p) => return p.into_response(),
+    };
+    let Some(principal) = principal else {
+        if spec.api {
+            return Problem::unauthenticated().into_response();
+        }
+        if unsafe_method {
+            // The session ended while a form was being submitted: keep the form.
+            return ui::login_with_resume(&state, req).await;
+        }
+        let next_path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        return Redirect::to(&format!("/login?next={}", ui::url_encode(&next_path)))
+            .into_response();
+    };
+    let mut study: Option<Study> = None;
+    if spec.path.contains("{study}") {
+        let id = req
+            .uri()
+            .path()
+            .split('/')
+            .skip_while(|s| *s != "studies")
+            .nth(1)
+            .and_then(|s| s.parse::<StudyId>().ok());
+        study = match id {
+            Some(id) => match state.store.study(id).await {
+                Ok(s) => s,
+                Err(e) => return Problem::from(e).into_response(),
+            },
+            None => None,
+        };
+        if study.is_none() {
+            return if spec.api {
+                Problem::not_found("study").into_response()
+            } else {
+                ui::error_page(
+                    &state,
+                    Some(&principal),
+                    StatusCode::NOT_FOUND,
+                    "error-not-found",
+                )
+            };
+        }
+    }
+    if !principal.may(spec.access, study.as_ref()) {
+        return if spec.api {
+            Problem::forbidden().into_response()
+        } else {
+            ui::error_page(
+                &state,
+                Some(&principal),
+                StatusCode::FORBIDDEN,
+                "error-forbidden",
+            )
+        };
+    }
+    let mut req = req;
+    req.extensions_mut().insert(principal);
+    if let Some(s) = study {
+        req.extensions_mut().insert(s);
+    }
+    next.run(req).await
+}

@@ -1,0 +1,991 @@
+//! The server-rendered HTML UI. No JavaScript: forms and links only, so it
+//! works with a keyboard, a screen reader and any browser at a site.
+
+use axum::Extension;
+use axum::extract::{Form, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use trellis_domain::{
+    DisplayName, Email, OrgId, Role, RoleGrantId, SiteId, StudyId, TzName, UserId, Username,
+    UtcMicros,
+};
+use trellis_store::{
+    Actor, AuditFilter, Chain, Mutation, NewUser, SignInOutcome, StoredEntry, Study, WriteRequest,
+};
+
+use crate::AppState;
+use crate::api::{AuditQuery, audit_filter, encode_cursor, entry_json};
+use crate::authz::{Permission, Principal};
+use crate::i18n::{self, format_time};
+use crate::routes::SESSION_COOKIE;
+
+const LOGIN_CSRF_COOKIE: &str = "trellis_login_csrf";
+
+pub async fn style() -> Response {
+    let mut r = include_str!("../static/style.css").into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=3600"),
+    );
+    r
+}
+
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn page(st: &AppState, p: Option<&Principal>, title: &str, body: Markup) -> Markup {
+    let locale = p.map_or("en", |p| p.locale.as_str());
+    let t = |k: &str| st.i18n.t(locale, k);
+    html! {
+        (DOCTYPE)
+        html lang=(locale) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (t("app-name")) }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { (t("app-name")) }
+                    @if let Some(p) = p {
+                        nav aria-label="Main" {
+                            a href="/" { (t("nav-studies")) }
+                            @if p.is_admin() { " · " a href="/admin/users" { (t("nav-users")) } }
+                            @if p.is_admin() || p.is_auditor_anywhere() { " · " a href="/audit" { (t("nav-audit")) } }
+                        }
+                        span.spacer {}
+                        span { (st.i18n.t_args(locale, "nav-signed-in-as", &[("name", p.display_name.clone().into())])) }
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(p.csrf_token);
+                            button type="submit" { (t("nav-sign-out")) }
+                        }
+                    }
+                }
+                main id="main" { (body) }
+            }
+        }
+    }
+}
+
+fn html_response(status: StatusCode, m: Markup) -> Response {
+    (status, Html(m.into_string())).into_response()
+}
+
+pub fn error_page(st: &AppState, p: Option<&Principal>, status: StatusCode, key: &str) -> Response {
+    let locale = p.map_or("en", |p| p.locale.as_str());
+    let title = st.i18n.t(locale, "error-title");
+    let body = html! { h1 { (title) } p.error role="alert" { (st.i18n.t(locale, key)) } };
+    html_response(status, page(st, p, &title, body))
+}
+
+fn check_csrf(p: &Principal, token: &str) -> bool {
+    !p.csrf_token.is_empty() && constant_time_eq(p.csrf_token.as_bytes(), token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// ------------------------------------------------------------------- sign in
+
+#[derive(Deserialize, Default)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn login_markup(
+    st: &AppState,
+    csrf: &str,
+    next: &str,
+    message: Option<(&str, bool)>,
+    resume: Option<(&str, &str)>,
+) -> Markup {
+    let t = |k: &str| st.i18n.t("en", k);
+    let body = html! {
+        div.login {
+            h1 { (t("login-title")) }
+            @if let Some((key, is_error)) = message {
+                @if is_error { p.error role="alert" { (t(key)) } } @else { p.notice role="status" { (t(key)) } }
+            }
+            form.stack method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(next);
+                @if let Some((path, body)) = resume {
+                    input type="hidden" name="resume_path" value=(path);
+                    input type="hidden" name="resume_body" value=(body);
+                }
+                label for="username" { (t("login-username")) input id="username" name="username" autocomplete="username" required autofocus; }
+                label for="password" { (t("login-password")) input id="password" name="password" type="password" autocomplete="current-password" required; }
+                button.primary type="submit" { (t("login-submit")) }
+            }
+        }
+    };
+    page(st, None, &t("login-title"), body)
+}
+
+fn with_login_cookie(mut r: Response, csrf: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_CSRF_COOKIE}={csrf}; Path=/login; HttpOnly; SameSite=Strict"
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub async fn login_page(State(st): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+    let csrf = crate::auth::random_token();
+    let next = safe_next(q.next.as_deref());
+    with_login_cookie(
+        html_response(StatusCode::OK, login_markup(&st, &csrf, &next, None, None)),
+        &csrf,
+    )
+}
+
+/// The session ended while a form was being posted: ask to sign in, keeping the form.
+pub async fn login_with_resume(st: &AppState, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let limit = st.config.max_body_bytes;
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .unwrap_or_default();
+    let fields: Vec<(String, String)> = serde_urlencoded_pairs(&body)
+        .into_iter()
+        .filter(|(k, _)| k != "csrf")
+        .collect();
+    let encoded = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let csrf = crate::auth::random_token();
+    let m = login_markup(
+        st,
+        &csrf,
+        &path,
+        Some(("login-expired", false)),
+        Some((&path, &encoded)),
+    );
+    with_login_cookie(html_response(StatusCode::UNAUTHORIZED, m), &csrf)
+}
+
+fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (url_decode(k), url_decode(v))
+        })
+        .collect()
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    resume_path: Option<String>,
+    #[serde(default)]
+    resume_body: Option<String>,
+}
+
+pub async fn login_submit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let cookie_csrf = crate::routes::cookie_value(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let next = safe_next(f.next.as_deref());
+    let retry = |key: &str| {
+        let csrf = crate::auth::random_token();
+        let resume = f.resume_path.as_deref().zip(f.resume_body.as_deref());
+        with_login_cookie(
+            html_response(
+                StatusCode::UNAUTHORIZED,
+                login_markup(&st, &csrf, &next, Some((key, true)), resume),
+            ),
+            &csrf,
+        )
+    };
+    if cookie_csrf.is_empty() || !constant_time_eq(cookie_csrf.as_bytes(), f.csrf.as_bytes()) {
+        return retry("login-failed");
+    }
+    let user = match st.store.user_by_name(f.username.trim()).await {
+        Ok(u) => u,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
+    let hash = user.as_ref().map_or_else(
+        || crate::auth::dummy_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
+    let password = f.password.clone();
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user else {
+        let _ = st
+            .store
+            .write(WriteRequest::new(
+                Actor::system(),
+                vec![Mutation::SecurityEvent {
+                    kind: "sign_in_failed".into(),
+                    detail: format!(
+                        "unknown user name `{}`",
+                        f.username.chars().take(64).collect::<String>()
+                    ),
+                }],
+            ))
+            .await;
+        return retry("login-failed");
+    };
+    let actor = Actor::user(user.id, &user.display_name);
+    if !ok || user.locked_at.is_some() {
+        let _ = st
+            .store
+            .write(WriteRequest::new(
+                actor,
+                vec![Mutation::SignIn {
+                    user: user.id,
+                    outcome: SignInOutcome::Failure,
+                    lockout_after: st.config.lockout_after,
+                }],
+            ))
+            .await;
+        return retry("login-failed");
+    }
+    if let Err(e) = st
+        .store
+        .write(WriteRequest::new(
+            actor,
+            vec![Mutation::SignIn {
+                user: user.id,
+                outcome: SignInOutcome::Success,
+                lockout_after: st.config.lockout_after,
+            }],
+        ))
+        .await
+    {
+        return crate::problem::Problem::from(e).into_response();
+    }
+    let token = crate::auth::random_token();
+    let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
+    let csrf = crate::auth::random_token();
+    let row = trellis_store::SessionRow {
+        token_hash: crate::auth::token_hash(&token),
+        user: user.id,
+        csrf_token: csrf.clone(),
+        created_at: now,
+        last_seen_at: now,
+        absolute_expires_at: now
+            .plus_seconds(i64::try_from(st.config.session_absolute.as_secs()).unwrap_or(i64::MAX)),
+    };
+    if let Err(e) = st.store.create_session(&row).await {
+        return crate::problem::Problem::from(e).into_response();
+    }
+    let secure = if st.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    let mut resp = match (f.resume_path.as_deref(), f.resume_body.as_deref()) {
+        (Some(path), Some(body)) if path.starts_with('/') && !path.starts_with("//") => {
+            let fields = serde_urlencoded_pairs(body.as_bytes());
+            let locale = i18n::supported(&user.locale);
+            let t = |k: &str| st.i18n.t(locale, k);
+            let m = html! {
+                h1 { (t("login-resume-title")) }
+                p.notice role="status" { (t("login-resume-text")) }
+                form.stack method="post" action=(path) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    @for (k, v) in &fields {
+                        label { (k) input name=(k) value=(v); }
+                    }
+                    button.primary type="submit" { (t("login-resume-submit")) }
+                }
+            };
+            html_response(StatusCode::OK, page(&st, None, &t("login-resume-title"), m))
+        }
+        _ => Redirect::to(&next).into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+pub async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    if let Some(token) = crate::routes::cookie_value(&headers, SESSION_COOKIE) {
+        let _ = st
+            .store
+            .delete_session(&crate::auth::token_hash(token))
+            .await;
+    }
+    let _ = st
+        .store
+        .write(WriteRequest::new(
+            Actor::user(p.user, &p.display_name),
+            vec![Mutation::SecurityEvent {
+                kind: "sign_out".into(),
+                detail: p.username.clone(),
+            }],
+        ))
+        .await;
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("trellis_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}
+
+// ------------------------------------------------------------------- studies
+
+pub async fn studies(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Response {
+    let list = match crate::api::visible_studies(&st, &p).await {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    let t = |k: &str| st.i18n.t(&p.locale, k);
+    let body = html! {
+        h1 { (t("studies-title")) }
+        @if list.is_empty() { p.muted { (t("studies-none")) } } @else {
+            table {
+                thead { tr { th scope="col" { (t("studies-code")) } th scope="col" { (t("studies-study-title")) } th scope="col" { (t("studies-time-zone")) } th scope="col" { (t("studies-your-roles")) } } }
+                tbody {
+                    @for s in &list {
+                        tr {
+                            td { a href=(format!("/studies/{}", s.id)) { (s.code) } }
+                            td { (s.title) }
+                            td { (s.time_zone) }
+                            td { @for r in p.roles_on(s) { span.tag { (r.as_str()) } } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html_response(
+        StatusCode::OK,
+        page(&st, Some(&p), &t("studies-title"), body),
+    )
+}
+
+pub async fn study_home(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+) -> Response {
+    let (sites, subjects) = match (st.store.sites(s.id).await, st.store.subjects(s.id).await) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return crate::problem::Problem::from(e).into_response(),
+    };
+    let scope = p.site_scope(s.id);
+    let visible = |site: SiteId| scope.as_ref().is_none_or(|v| v.contains(&site));
+    let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
+    let l = p.locale.as_str();
+    let t = |k: &str| st.i18n.t(l, k);
+    let site_code = |id: SiteId| {
+        sites
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| x.code.clone())
+            .unwrap_or_default()
+    };
+    let body = html! {
+        h1 { (s.code) " — " (s.title) }
+        @if p.can(&s, Permission::ViewAudit) {
+            p.actions { a href=(format!("/studies/{}/audit", s.id)) { (t("study-audit")) } }
+        }
+        h2 { (t("study-sites")) }
+        table {
+            thead { tr { th scope="col" { (t("site-code")) } th scope="col" { (t("site-name")) } th scope="col" { (t("site-country")) } th scope="col" { (t("site-time-zone")) } th scope="col" { (t("site-local-time")) } } }
+            tbody { @for x in sites.iter().filter(|x| visible(x.id)) {
+                tr { td { (x.code) } td { (x.name) } td { (x.country) } td { (x.time_zone) } td { (format_time(l, &x.time_zone, now)) } }
+            } }
+        }
+        h2 { (t("study-subjects")) }
+        table {
+            thead { tr { th scope="col" { (t("subject-screening-number")) } th scope="col" { (t("subject-site")) } th scope="col" { (t("subject-status")) } th scope="col" { (t("subject-created")) } } }
+            tbody { @for x in subjects.iter().filter(|x| visible(x.site)) {
+                tr { td { (x.screening_number) } td { (site_code(x.site)) } td { (x.status.as_str()) } td { (format_time(l, &p.time_zone, x.created_at)) } }
+            } }
+        }
+    };
+    html_response(StatusCode::OK, page(&st, Some(&p), &s.code, body))
+}
+
+// ------------------------------------------------------------------- audit trail
+
+fn audit_table(st: &AppState, p: &Principal, entries: &[StoredEntry]) -> Markup {
+    let l = p.locale.as_str();
+    let t = |k: &str| st.i18n.t(l, k);
+    html! {
+        p.muted role="status" { (st.i18n.t_args(l, "audit-count", &[("count", entries.len().into())])) }
+        @if entries.is_empty() { p { (t("audit-none")) } } @else {
+            table {
+                thead { tr {
+                    th scope="col" { (t("audit-when")) } th scope="col" { (t("audit-who")) } th scope="col" { (t("audit-action")) }
+                    th scope="col" { (t("audit-what")) } th scope="col" { (t("audit-field")) } th scope="col" { (t("audit-old")) }
+                    th scope="col" { (t("audit-new")) } th scope="col" { (t("audit-reason")) }
+                } }
+                tbody { @for e in entries {
+                    tr {
+                        td { (format_time(l, &p.time_zone, e.body.recorded_at)) }
+                        td { (e.body.actor_name) }
+                        td { (e.body.action) }
+                        td { (e.body.entity_type) " " span.mono { (e.body.entity_id) } }
+                        td { (e.body.field.as_deref().unwrap_or("")) }
+                        td { (e.body.old_value.as_deref().unwrap_or("")) }
+                        td { (e.body.new_value.as_deref().unwrap_or("")) }
+                        td { (e.body.reason.as_deref().unwrap_or("")) }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn query_string(q: &AuditQuery, cursor: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("site", &q.site),
+        ("subject", &q.subject),
+        ("user", &q.user),
+        ("entity_type", &q.entity_type),
+        ("entity_id", &q.entity_id),
+        ("from", &q.from),
+        ("to", &q.to),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", url_encode(v)));
+        }
+    }
+    if let Some(c) = cursor {
+        parts.push(format!("cursor={}", url_encode(c)));
+    }
+    parts.join("&")
+}
+
+pub async fn study_audit(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let f = match audit_filter(&q, Chain::Study(s.id), &p, Some(&s)) {
+        Ok(f) => f,
+        Err(e) => return error_with_detail(&st, &p, e),
+    };
+    let (entries, sites, subjects, users) = match (
+        st.store.audit_entries(&f).await,
+        st.store.sites(s.id).await,
+        st.store.subjects(s.id).await,
+        st.store.users().await,
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        _ => {
+            return error_page(
+                &st,
+                Some(&p),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error-title",
+            );
+        }
+    };
+    let l = p.locale.as_str();
+    let t = |k: &str| st.i18n.t(l, k);
+    let sel = |cur: &Option<String>, v: &str| cur.as_deref() == Some(v);
+    let next = (entries.len() == f.limit as usize)
+        .then(|| entries.last().map(encode_cursor))
+        .flatten();
+    let base = format!("/studies/{}/audit", s.id);
+    let body = html! {
+        h1 { (t("audit-title")) " — " (s.code) }
+        form.filters method="get" action=(base) aria-label=(t("audit-filter")) {
+            label { (t("audit-site")) select name="site" { option value="" { (t("audit-any")) } @for x in &sites { option value=(x.id) selected[sel(&q.site, &x.id.to_string())] { (x.code) } } } }
+            label { (t("audit-subject")) select name="subject" { option value="" { (t("audit-any")) } @for x in &subjects { option value=(x.id) selected[sel(&q.subject, &x.id.to_string())] { (x.screening_number) } } } }
+            label { (t("audit-user")) select name="user" { option value="" { (t("audit-any")) } @for u in &users { option value=(u.id) selected[sel(&q.user, &u.id.to_string())] { (u.display_name) } } } }
+            label { (t("audit-entity")) select name="entity_type" { option value="" { (t("audit-any")) } @for e in ["study", "site", "subject", "item", "subject_casebook"] { option value=(e) selected[sel(&q.entity_type, e)] { (e) } } } }
+            label { (t("audit-from")) input type="date" name="from" value=(q.from.clone().unwrap_or_default()); }
+            label { (t("audit-to")) input type="date" name="to" value=(q.to.clone().unwrap_or_default()); }
+            button.primary type="submit" { (t("audit-apply")) }
+        }
+        p.actions {
+            a href=(format!("{base}.csv?{}", query_string(&q, None))) { (t("audit-export-csv")) }
+            a href=(format!("{base}.json?{}", query_string(&q, None))) { (t("audit-export-json")) }
+        }
+        (audit_table(&st, &p, &entries))
+        @if let Some(c) = next { p.actions { a href=(format!("{base}?{}", query_string(&q, Some(&c)))) { (t("audit-more")) } } }
+    };
+    html_response(StatusCode::OK, page(&st, Some(&p), &t("audit-title"), body))
+}
+
+fn error_with_detail(st: &AppState, p: &Principal, e: crate::problem::Problem) -> Response {
+    let title = st.i18n.t(&p.locale, "error-title");
+    let body = html! { h1 { (title) } p.error role="alert" { (e.detail) } };
+    html_response(e.status(), page(st, Some(p), &title, body))
+}
+
+/// Every entry matching the filter, for exports.
+async fn all_entries(
+    st: &AppState,
+    mut f: AuditFilter,
+) -> Result<Vec<StoredEntry>, trellis_store::StoreError> {
+    f.limit = 5000;
+    let mut out = Vec::new();
+    loop {
+        let page = st.store.audit_entries(&f).await?;
+        let done = page.len() < f.limit as usize;
+        f.after = page
+            .last()
+            .map(|e| (e.body.recorded_at.as_micros(), e.body.entry_id));
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn download(body: String, content_type: &'static str, filename: String) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+pub async fn study_audit_csv(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let f = match audit_filter(&q, Chain::Study(s.id), &p, Some(&s)) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let entries = match all_entries(&st, f).await {
+        Ok(e) => e,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
+    let mut out = String::from(
+        "chain,seq,entry_id,recorded_at_utc,actor_id,actor_name,action,entity_type,entity_id,field,old_value,new_value,reason,request_id,site_id,subject_id,prev_hash,hash\n",
+    );
+    for e in &entries {
+        let b = &e.body;
+        let cols = [
+            e.chain.id().to_string(),
+            e.seq.to_string(),
+            b.entry_id.to_string(),
+            b.recorded_at.to_rfc3339(),
+            b.actor_id.to_string(),
+            b.actor_name.clone(),
+            b.action.clone(),
+            b.entity_type.clone(),
+            b.entity_id.clone(),
+            b.field.clone().unwrap_or_default(),
+            b.old_value.clone().unwrap_or_default(),
+            b.new_value.clone().unwrap_or_default(),
+            b.reason.clone().unwrap_or_default(),
+            b.request_id.clone().unwrap_or_default(),
+            b.site_id.map(|x| x.to_string()).unwrap_or_default(),
+            b.subject_id.map(|x| x.to_string()).unwrap_or_default(),
+            hex::encode(e.prev_hash),
+            hex::encode(e.hash),
+        ];
+        out.push_str(
+            &cols
+                .iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    download(
+        out,
+        "text/csv; charset=utf-8",
+        format!("audit-{}.csv", s.code),
+    )
+}
+
+pub async fn study_audit_json(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let f = match audit_filter(&q, Chain::Study(s.id), &p, Some(&s)) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let entries = match all_entries(&st, f).await {
+        Ok(e) => e,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
+    let v: Vec<_> = entries.iter().map(entry_json).collect();
+    download(
+        serde_json::to_string_pretty(&v).unwrap_or_default(),
+        "application/json",
+        format!("audit-{}.json", s.code),
+    )
+}
+
+pub async fn installation_audit(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let f = match audit_filter(&q, Chain::Installation, &p, None) {
+        Ok(f) => f,
+        Err(e) => return error_with_detail(&st, &p, e),
+    };
+    let entries = match st.store.audit_entries(&f).await {
+        Ok(e) => e,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
+    let t = st.i18n.t(&p.locale, "nav-audit");
+    let next = (entries.len() == f.limit as usize)
+        .then(|| entries.last().map(encode_cursor))
+        .flatten();
+    let body = html! {
+        h1 { (t) }
+        (audit_table(&st, &p, &entries))
+        @if let Some(c) = next { p.actions { a href=(format!("/audit?{}", query_string(&q, Some(&c)))) { (st.i18n.t(&p.locale, "audit-more")) } } }
+    };
+    html_response(StatusCode::OK, page(&st, Some(&p), &t, body))
+}
+
+// ------------------------------------------------------------------- users and roles
+
+async fn users_markup(
+    st: &AppState,
+    p: &Principal,
+    message: Option<String>,
+    error: Option<String>,
+) -> Result<Markup, trellis_store::StoreError> {
+    let users = st.store.users().await?;
+    let grants = st.store.grants(None).await?;
+    let orgs = st.store.organizations().await?;
+    let studies = st.store.studies().await?;
+    let l = p.locale.as_str();
+    let t = |k: &str| st.i18n.t(l, k);
+    let study_code = |id: StudyId| {
+        studies
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.code.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let mut all_sites = Vec::new();
+    for s in &studies {
+        for site in st.store.sites(s.id).await? {
+            all_sites.push((s.code.clone(), site));
+        }
+    }
+    Ok(html! {
+        h1 { (t("users-title")) }
+        @if let Some(m) = message { p.notice role="status" { (m) } }
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        table {
+            thead { tr { th scope="col" { (t("users-username")) } th scope="col" { (t("users-name")) } th scope="col" { (t("users-org")) } th scope="col" { (t("users-status")) } th scope="col" { (t("users-roles")) } } }
+            tbody { @for u in &users {
+                tr {
+                    td.mono { (u.username) }
+                    td { (u.display_name) }
+                    td { (orgs.iter().find(|o| o.id == u.org).map(|o| o.name.as_str()).unwrap_or("")) }
+                    td { @if u.locked_at.is_some() { (t("users-locked")) } @else { (t("users-active")) } }
+                    td { @for g in grants.iter().filter(|g| g.user == u.id && g.revoked_at.is_none()) {
+                        span.tag { (g.role.as_str()) " · " (g.study.map(study_code).unwrap_or_else(|| t("users-none-scope"))) }
+                    } }
+                }
+            } }
+        }
+        h2 { (t("users-add")) }
+        form.stack method="post" action="/admin/users" {
+            input type="hidden" name="csrf" value=(p.csrf_token);
+            label { (t("users-username")) input name="username" required pattern="[a-z0-9._-]{3,64}"; }
+            label { (t("users-name")) input name="display_name" required; }
+            label { (t("users-email")) input name="email" type="email"; }
+            label { (t("users-org")) select name="org" { @for o in &orgs { option value=(o.id) { (o.name) " (" (o.kind.as_str()) ")" } } } }
+            label { (t("users-time-zone")) input name="time_zone" value="UTC" required; }
+            label { (t("users-locale")) select name="locale" { @for (code, name, _) in i18n::LOCALES { option value=(code) { (name) } } } }
+            button.primary type="submit" { (t("users-add-submit")) }
+        }
+        h2 { (t("users-grant")) }
+        form.stack method="post" action="/admin/grants" {
+            input type="hidden" name="csrf" value=(p.csrf_token);
+            label { (t("users-username")) select name="user" { @for u in &users { option value=(u.id) { (u.username) } } } }
+            label { (t("users-role")) select name="role" { @for r in Role::ALL { option value=(r.as_str()) { (r.as_str()) } } } }
+            label { (t("users-study")) select name="study" { option value="" { (t("users-none-scope")) } @for s in &studies { option value=(s.id) { (s.code) } } } }
+            label { (t("users-site")) select name="site" { option value="" { "—" } @for (code, site) in &all_sites { option value=(site.id) { (code) " / " (site.code) } } } }
+            button.primary type="submit" { (t("users-grant-submit")) }
+        }
+    })
+}
+
+async fn users_response(
+    st: &AppState,
+    p: &Principal,
+    status: StatusCode,
+    message: Option<String>,
+    error: Option<String>,
+) -> Response {
+    match users_markup(st, p, message, error).await {
+        Ok(m) => html_response(
+            status,
+            page(st, Some(p), &st.i18n.t(&p.locale, "users-title"), m),
+        ),
+        Err(e) => crate::problem::Problem::from(e).into_response(),
+    }
+}
+
+pub async fn users_page(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    users_response(&st, &p, StatusCode::OK, None, None).await
+}
+
+#[derive(Deserialize)]
+pub struct NewUserForm {
+    csrf: String,
+    username: String,
+    display_name: String,
+    #[serde(default)]
+    email: String,
+    org: OrgId,
+    time_zone: String,
+    locale: String,
+}
+
+pub async fn users_create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Form(f): Form<NewUserForm>,
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let parsed = (|| -> Result<_, trellis_domain::ValidationError> {
+        Ok((
+            Username::parse(&f.username)?,
+            DisplayName::parse(&f.display_name)?,
+            if f.email.trim().is_empty() {
+                None
+            } else {
+                Some(Email::parse(&f.email)?)
+            },
+            TzName::parse(&f.time_zone)?,
+        ))
+    })();
+    let (username, display_name, email, time_zone) = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            return users_response(
+                &st,
+                &p,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(e.to_string()),
+            )
+            .await;
+        }
+    };
+    let password = crate::auth::generate_password();
+    let pw = password.clone();
+    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw)).await
+    else {
+        return error_page(
+            &st,
+            Some(&p),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error-title",
+        );
+    };
+    let user = NewUser {
+        id: UserId::new(),
+        username: username.clone(),
+        display_name,
+        email,
+        org: f.org,
+        time_zone,
+        locale: i18n::supported(&f.locale).to_owned(),
+        password_hash: hash,
+        must_change_password: true,
+    };
+    match st
+        .store
+        .write(WriteRequest::new(
+            Actor::user(p.user, &p.display_name),
+            vec![Mutation::CreateUser(Box::new(user))],
+        ))
+        .await
+    {
+        Ok(_) => {
+            let msg = st.i18n.t_args(
+                &p.locale,
+                "users-created",
+                &[
+                    ("name", username.to_string().into()),
+                    ("password", password.into()),
+                ],
+            );
+            users_response(&st, &p, StatusCode::OK, Some(msg), None).await
+        }
+        Err(e) => {
+            users_response(
+                &st,
+                &p,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(e.to_string()),
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    csrf: String,
+    user: UserId,
+    role: String,
+    #[serde(default)]
+    study: String,
+    #[serde(default)]
+    site: String,
+}
+
+pub async fn grants_create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Form(f): Form<GrantForm>,
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let role: Role = match f.role.parse() {
+        Ok(r) => r,
+        Err(e) => {
+            return users_response(
+                &st,
+                &p,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(format!("{e}")),
+            )
+            .await;
+        }
+    };
+    let study = f.study.parse::<StudyId>().ok();
+    let site = f.site.parse::<SiteId>().ok();
+    let m = Mutation::GrantRole {
+        id: RoleGrantId::new(),
+        user: f.user,
+        role,
+        study,
+        site,
+    };
+    match st
+        .store
+        .write(WriteRequest::new(
+            Actor::user(p.user, &p.display_name),
+            vec![m],
+        ))
+        .await
+    {
+        Ok(_) => {
+            users_response(
+                &st,
+                &p,
+                StatusCode::OK,
+                Some(st.i18n.t(&p.locale, "users-granted")),
+                None,
+            )
+            .await
+        }
+        Err(e) => {
+            users_response(
+                &st,
+                &p,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(e.to_string()),
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! HTTP-level tests of the server on a temporary SQLite database with the demo installation.
+#![allow(clippy::unwrap_used)]
+
+mod app;
+mod authz_matrix;
+mod flows;

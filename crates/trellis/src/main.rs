@@ -1,0 +1,106 @@
+//! The `trellis` binary: parses the command line, sets up logging, dispatches.
+
+mod admin;
+mod cli;
+mod config;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use trellis_store::{DatabaseUrl, Store, StoreOptions};
+
+use crate::cli::{Cli, Command, LogFormat};
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = config::FileConfig::load(&cli)?;
+    let common = config::Common::resolve(&cli, &file);
+    match cli.command {
+        // Pure-compute commands need neither the database nor the async runtime.
+        Command::Signal(cmd) => return trellis_signal::cli::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Stats(cmd) => return trellis_stats::cli::run(cmd).map(|()| ExitCode::SUCCESS),
+        _ => {}
+    }
+    init_logging(common.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                let serve = config::Serve::resolve(&args, &file);
+                admin::serve(&common, serve)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
+            Command::Migrate => {
+                let store = open(&common, true, true).await?;
+                store.migrate().await?;
+                println!("database {} is up to date", store.url());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::User(cmd) => admin::user(&open(&common, false, true).await?, cmd)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Audit(cmd) => admin::audit(&common, cmd).await,
+            Command::Db(cli::DbCommand::Copy { from, to }) => {
+                admin::db_copy(&from, &to).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Backup { out } => {
+                let store = open(&common, false, true).await?;
+                store.backup_to(&out).await?;
+                println!("snapshot of {} written to {}", store.url(), out.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Signal(_) | Command::Stats(_) => Ok(ExitCode::SUCCESS),
+        }
+    })
+}
+
+/// Opens the configured database. A SQLite file is created only when `create` is set.
+pub async fn open(
+    common: &config::Common,
+    create: bool,
+    synchronous_full: bool,
+) -> anyhow::Result<Store> {
+    let url = DatabaseUrl::parse(&common.database_url)?;
+    let store = Store::open(
+        &url,
+        &StoreOptions {
+            create,
+            sqlite_synchronous_full: synchronous_full,
+            ..Default::default()
+        },
+    )
+    .await
+    .with_context(|| format!("opening {url}"))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {url}"))?;
+    Ok(store)
+}
