@@ -129,6 +129,7 @@ fn surv(time: &str, by: Option<&str>, strata: Option<&str>, cov: &[&str]) -> Sur
         by: by.map(String::from),
         strata: strata.map(String::from),
         covariates: cov.iter().map(|s| s.to_string()).collect(),
+        reference: vec![],
     }
 }
 
@@ -333,7 +334,8 @@ fn main() {
     let cov5s: Vec<String> = cov5.iter().map(|s| s.to_string()).collect();
     if wanted("logistic_6_params") {
         let (t, l) = time(3, || {
-            trellis_stats::linear::logistic(&ds, "RESP", None, &cov5s, &[], 0.05).expect("logit")
+            trellis_stats::linear::logistic(&ds, "RESP", None, &cov5s, &[], &[], 0.05)
+                .expect("logit")
         });
         rust.insert("logistic_6_params", t);
         notes.insert(

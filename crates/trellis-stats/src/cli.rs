@@ -62,7 +62,12 @@ pub struct SurvCols {
 }
 
 impl SurvCols {
-    fn spec(&self, by: Option<String>, covariates: Vec<String>) -> anyhow::Result<SurvSpec> {
+    fn spec(
+        &self,
+        by: Option<String>,
+        covariates: Vec<String>,
+        reference: Vec<(String, String)>,
+    ) -> anyhow::Result<SurvSpec> {
         let event = match (&self.event, &self.censor) {
             (Some(e), None) => EventSpec::Event(e.clone()),
             (None, Some(c)) => EventSpec::Censor {
@@ -77,6 +82,7 @@ impl SurvCols {
             by,
             strata: self.strata.clone(),
             covariates,
+            reference,
         })
     }
 }
@@ -134,6 +140,9 @@ pub struct CoxArgs {
     /// Covariates (numeric as is; character as indicators vs the first sorted level)
     #[arg(long, value_delimiter = ',')]
     pub covariates: Vec<String>,
+    /// Reference levels of character covariates, e.g. TRT01A=Placebo (comma separated)
+    #[arg(long = "ref", value_delimiter = ',', value_parser = parse_ref)]
+    pub reference: Vec<(String, String)>,
     /// Tie handling
     #[arg(long, value_enum, default_value_t = Ties::Efron)]
     pub ties: Ties,
@@ -176,6 +185,9 @@ pub struct LogisticArgs {
     /// Numeric covariates to treat as factors
     #[arg(long, value_delimiter = ',')]
     pub factors: Vec<String>,
+    /// Reference levels of factors, e.g. TRT01P=Placebo (comma separated)
+    #[arg(long = "ref", value_delimiter = ',', value_parser = parse_ref)]
+    pub reference: Vec<(String, String)>,
     /// Also write a forest plot (SVG) of the odds ratios
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -240,6 +252,13 @@ pub enum StatsCommand {
     Contents(ContentsArgs),
 }
 
+fn parse_ref(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((c, l)) if !c.is_empty() && !l.is_empty() => Ok((c.to_string(), l.to_string())),
+        _ => Err(format!("expected COLUMN=LEVEL, got `{s}`")),
+    }
+}
+
 fn load(p: &Path) -> anyhow::Result<Dataset> {
     Dataset::load(p).with_context(|| format!("reading {}", p.display()))
 }
@@ -297,7 +316,7 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
         StatsCommand::Km(a) => {
             check_alpha(a.common.alpha)?;
             let ds = load(&a.common.data)?;
-            let spec = a.surv.spec(a.by.clone(), vec![])?;
+            let spec = a.surv.spec(a.by.clone(), vec![], vec![])?;
             let k = crate::survival::km_analysis(&ds, &spec, a.conf_type, a.common.alpha, &a.at)?;
             let title = a
                 .common
@@ -317,7 +336,9 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
         StatsCommand::Cox(a) => {
             check_alpha(a.common.alpha)?;
             let ds = load(&a.common.data)?;
-            let spec = a.surv.spec(a.by.clone(), a.covariates.clone())?;
+            let spec = a
+                .surv
+                .spec(a.by.clone(), a.covariates.clone(), a.reference.clone())?;
             let c = crate::survival::cox_analysis(&ds, &spec, a.ties, a.common.alpha)?;
             let title =
                 a.common.title.clone().unwrap_or_else(|| {
@@ -371,6 +392,7 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                 a.event_value.as_deref(),
                 &a.covariates,
                 &a.factors,
+                &a.reference,
                 a.common.alpha,
             )?;
             let title = a

@@ -393,6 +393,27 @@ pub struct Codes {
 }
 
 impl Codes {
+    /// Moves `level` to the front (the reference level of indicator coding).
+    pub fn with_reference(mut self, level: &str) -> Result<Codes> {
+        let Some(k) = self.levels.iter().position(|l| l == level) else {
+            return Err(StatsError::Invalid(format!(
+                "reference level `{level}` not found (levels: {})",
+                self.levels.join(", ")
+            )));
+        };
+        let k = k as u32;
+        let lv = self.levels.remove(k as usize);
+        self.levels.insert(0, lv);
+        for c in self.codes.iter_mut() {
+            if *c == k {
+                *c = 0;
+            } else if *c != NA_CODE && *c < k {
+                *c += 1;
+            }
+        }
+        Ok(self)
+    }
+
     /// The kept rows only, with levels reduced to those present and re-numbered in order.
     pub fn subset(&self, keep: &[bool]) -> Codes {
         let mut present = vec![false; self.levels.len()];

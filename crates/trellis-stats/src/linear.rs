@@ -11,7 +11,7 @@
 //! factor levels), so fitting costs one pass over the rows regardless of the number of
 //! factor levels.
 
-use crate::data::{ColumnData, Dataset};
+use crate::data::{Codes, ColumnData, Dataset};
 use crate::dist::{chi2_sf, f_sf, norm_p2, norm_ppf, t_p2, t_ppf};
 use crate::error::{Result, StatsError, degenerate};
 use crate::linalg;
@@ -473,6 +473,7 @@ pub fn logistic(
     event_value: Option<&str>,
     covariates: &[String],
     factors: &[String],
+    reference: &[(String, String)],
     alpha: f64,
 ) -> Result<LogisticFit> {
     let rc = ds.column(response)?;
@@ -516,7 +517,19 @@ pub fn logistic(
     for c in &cols {
         let is_factor = !c.is_numeric() || factors.iter().any(|f| f.eq_ignore_ascii_case(&c.name));
         if is_factor {
-            let f = factor_of(ds, &c.name, &keep)?;
+            let mut f = factor_of(ds, &c.name, &keep)?;
+            if let Some((_, r)) = reference
+                .iter()
+                .find(|(col, _)| col.eq_ignore_ascii_case(&c.name))
+            {
+                let coded = Codes {
+                    levels: f.levels,
+                    codes: f.idx,
+                }
+                .with_reference(r)?;
+                f.levels = coded.levels;
+                f.idx = coded.codes;
+            }
             if f.levels.len() < 2 {
                 return degenerate(format!("covariate `{}` has a single level", c.name));
             }

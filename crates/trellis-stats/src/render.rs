@@ -191,8 +191,13 @@ impl Table {
 
     /// CSV: header row then body rows (titles and footnotes omitted).
     pub fn to_csv(tables: &[Table]) -> String {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        for t in tables {
+        let mut w = csv::WriterBuilder::new()
+            .flexible(true)
+            .from_writer(Vec::new());
+        for (i, t) in tables.iter().enumerate() {
+            if i > 0 {
+                let _ = w.write_record([""]);
+            }
             let _ = w.write_record(t.headers.iter().map(|h| h.replace('\n', " ")));
             for r in &t.rows {
                 let _ = w.write_record(r.iter().map(|c| c.trim()));

@@ -154,32 +154,146 @@ pub fn kaplan_meier(
     if n == 0 {
         return degenerate(format!("group `{group}` has no observations"));
     }
+    let group_idx = vec![0usize; n];
+    let cells = Cells::build(data, &group_idx, 1, None, 1);
+    km_from_cells(group, &cells, 0, conf, alpha, at)
+}
+
+/// Sorted time keys of events and censorings for each (stratum, group) cell.
+pub(crate) struct Cells {
+    k: usize,
+    ns: usize,
+    ev: Vec<Vec<u64>>,
+    ce: Vec<Vec<u64>>,
+}
+
+impl Cells {
+    fn build(
+        data: &SurvData,
+        group: &[usize],
+        k: usize,
+        strata: Option<&[usize]>,
+        ns: usize,
+    ) -> Cells {
+        use rayon::prelude::*;
+        let mut ev = vec![Vec::new(); ns * k];
+        let mut ce = vec![Vec::new(); ns * k];
+        for i in 0..data.time.len() {
+            let c = strata.map_or(0, |s| s[i]) * k + group[i];
+            let key = f64_key(data.time[i]);
+            if data.event[i] {
+                ev[c].push(key);
+            } else {
+                ce[c].push(key);
+            }
+        }
+        ev.par_iter_mut()
+            .chain(ce.par_iter_mut())
+            .for_each(radix_sort_u64);
+        Cells { k, ns, ev, ce }
+    }
+}
+
+/// LSD radix sort of u64 keys, 11-bit digits, histograms in one pass, constant digits skipped.
+pub fn radix_sort_u64(v: &mut Vec<u64>) {
+    let n = v.len();
+    if n < 512 {
+        v.sort_unstable();
+        return;
+    }
+    const BITS: u32 = 11;
+    const NB: usize = 1 << BITS;
+    const PASSES: usize = 6;
+    let mut hist = vec![[0usize; NB]; PASSES];
+    for &x in v.iter() {
+        for (p, h) in hist.iter_mut().enumerate() {
+            h[((x >> (p as u32 * BITS)) as usize) & (NB - 1)] += 1;
+        }
+    }
+    let mut tmp = vec![0u64; n];
+    for (p, h) in hist.iter_mut().enumerate() {
+        if h.contains(&n) {
+            continue;
+        }
+        let mut acc = 0;
+        for c in h.iter_mut() {
+            let x = *c;
+            *c = acc;
+            acc += x;
+        }
+        let shift = p as u32 * BITS;
+        for &x in v.iter() {
+            let b = ((x >> shift) as usize) & (NB - 1);
+            tmp[h[b]] = x;
+            h[b] += 1;
+        }
+        std::mem::swap(v, &mut tmp);
+    }
+}
+
+/// Walks several sorted key lists in step: calls `f(key, counts)` for each distinct key,
+/// with `counts[j]` the number of occurrences in list `j`.
+fn walk(lists: &[&[u64]], mut f: impl FnMut(u64, &[u64])) {
+    let m = lists.len();
+    let mut pos = vec![0usize; m];
+    let mut cnt = vec![0u64; m];
+    loop {
+        let mut min = u64::MAX;
+        let mut any = false;
+        for j in 0..m {
+            if let Some(&x) = lists[j].get(pos[j]) {
+                any = true;
+                min = min.min(x);
+            }
+        }
+        if !any {
+            break;
+        }
+        for j in 0..m {
+            let l = lists[j];
+            let mut c = 0;
+            while pos[j] < l.len() && l[pos[j]] == min {
+                pos[j] += 1;
+                c += 1;
+            }
+            cnt[j] = c;
+        }
+        f(min, &cnt);
+    }
+}
+
+/// Kaplan–Meier for group `g` of `cells` (pooled over strata).
+fn km_from_cells(
+    group: &str,
+    cells: &Cells,
+    g: usize,
+    conf: ConfType,
+    alpha: f64,
+    at: &[f64],
+) -> Result<KmGroup> {
+    let mut lists: Vec<&[u64]> = Vec::new();
+    let mut n = 0usize;
+    for s in 0..cells.ns {
+        let c = s * cells.k + g;
+        lists.push(&cells.ev[c]);
+        n += cells.ev[c].len() + cells.ce[c].len();
+    }
+    let ne = lists.len();
+    for s in 0..cells.ns {
+        lists.push(&cells.ce[s * cells.k + g]);
+    }
+    if n == 0 {
+        return degenerate(format!("group `{group}` has no observations"));
+    }
     let z = norm_ppf(1.0 - alpha / 2.0);
-    let mut keys: Vec<(u64, u32)> = data
-        .time
-        .iter()
-        .zip(&data.event)
-        .map(|(&t, &e)| (f64_key(t), e as u32))
-        .collect();
-    sort_by_time(&mut keys);
     let mut curve = Vec::new();
     let mut s = 1.0f64;
     let mut gw = 0.0f64; // Greenwood sum
     let mut at_risk = n as u64;
-    let mut i = 0;
     let mut events_total = 0u64;
-    while i < n {
-        let k = keys[i].0;
-        let mut d = 0u64;
-        let mut c = 0u64;
-        while i < n && keys[i].0 == k {
-            if keys[i].1 == 1 {
-                d += 1;
-            } else {
-                c += 1;
-            }
-            i += 1;
-        }
+    walk(&lists, |k, cnt| {
+        let d: u64 = cnt[..ne].iter().sum();
+        let c: u64 = cnt[ne..].iter().sum();
         let t = data_time_from_key(k);
         if d > 0 {
             s *= 1.0 - d as f64 / at_risk as f64;
@@ -202,7 +316,7 @@ pub fn kaplan_meier(
             hi,
         });
         at_risk -= d + c;
-    }
+    });
     let first_le = |f: &dyn Fn(&KmPoint) -> Option<f64>| {
         curve
             .iter()
@@ -312,64 +426,20 @@ pub fn logrank(
     if k < 2 {
         return degenerate("log-rank test needs at least two groups");
     }
-    let n = data.time.len();
     let ns = strata.map_or(1, |s| s.iter().copied().max().map_or(1, |m| m + 1));
-    // sort by (stratum, time)
-    let mut keys: Vec<(u64, u32)> = (0..n).map(|i| (f64_key(data.time[i]), i as u32)).collect();
-    sort_by_time(&mut keys);
-    // (time, group, event) in time order, bucketed by stratum
-    let mut by_stratum: Vec<Vec<(f64, u32, bool)>> = vec![Vec::new(); ns];
-    for &(_, i) in &keys {
-        let i = i as usize;
-        let s = strata.map_or(0, |s| s[i]);
-        by_stratum[s].push((data.time[i], group[i] as u32, data.event[i]));
-    }
-    let mut o = vec![0.0; k];
-    let mut e = vec![0.0; k];
-    let mut v = vec![0.0; k * k];
-    let mut nr = vec![0.0f64; k];
-    let mut d = vec![0.0f64; k];
-    let mut gone = vec![0.0f64; k];
-    for rows in &by_stratum {
-        nr.iter_mut().for_each(|x| *x = 0.0);
-        for &(_, g, _) in rows {
-            nr[g as usize] += 1.0;
-        }
-        let mut j = 0;
-        while j < rows.len() {
-            let t = rows[j].0;
-            d.iter_mut().for_each(|x| *x = 0.0);
-            gone.iter_mut().for_each(|x| *x = 0.0);
-            while j < rows.len() && rows[j].0 == t {
-                let (_, g, ev) = rows[j];
-                if ev {
-                    d[g as usize] += 1.0;
-                }
-                gone[g as usize] += 1.0;
-                j += 1;
-            }
-            let nt: f64 = nr.iter().sum();
-            let dt: f64 = d.iter().sum();
-            if dt > 0.0 {
-                for g in 0..k {
-                    o[g] += d[g];
-                    e[g] += dt * nr[g] / nt;
-                }
-                if nt > 1.0 {
-                    let f = dt * (nt - dt) / (nt - 1.0);
-                    for g in 0..k {
-                        for h in 0..k {
-                            let delta = if g == h { 1.0 } else { 0.0 };
-                            v[g * k + h] += f * nr[g] / nt * (delta - nr[h] / nt);
-                        }
-                    }
-                }
-            }
-            for g in 0..k {
-                nr[g] -= gone[g];
-            }
-        }
-    }
+    let cells = Cells::build(data, group, k, strata, ns);
+    let (o, e, v) = logrank_sums(&cells);
+    logrank_finish(o, e, v, group_names, strata.is_some())
+}
+
+fn logrank_finish(
+    o: Vec<f64>,
+    e: Vec<f64>,
+    v: Vec<f64>,
+    group_names: &[String],
+    stratified: bool,
+) -> Result<LogRank> {
+    let k = o.len();
     let total_events: f64 = o.iter().sum();
     if total_events == 0.0 {
         return degenerate("log-rank test: no events in any group (all observations censored)");
@@ -394,8 +464,51 @@ pub fn logrank(
         observed: o,
         expected: e,
         groups: group_names.to_vec(),
-        stratified: strata.is_some(),
+        stratified,
     })
+}
+
+/// Observed, expected and the covariance of O − E per group, summed over strata.
+fn logrank_sums(cells: &Cells) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let k = cells.k;
+    let mut o = vec![0.0; k];
+    let mut e = vec![0.0; k];
+    let mut v = vec![0.0; k * k];
+    let mut nr = vec![0.0f64; k];
+    for st in 0..cells.ns {
+        let mut lists: Vec<&[u64]> = Vec::with_capacity(2 * k);
+        for g in 0..k {
+            let c = st * k + g;
+            nr[g] = (cells.ev[c].len() + cells.ce[c].len()) as f64;
+            lists.push(&cells.ev[c]);
+        }
+        for g in 0..k {
+            lists.push(&cells.ce[st * k + g]);
+        }
+        walk(&lists, |_, cnt| {
+            let nt: f64 = nr.iter().sum();
+            let dt: f64 = cnt[..k].iter().sum::<u64>() as f64;
+            if dt > 0.0 {
+                for g in 0..k {
+                    o[g] += cnt[g] as f64;
+                    e[g] += dt * nr[g] / nt;
+                }
+                if nt > 1.0 {
+                    let f = dt * (nt - dt) / (nt - 1.0);
+                    for g in 0..k {
+                        for h in 0..k {
+                            let delta = if g == h { 1.0 } else { 0.0 };
+                            v[g * k + h] += f * nr[g] / nt * (delta - nr[h] / nt);
+                        }
+                    }
+                }
+            }
+            for g in 0..k {
+                nr[g] -= (cnt[g] + cnt[k + g]) as f64;
+            }
+        });
+    }
+    (o, e, v)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -809,6 +922,8 @@ pub struct SurvSpec {
     pub by: Option<String>,
     pub strata: Option<String>,
     pub covariates: Vec<String>,
+    /// Reference levels of character covariates (`column`, `level`); default: first sorted level.
+    pub reference: Vec<(String, String)>,
 }
 
 /// Rows of a dataset prepared for survival analysis (rows with any missing input dropped).
@@ -914,10 +1029,18 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
                 terms.push(c.name.clone());
             }
             crate::data::ColumnData::Char(_) => {
+                let mut coded = ds.codes(&c.name)?.subset(&keep);
+                if let Some((_, r)) = spec
+                    .reference
+                    .iter()
+                    .find(|(col, _)| col.eq_ignore_ascii_case(&c.name))
+                {
+                    coded = coded.with_reference(r)?;
+                }
                 let Codes {
                     codes: idx,
                     levels: lv,
-                } = ds.codes(&c.name)?.subset(&keep);
+                } = coded;
                 if lv.len() < 2 {
                     return degenerate(format!("covariate `{}` has a single level", c.name));
                 }
@@ -964,23 +1087,22 @@ pub fn km_analysis(
 ) -> Result<KmResult> {
     let rows = prepare(ds, spec)?;
     let k = rows.group_names.len();
-    let mut per: Vec<(Vec<f64>, Vec<bool>)> = vec![(Vec::new(), Vec::new()); k];
-    for i in 0..rows.data.time.len() {
-        let g = rows.group[i];
-        per[g].0.push(rows.data.time[i]);
-        per[g].1.push(rows.data.event[i]);
-    }
-    let groups = per
-        .into_iter()
-        .zip(&rows.group_names)
-        .map(|((t, e), name)| kaplan_meier(name, &SurvData { time: t, event: e }, conf, alpha, at))
+    let ns = rows.strata_names.len().max(1);
+    let cells = Cells::build(&rows.data, &rows.group, k, rows.stratum.as_deref(), ns);
+    let groups = rows
+        .group_names
+        .iter()
+        .enumerate()
+        .map(|(g, name)| km_from_cells(name, &cells, g, conf, alpha, at))
         .collect::<Result<Vec<_>>>()?;
     let logrank = if k >= 2 {
-        Some(logrank(
-            &rows.data,
-            &rows.group,
+        let (o, e, v) = logrank_sums(&cells);
+        Some(logrank_finish(
+            o,
+            e,
+            v,
             &rows.group_names,
-            rows.stratum.as_deref(),
+            rows.stratum.is_some(),
         )?)
     } else {
         None

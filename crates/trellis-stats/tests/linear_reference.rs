@@ -62,6 +62,7 @@ fn logistic_matches_statsmodels() {
         None,
         &["TRT01P".into(), "BASE".into()],
         &[],
+        &[],
         0.05,
     )
     .unwrap();
@@ -98,7 +99,7 @@ fn degenerate_linear_inputs() {
         ],
         ..Default::default()
     };
-    let e = logistic(&ds, "Y", None, &["X".into()], &[], 0.05)
+    let e = logistic(&ds, "Y", None, &["X".into()], &[], &[], 0.05)
         .unwrap_err()
         .to_string();
     assert!(e.contains("separation"), "{e}");
@@ -111,7 +112,7 @@ fn degenerate_linear_inputs() {
         ],
         ..Default::default()
     };
-    let e = logistic(&ds, "Y", None, &["X".into()], &[], 0.05)
+    let e = logistic(&ds, "Y", None, &["X".into()], &[], &[], 0.05)
         .unwrap_err()
         .to_string();
     assert!(e.contains("separation"), "{e}");
@@ -125,7 +126,7 @@ fn degenerate_linear_inputs() {
         ..Default::default()
     };
     assert!(
-        logistic(&ds, "Y", None, &["X".into()], &[], 0.05)
+        logistic(&ds, "Y", None, &["X".into()], &[], &[], 0.05)
             .unwrap_err()
             .to_string()
             .contains("only events")
@@ -176,4 +177,24 @@ fn degenerate_linear_inputs() {
             .to_string()
             .contains("single level")
     );
+}
+
+#[test]
+fn logistic_reference_level() {
+    let ds = load("adeff.csv");
+    let cov = ["TRT01P".to_string(), "BASE".to_string()];
+    let a = logistic(&ds, "RESP", None, &cov, &[], &[], 0.05).unwrap();
+    let r = [("TRT01P".to_string(), "Placebo".to_string())];
+    let b = logistic(&ds, "RESP", None, &cov, &[], &r, 0.05).unwrap();
+    assert_eq!(a.coefficients[2].term, "TRT01P=Placebo");
+    assert_eq!(b.coefficients[1].term, "TRT01P=High");
+    assert_eq!(b.coefficients[2].term, "TRT01P=Low");
+    // High vs Placebo = −(Placebo vs High)
+    close(
+        "flip",
+        b.coefficients[1].estimate,
+        -a.coefficients[2].estimate,
+        1e-8,
+    );
+    close("ll", b.loglik, a.loglik, 1e-12);
 }

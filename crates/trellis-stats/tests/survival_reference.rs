@@ -14,6 +14,7 @@ fn spec(time: &str) -> SurvSpec {
         by: Some("TRT01A".into()),
         strata: None,
         covariates: vec![],
+        reference: vec![],
     }
 }
 
@@ -201,4 +202,51 @@ fn degenerate_survival_inputs_give_clear_errors() {
     assert!(e.contains("constant"), "{e}");
     // negative time
     assert!(SurvData::new(vec![-1.0], vec![true]).is_err());
+}
+
+mod sorting {
+    use proptest::prelude::*;
+    use trellis_stats::survival::{f64_key, radix_sort_u64, sort_by_time};
+
+    proptest! {
+        #[test]
+        fn radix_sorts_agree_with_std(v in proptest::collection::vec(0.0f64..1e9, 0..3000), days in any::<bool>()) {
+            let v: Vec<f64> = if days { v.iter().map(|x| (x / 1e6).ceil()).collect() } else { v };
+            let mut keys: Vec<u64> = v.iter().map(|&x| f64_key(x)).collect();
+            let mut want = v.clone();
+            want.sort_by(f64::total_cmp);
+            radix_sort_u64(&mut keys);
+            let want_keys: Vec<u64> = want.iter().map(|&x| f64_key(x)).collect();
+            prop_assert_eq!(&keys, &want_keys);
+            let mut pairs: Vec<(u64, u32)> = v.iter().enumerate().map(|(i, &x)| (f64_key(x), i as u32)).collect();
+            sort_by_time(&mut pairs);
+            prop_assert!(pairs.windows(2).all(|w| w[0].0 <= w[1].0));
+            prop_assert_eq!(pairs.len(), v.len());
+        }
+    }
+}
+
+#[test]
+fn cox_reference_level_flips_the_treatment_term() {
+    let ds = load("adtte.csv");
+    let mut s = spec("AVAL");
+    let a = cox_analysis(&ds, &s, Ties::Efron, 0.05).unwrap();
+    s.reference = vec![("TRT01A".into(), "Placebo".into())];
+    let b = cox_analysis(&ds, &s, Ties::Efron, 0.05).unwrap();
+    assert_eq!(a.coefficients[0].term, "TRT01A=Placebo");
+    assert_eq!(b.coefficients[0].term, "TRT01A=Drug A");
+    close(
+        "flip",
+        b.coefficients[0].estimate,
+        -a.coefficients[0].estimate,
+        1e-9,
+    );
+    close("loglik", b.loglik, a.loglik, 1e-12);
+    s.reference = vec![("TRT01A".into(), "Nope".into())];
+    assert!(
+        cox_analysis(&ds, &s, Ties::Efron, 0.05)
+            .unwrap_err()
+            .to_string()
+            .contains("Nope")
+    );
 }
