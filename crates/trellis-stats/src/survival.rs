@@ -477,9 +477,9 @@ fn logrank_sums(cells: &Cells) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut nr = vec![0.0f64; k];
     for st in 0..cells.ns {
         let mut lists: Vec<&[u64]> = Vec::with_capacity(2 * k);
-        for g in 0..k {
+        for (g, n_g) in nr.iter_mut().enumerate() {
             let c = st * k + g;
-            nr[g] = (cells.ev[c].len() + cells.ce[c].len()) as f64;
+            *n_g = (cells.ev[c].len() + cells.ce[c].len()) as f64;
             lists.push(&cells.ev[c]);
         }
         for g in 0..k {
