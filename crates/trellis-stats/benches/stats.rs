@@ -9,8 +9,9 @@
 //!
 //! Synthetic data as in shared/research/pv-and-stats.md B.3: 5 covariates (2 binary, 3 N(0,1)),
 //! log-HR (0.5, −0.3, 0.2, 0, −0.1), exponential baseline, uniform(0, 5) censoring; day-tied
-//! times are ceil(365.25 t). Rust timings are the median of 3 runs, Python peers a single run
-//! (as in the research notes). Wall-clock: noisy on a shared machine.
+//! times are ceil(365.25 t). Rust timings are the median wall time of 3 runs (plus the mean
+//! process CPU time per run, all threads, which is less sensitive to other load), Python peers a
+//! single run (as in the research notes). Wall-clock is noisy on a shared machine.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -109,17 +110,42 @@ fn wanted(task: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |o| o.split(',').any(|p| task.starts_with(p)))
 }
 
+/// Process CPU time (user + system, all threads) in seconds, from /proc (Linux; 10 ms ticks).
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) / 100.0)
+}
+
+thread_local! {
+    static LAST_CPU: std::cell::Cell<f64> = const { std::cell::Cell::new(f64::NAN) };
+}
+
+/// Median wall time of `runs` runs; the mean CPU time per run is kept for the report.
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut ts = Vec::new();
     let mut last = None;
+    let c0 = cpu_seconds();
     for _ in 0..runs {
         let t0 = Instant::now();
         let v = f();
         ts.push(t0.elapsed().as_secs_f64());
         last = Some(v);
     }
+    let cpu = match (c0, cpu_seconds()) {
+        (Some(a), Some(b)) => (b - a) / runs as f64,
+        _ => f64::NAN,
+    };
+    LAST_CPU.with(|c| c.set(cpu));
     ts.sort_by(f64::total_cmp);
     (ts[ts.len() / 2], last.expect("runs >= 1"))
+}
+
+fn last_cpu() -> f64 {
+    LAST_CPU.with(|c| c.get())
 }
 
 fn surv(time: &str, by: Option<&str>, strata: Option<&str>, cov: &[&str]) -> SurvSpec {
@@ -173,6 +199,7 @@ fn main() {
     let cov5 = ["X1", "X2", "X3", "X4", "X5"];
     let mut rust: BTreeMap<&str, f64> = BTreeMap::new();
     let mut notes: BTreeMap<&str, String> = BTreeMap::new();
+    let mut cpu: BTreeMap<&str, f64> = BTreeMap::new();
 
     if wanted("cox_efron_tied") {
         let (t, fit) = time(3, || {
@@ -185,6 +212,7 @@ fn main() {
             .expect("cox")
         });
         rust.insert("cox_efron_tied", t);
+        cpu.insert("cox_efron_tied", last_cpu());
         notes.insert(
             "cox_efron_tied",
             format!(
@@ -204,6 +232,7 @@ fn main() {
             .expect("cox")
         });
         rust.insert("cox_breslow_tied", t);
+        cpu.insert("cox_breslow_tied", last_cpu());
     }
     if wanted("cox_efron_tied_4strata") {
         let (t, _) = time(3, || {
@@ -216,6 +245,7 @@ fn main() {
             .expect("cox")
         });
         rust.insert("cox_efron_tied_4strata", t);
+        cpu.insert("cox_efron_tied_4strata", last_cpu());
     }
     if wanted("cox_efron_continuous") {
         let (t, fit) = time(3, || {
@@ -228,6 +258,7 @@ fn main() {
             .expect("cox")
         });
         rust.insert("cox_efron_continuous", t);
+        cpu.insert("cox_efron_continuous", last_cpu());
         notes.insert(
             "cox_efron_continuous",
             format!("beta1 {:.6}", fit.coefficients[0].estimate),
@@ -245,6 +276,7 @@ fn main() {
             .expect("km")
         });
         rust.insert("km_tied", t);
+        cpu.insert("km_tied", last_cpu());
     }
     if wanted("km_continuous") {
         let (t, _) = time(3, || {
@@ -258,6 +290,7 @@ fn main() {
             .expect("km")
         });
         rust.insert("km_continuous", t);
+        cpu.insert("km_continuous", last_cpu());
     }
     if wanted("km_plus_logrank_2groups") {
         let (t, k) = time(3, || {
@@ -271,6 +304,7 @@ fn main() {
             .expect("km")
         });
         rust.insert("km_plus_logrank_2groups", t);
+        cpu.insert("km_plus_logrank_2groups", last_cpu());
         notes.insert(
             "km_plus_logrank_2groups",
             format!(
@@ -285,6 +319,7 @@ fn main() {
                 .expect("logrank")
         });
         rust.insert("logrank_2groups", t);
+        cpu.insert("logrank_2groups", last_cpu());
         notes.insert("logrank_2groups", format!("chisq {:.7}", l.chisq));
     }
     if wanted("logrank_stratified") {
@@ -296,6 +331,7 @@ fn main() {
             .expect("logrank")
         });
         rust.insert("logrank_stratified", t);
+        cpu.insert("logrank_stratified", last_cpu());
         notes.insert("logrank_stratified", format!("chisq {:.7}", l.chisq));
     }
     if wanted("km_plus_logrank_stratified") {
@@ -310,6 +346,7 @@ fn main() {
             .expect("km")
         });
         rust.insert("km_plus_logrank_stratified", t);
+        cpu.insert("km_plus_logrank_stratified", last_cpu());
         notes.insert(
             "km_plus_logrank_stratified",
             format!(
@@ -329,6 +366,7 @@ fn main() {
             trellis_stats::linear::ancova(&ds, &spec, 0.05).expect("ancova")
         });
         rust.insert("ancova_type3", t);
+        cpu.insert("ancova_type3", last_cpu());
         notes.insert("ancova_type3", format!("F(TRT) {:.6}", a.type3[1].f));
     }
     let cov5s: Vec<String> = cov5.iter().map(|s| s.to_string()).collect();
@@ -338,6 +376,7 @@ fn main() {
                 .expect("logit")
         });
         rust.insert("logistic_6_params", t);
+        cpu.insert("logistic_6_params", last_cpu());
         notes.insert(
             "logistic_6_params",
             format!("beta1 {:.6}", l.coefficients[1].estimate),
@@ -346,6 +385,7 @@ fn main() {
     if wanted("xport_read_1m_x20") {
         let (t, rd) = time(3, || Dataset::load(&xpt).expect("read xpt"));
         rust.insert("xport_read_1m_x20", t);
+        cpu.insert("xport_read_1m_x20", last_cpu());
         notes.insert(
             "xport_read_1m_x20",
             format!(
@@ -362,6 +402,7 @@ fn main() {
             trellis_stats::xport::write_xport(&mut sink, &[&wide]).expect("write");
         });
         rust.insert("xport_write_1m_x20", t);
+        cpu.insert("xport_write_1m_x20", last_cpu());
     }
 
     let mut peers: BTreeMap<String, f64> = BTreeMap::new();
@@ -441,17 +482,18 @@ fn main() {
     let mut so = std::io::stdout().lock();
     let _ = writeln!(
         so,
-        "\n{:<28} {:>10}   {:<38} {:>10} {:>9}",
-        "task", "trellis s", "peer", "peer s", "speed-up"
+        "\n{:<28} {:>10} {:>8}   {:<38} {:>10} {:>9}",
+        "task", "trellis s", "cpu s", "peer", "peer s", "speed-up"
     );
     for (task, ps) in pairs {
         let rt = rust.get(task).copied().unwrap_or(f64::NAN);
         let mut first = true;
         for p in ps.iter() {
+            let ct = cpu.get(task).copied().unwrap_or(f64::NAN);
             let lead = if first {
-                format!("{task:<28} {rt:>10.4}")
+                format!("{task:<28} {rt:>10.4} {ct:>8.3}")
             } else {
-                format!("{:<28} {:>10}", "", "")
+                format!("{:<28} {:>10} {:>8}", "", "", "")
             };
             first = false;
             match peers.get(*p) {
@@ -464,7 +506,7 @@ fn main() {
             }
         }
         if let Some(nt) = notes.get(task) {
-            let _ = writeln!(so, "{:<28} {:>10}   ({nt})", "", "");
+            let _ = writeln!(so, "{:<28} {:>10} {:>8}   ({nt})", "", "", "");
         }
     }
     for (k, v) in &peers {

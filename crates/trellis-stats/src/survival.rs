@@ -576,47 +576,68 @@ struct CoxDesign {
 }
 
 fn cox_design(data: &SurvData, x_cols: &[Vec<f64>], strata: Option<&[usize]>) -> CoxDesign {
+    use rayon::prelude::*;
     let n = data.time.len();
     let p = x_cols.len();
-    // sort by time descending, then stable-partition by stratum
-    let mut keys: Vec<(u64, u32)> = (0..n).map(|i| (!f64_key(data.time[i]), i as u32)).collect();
-    sort_by_time(&mut keys);
-    let order: Vec<u32> = match strata {
-        None => keys.iter().map(|k| k.1).collect(),
-        Some(s) => {
-            let ns = s.iter().copied().max().map_or(1, |m| m + 1);
-            let mut buckets: Vec<Vec<u32>> = vec![Vec::new(); ns];
-            for k in &keys {
-                buckets[s[k.1 as usize]].push(k.1);
-            }
-            buckets.concat()
-        }
-    };
+    // bucket by stratum (sequential pass), then sort each bucket by time descending;
+    // the payload carries the row index and the event flag (bit 31)
+    let ns = strata.map_or(1, |s| s.iter().copied().max().map_or(1, |m| m + 1));
+    let mut buckets: Vec<Vec<(u64, u32)>> = vec![Vec::new(); ns];
+    for i in 0..n {
+        let b = strata.map_or(0, |s| s[i]);
+        let payload = i as u32 | ((data.event[i] as u32) << 31);
+        buckets[b].push((!f64_key(data.time[i]), payload));
+    }
+    buckets.par_iter_mut().for_each(sort_by_time);
+    let starts: Vec<usize> = buckets
+        .iter()
+        .scan(0usize, |acc, b| {
+            let s = *acc;
+            *acc += b.len();
+            Some(s)
+        })
+        .collect();
+    let keys = buckets.concat();
+    // centred covariates, row-major in input order (sequential), then one gather of rows
     let means: Vec<f64> = x_cols
         .iter()
         .map(|c| c.iter().sum::<f64>() / n as f64)
         .collect();
-    let mut x = Vec::with_capacity(n * p);
-    let mut event = Vec::with_capacity(n);
-    for &i in &order {
-        let i = i as usize;
-        for (j, c) in x_cols.iter().enumerate() {
-            x.push(c[i] - means[j]);
+    let mut xr = vec![0.0; n * p];
+    for (j, c) in x_cols.iter().enumerate() {
+        for (i, v) in c.iter().enumerate() {
+            xr[i * p + j] = v - means[j];
         }
-        event.push(data.event[i]);
     }
-    let t_sorted: Vec<f64> = order.iter().map(|&i| data.time[i as usize]).collect();
-    let s_sorted: Vec<usize> = match strata {
-        Some(s) => order.iter().map(|&i| s[i as usize]).collect(),
-        None => Vec::new(),
-    };
-    let st = |k: usize| s_sorted.get(k).copied().unwrap_or(0);
+    let mut x = vec![0.0; n * p];
+    const CH: usize = 8192;
+    x.par_chunks_mut(CH * p)
+        .zip(keys.par_chunks(CH))
+        .for_each(|(out, ks)| {
+            for (r, k) in ks.iter().enumerate() {
+                let i = (k.1 & 0x7fff_ffff) as usize;
+                out[r * p..r * p + p].copy_from_slice(&xr[i * p..i * p + p]);
+            }
+        });
+    let event: Vec<bool> = keys.iter().map(|k| k.1 >> 31 == 1).collect();
     let mut blocks = Vec::new();
+    let mut si = 0usize;
     let mut a = 0usize;
     while a < n {
-        let new_stratum = a == 0 || st(a - 1) != st(a);
+        let mut new_stratum = a == 0;
+        while si + 1 < starts.len() && starts[si + 1] <= a {
+            si += 1;
+            if starts[si] == a {
+                new_stratum = true;
+            }
+        }
+        let stratum_end = starts[si + 1..]
+            .iter()
+            .find(|&&s| s > a)
+            .copied()
+            .unwrap_or(n);
         let mut b = a + 1;
-        while b < n && t_sorted[b] == t_sorted[a] && st(b) == st(a) {
+        while b < stratum_end && keys[b].0 == keys[a].0 {
             b += 1;
         }
         blocks.push((a as u32, b as u32, new_stratum));
