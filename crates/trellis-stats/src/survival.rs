@@ -653,12 +653,18 @@ fn cox_design(data: &SurvData, x_cols: &[Vec<f64>], strata: Option<&[usize]>) ->
 
 /// Log partial likelihood, gradient and information (negative Hessian, row-major p×p).
 /// exp(xβ) is computed in parallel; strata are accumulated in parallel.
-fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f64>) {
+fn cox_eval(
+    des: &CoxDesign,
+    beta: &[f64],
+    ties: Ties,
+    buf: &mut (Vec<f64>, Vec<f64>),
+) -> (f64, Vec<f64>, Vec<f64>) {
     use rayon::prelude::*;
     let p = des.p;
     let n = des.event.len();
-    let mut eta = vec![0.0; n];
-    let mut r = vec![0.0; n];
+    let (eta, r) = buf;
+    eta.resize(n, 0.0);
+    r.resize(n, 0.0);
     eta.par_chunks_mut(16_384)
         .zip(r.par_chunks_mut(16_384))
         .enumerate()
@@ -681,9 +687,34 @@ fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f6
         }
     }
     segs.push(start..des.blocks.len());
+    let (eta, r) = (&eta[..], &r[..]);
     let parts: Vec<(f64, Vec<f64>, Vec<f64>)> = segs
         .into_par_iter()
-        .map(|seg| cox_accumulate(des, &des.blocks[seg], &eta, &r, ties))
+        .map(|seg| {
+            let blocks = &des.blocks[seg];
+            let rows = blocks.last().map_or(0, |b| b.1) - blocks.first().map_or(0, |b| b.0);
+            if rows < 100_000 || rayon::current_num_threads() < 2 {
+                return cox_accumulate(des, blocks, eta, r, ties, None);
+            }
+            // Two threads on one stratum: the first takes ~62% of the rows; the second
+            // first sums the risk set contributed by those rows, then continues from there.
+            let first_row = blocks[0].0 as usize;
+            let cut_row = first_row + (rows as f64 * 0.62) as usize;
+            let cut = blocks.partition_point(|b| (b.0 as usize) < cut_row).max(1);
+            let (ba, bb) = blocks.split_at(cut);
+            let (pa, pb) = rayon::join(
+                || cox_accumulate(des, ba, eta, r, ties, None),
+                || {
+                    let init = risk_totals(des, ba, r);
+                    cox_accumulate(des, bb, eta, r, ties, Some(init))
+                },
+            );
+            let mut out = pa;
+            out.0 += pb.0;
+            out.1.iter_mut().zip(&pb.1).for_each(|(a, b)| *a += b);
+            out.2.iter_mut().zip(&pb.2).for_each(|(a, b)| *a += b);
+            out
+        })
         .collect();
     let np = p * (p + 1) / 2;
     let mut ll = 0.0;
@@ -706,6 +737,35 @@ fn cox_eval(des: &CoxDesign, beta: &[f64], ties: Ties) -> (f64, Vec<f64>, Vec<f6
     (ll, grad, info)
 }
 
+/// Risk-set sums (S0, S1, S2) over the rows of `blocks`.
+fn risk_totals(
+    des: &CoxDesign,
+    blocks: &[(u32, u32, bool)],
+    r: &[f64],
+) -> (f64, Vec<f64>, Vec<f64>) {
+    let p = des.p;
+    let mut s0 = 0.0;
+    let mut s1 = vec![0.0; p];
+    let mut s2 = vec![0.0; p * (p + 1) / 2];
+    let from = blocks.first().map_or(0, |b| b.0 as usize);
+    let to = blocks.last().map_or(0, |b| b.1 as usize);
+    for i in from..to {
+        let xi = &des.x[i * p..i * p + p];
+        let ri = r[i];
+        s0 += ri;
+        let mut q = 0;
+        for j in 0..p {
+            let rx = ri * xi[j];
+            s1[j] += rx;
+            for &xk in &xi[..=j] {
+                s2[q] += rx * xk;
+                q += 1;
+            }
+        }
+    }
+    (s0, s1, s2)
+}
+
 /// One stratum's contribution: reverse-time pass with running sums S0, S1, S2 and the
 /// tie-group sums D0, D1, D2.
 fn cox_accumulate(
@@ -714,22 +774,29 @@ fn cox_accumulate(
     eta: &[f64],
     r: &[f64],
     ties: Ties,
+    init: Option<(f64, Vec<f64>, Vec<f64>)>,
 ) -> (f64, Vec<f64>, Vec<f64>) {
     let p = des.p;
     let np = p * (p + 1) / 2;
     let mut ll = 0.0;
     let mut grad = vec![0.0; p];
     let mut info = vec![0.0; np];
-    let mut s0 = 0.0;
-    let mut s1 = vec![0.0; p];
-    let mut s2 = vec![0.0; np];
+    let (mut s0, mut s1, mut s2) = init.unwrap_or_else(|| (0.0, vec![0.0; p], vec![0.0; np]));
     let mut d1 = vec![0.0; p];
     let mut d2 = vec![0.0; np];
     let mut a = vec![0.0; p];
     for &(from, to, _) in blocks {
         let mut d0 = 0.0;
-        d1.iter_mut().for_each(|v| *v = 0.0);
-        d2.iter_mut().for_each(|v| *v = 0.0);
+        let need_d = ties == Ties::Efron
+            && des.event[from as usize..to as usize]
+                .iter()
+                .filter(|&&e| e)
+                .nth(1)
+                .is_some();
+        if need_d {
+            d1.iter_mut().for_each(|v| *v = 0.0);
+            d2.iter_mut().for_each(|v| *v = 0.0);
+        }
         let mut nd = 0usize;
         for i in from as usize..to as usize {
             let xi = &des.x[i * p..i * p + p];
@@ -748,14 +815,19 @@ fn cox_accumulate(
                 nd += 1;
                 d0 += ri;
                 ll += eta[i];
-                let mut q = 0;
                 for j in 0..p {
-                    let rx = ri * xi[j];
-                    d1[j] += rx;
                     grad[j] += xi[j];
-                    for &xk in &xi[..=j] {
-                        d2[q] += rx * xk;
-                        q += 1;
+                }
+                // tie-group sums are only needed by Efron with two or more tied events
+                if need_d {
+                    let mut q = 0;
+                    for j in 0..p {
+                        let rx = ri * xi[j];
+                        d1[j] += rx;
+                        for &xk in &xi[..=j] {
+                            d2[q] += rx * xk;
+                            q += 1;
+                        }
                     }
                 }
             }
@@ -781,6 +853,7 @@ fn cox_accumulate(
         };
         match ties {
             Ties::Breslow => add_term(s0, 0.0, nd as f64),
+            Ties::Efron if nd == 1 => add_term(s0, 0.0, 1.0),
             Ties::Efron => {
                 for l in 0..nd {
                     let f = l as f64 / nd as f64;
@@ -829,7 +902,8 @@ pub fn cox(
     }
     let des = cox_design(data, x_cols, strata);
     let mut beta = vec![0.0; p];
-    let (ll0, g0, i0) = cox_eval(&des, &beta, ties);
+    let mut buf = (Vec::new(), Vec::new());
+    let (ll0, g0, i0) = cox_eval(&des, &beta, ties, &mut buf);
     let l0 = linalg::cholesky(&i0, p).map_err(|j| {
         StatsError::Degenerate(format!(
             "Cox model: information matrix is singular at term `{}` (collinear covariates or no variation within risk sets)",
@@ -854,7 +928,7 @@ pub fn cox(
         let mut accepted = false;
         for _ in 0..30 {
             let cand: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b + scale * s).collect();
-            let (ll_c, g_c, i_c) = cox_eval(&des, &cand, ties);
+            let (ll_c, g_c, i_c) = cox_eval(&des, &cand, ties, &mut buf);
             if ll_c.is_finite() && ll_c >= ll - 1e-12 * ll.abs().max(1.0) {
                 beta = cand;
                 ll = ll_c;
