@@ -1,0 +1,221 @@
+//! End-to-end in a real headless Chromium (Debian's `chromium` + `chromedriver`):
+//! sign in, open the demo study, filter its audit trail.
+//!
+//! Without Chromium the test reports itself skipped, loudly; with
+//! `TRELLIS_REQUIRE_BROWSER=1` (set by `.ci/run`) a missing browser fails it.
+//! Screenshots land in `target/e2e/` for people to look at.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use trellis_server::{AppState, ServerConfig};
+use trellis_store::{DatabaseUrl, Store, StoreOptions};
+
+fn find(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(bin))
+        .find(|p| p.exists())
+}
+
+struct Driver(Child);
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn shots_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_open_study_and_filter_the_audit_trail() {
+    let (Some(driver_bin), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
+        if std::env::var("TRELLIS_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+            panic!("TRELLIS_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed");
+        }
+        eprintln!(
+            "\n*** SKIPPED: browser end-to-end test: install Debian's chromium and chromium-driver to run it. ***\n"
+        );
+        return;
+    };
+
+    // The application, on a random port.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &DatabaseUrl::Sqlite(dir.path().join("e2e.db")),
+        &StoreOptions {
+            create: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let creds = trellis_server::demo::seed(&store).await.unwrap().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState::new(store.clone(), ServerConfig::default()).unwrap();
+    tokio::spawn(trellis_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+
+    // chromedriver on a free port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = Driver(
+        Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900"],
+        }),
+    );
+    let mut client = None;
+    for _ in 0..50 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let c = client.expect("chromedriver did not start");
+    let shots = shots_dir();
+
+    // Sign in as the auditor.
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(
+        c.current_url().await.unwrap().path().starts_with("/login"),
+        "unauthenticated users are sent to sign in"
+    );
+    c.find(Locator::Css("#username"))
+        .await
+        .unwrap()
+        .send_keys("auditor")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(&creds.role_users_password)
+        .await
+        .unwrap();
+    std::fs::write(shots.join("1-login.png"), c.screenshot().await.unwrap()).unwrap();
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The study list, then the study.
+    let link = match c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::LinkText("ACME-HTN-301"))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            std::fs::write(shots.join("2-failed.png"), c.screenshot().await.unwrap()).unwrap();
+            panic!(
+                "no study link after sign-in ({e}); page: {}",
+                c.source().await.unwrap()
+            );
+        }
+    };
+    std::fs::write(shots.join("2-studies.png"), c.screenshot().await.unwrap()).unwrap();
+    link.click().await.unwrap();
+    let source = c.source().await.unwrap();
+    assert!(
+        source.contains("DE-01") && source.contains("US-01") && source.contains("Europe/Berlin"),
+        "study home lists both sites with their zones"
+    );
+    std::fs::write(shots.join("3-study.png"), c.screenshot().await.unwrap()).unwrap();
+
+    // The audit trail, filtered to one subject with the keyboard-accessible form.
+    c.find(Locator::LinkText("Audit trail"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let subject = c.find(Locator::Css("select[name=subject]")).await.unwrap();
+    subject.select_by_label("DE01-001").await.unwrap();
+    c.find(Locator::Css("form.filters button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_url(&url_with_subject(&c).await)
+        .await
+        .ok();
+    let source = c.source().await.unwrap();
+    assert!(
+        source.contains("Transcription error: source document reads 132"),
+        "the filtered trail shows the correction with its reason"
+    );
+    let rows = c
+        .find(Locator::Css("main table tbody"))
+        .await
+        .unwrap()
+        .html(true)
+        .await
+        .unwrap();
+    let study = store.studies().await.unwrap().remove(0);
+    let subjects = store.subjects(study.id).await.unwrap();
+    let chosen = subjects
+        .iter()
+        .find(|s| s.screening_number == "DE01-001")
+        .unwrap();
+    assert!(rows.contains(&chosen.id.to_string()));
+    for other in subjects.iter().filter(|s| s.id != chosen.id) {
+        assert!(
+            !rows.contains(&other.id.to_string()),
+            "entries of {} are filtered out",
+            other.screening_number
+        );
+    }
+    std::fs::write(
+        shots.join("4-audit-filtered.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    c.close().await.unwrap();
+    store.close().await;
+}
+
+async fn url_with_subject(c: &fantoccini::Client) -> url::Url {
+    c.current_url().await.unwrap()
+}
