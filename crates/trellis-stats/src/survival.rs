@@ -749,9 +749,7 @@ fn risk_totals(
     let mut s2 = vec![0.0; p * (p + 1) / 2];
     let from = blocks.first().map_or(0, |b| b.0 as usize);
     let to = blocks.last().map_or(0, |b| b.1 as usize);
-    for i in from..to {
-        let xi = &des.x[i * p..i * p + p];
-        let ri = r[i];
+    for (xi, &ri) in des.x[from * p..to * p].chunks_exact(p).zip(&r[from..to]) {
         s0 += ri;
         let mut q = 0;
         for j in 0..p {
