@@ -296,7 +296,7 @@ mod tests {
             field: Some("status".into()),
             old_value: Some("screening".into()),
             new_value: Some("enrolled".into()),
-            reason: (i % 2 == 0).then(|| "data entry error".into()),
+            reason: i.is_multiple_of(2).then(|| "data entry error".into()),
             request_id: None,
             site_id: None,
             subject_id: Some(Uuid::from_u128(99)),

@@ -106,6 +106,8 @@ pub async fn seed(store: &Store) -> Result<Option<DemoCredentials>, StoreError> 
     let admin_hash = admin_hash.map_err(|e| StoreError::invalid("password", e))?;
     let role_hash = role_hash.map_err(|e| StoreError::invalid("password", e))?;
 
+    // (user name, printed name, role, site for site roles, organization, time zone, language)
+    #[allow(clippy::type_complexity)]
     let people: &[(&str, &str, Role, Option<SiteId>, OrgId, &str, &str)] = &[
         (
             "admin",

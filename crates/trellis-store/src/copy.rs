@@ -6,9 +6,9 @@ use uuid::Uuid;
 use crate::{Backend, Result, Store, StoreError, postgres, sqlite};
 
 /// Every table's rows in backend-neutral types (column order as in the schema).
+#[allow(clippy::type_complexity)]
 pub(crate) struct Rows {
     pub organizations: Vec<(Uuid, String, String, i64)>,
-    #[allow(clippy::type_complexity)]
     pub users: Vec<(
         Uuid,
         String,
@@ -29,7 +29,6 @@ pub(crate) struct Rows {
     pub sites: Vec<(Uuid, Uuid, String, String, String, String, i64)>,
     pub subjects: Vec<(Uuid, Uuid, Uuid, String, String, i64)>,
     pub items: Vec<(Uuid, Uuid, String, Option<String>, i64)>,
-    #[allow(clippy::type_complexity)]
     pub grants: Vec<(
         Uuid,
         Uuid,
@@ -41,7 +40,6 @@ pub(crate) struct Rows {
         Option<i64>,
     )>,
     pub api_tokens: Vec<(Uuid, Vec<u8>, Uuid, String, i64, Option<i64>)>,
-    #[allow(clippy::type_complexity)]
     pub signatures: Vec<(
         Uuid,
         Uuid,
