@@ -117,7 +117,7 @@ pub struct KmArgs {
     /// Report survival at these times (comma separated)
     #[arg(long, value_delimiter = ',')]
     pub at: Vec<f64>,
-    /// Also write a Kaplan–Meier figure (SVG) with numbers at risk
+    /// Also write a Kaplan–Meier figure with numbers at risk (.svg, or .png)
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Shade pointwise confidence bands in the figure
@@ -146,7 +146,7 @@ pub struct CoxArgs {
     /// Tie handling
     #[arg(long, value_enum, default_value_t = Ties::Efron)]
     pub ties: Ties,
-    /// Also write a forest plot (SVG) of the hazard ratios
+    /// Also write a forest plot of the hazard ratios (.svg, or .png)
     #[arg(long)]
     pub plot: Option<PathBuf>,
 }
@@ -188,7 +188,7 @@ pub struct LogisticArgs {
     /// Reference levels of factors, e.g. TRT01P=Placebo (comma separated)
     #[arg(long = "ref", value_delimiter = ',', value_parser = parse_ref)]
     pub reference: Vec<(String, String)>,
-    /// Also write a forest plot (SVG) of the odds ratios
+    /// Also write a forest plot of the odds ratios (.svg, or .png)
     #[arg(long)]
     pub plot: Option<PathBuf>,
 }
@@ -325,7 +325,8 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                 .unwrap_or_else(|| format!("Kaplan-Meier Analysis of {}", a.surv.time));
             if let Some(p) = &a.plot {
                 let svg = render::km_svg(&k, &title, &format!("Time ({})", a.time_unit), a.plot_ci);
-                std::fs::write(p, svg).with_context(|| format!("writing {}", p.display()))?;
+                render::write_figure(p, &svg)
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
             emit(
                 &a.common,
@@ -350,11 +351,9 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|k| (k.term.clone(), k.hr, k.hr_lo, k.hr_hi))
                     .collect();
-                std::fs::write(
-                    p,
-                    render::forest_svg(&rows, &title, "Hazard ratio (log scale)"),
-                )
-                .with_context(|| format!("writing {}", p.display()))?;
+                let svg = render::forest_svg(&rows, &title, "Hazard ratio (log scale)");
+                render::write_figure(p, &svg)
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
             emit(
                 &a.common,
@@ -407,11 +406,9 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                     .skip(1)
                     .map(|k| (k.term.clone(), k.or, k.or_lo, k.or_hi))
                     .collect();
-                std::fs::write(
-                    p,
-                    render::forest_svg(&rows, &title, "Odds ratio (log scale)"),
-                )
-                .with_context(|| format!("writing {}", p.display()))?;
+                let svg = render::forest_svg(&rows, &title, "Odds ratio (log scale)");
+                render::write_figure(p, &svg)
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
             emit(
                 &a.common,

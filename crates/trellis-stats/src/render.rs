@@ -954,3 +954,50 @@ pub fn forest_svg(rows: &[(String, f64, f64, f64)], title: &str, xlabel: &str) -
     o.push_str("</svg>\n");
     o
 }
+
+/// Rasterises an SVG figure to PNG at `scale` × its size (2.0 gives print resolution for
+/// the 900-px-wide figures). Text needs system fonts (DejaVu Sans or any sans-serif); without
+/// any font the call fails rather than produce a figure without labels.
+pub fn svg_to_png(svg: &str, scale: f32) -> crate::Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    let mut opt = usvg::Options::default();
+    opt.fontdb_mut().load_system_fonts();
+    if opt.fontdb.is_empty() {
+        return Err(crate::StatsError::Invalid(
+            "PNG output needs a system font (e.g. Debian fonts-dejavu-core); none found. Write SVG instead.".into(),
+        ));
+    }
+    let tree = usvg::Tree::from_str(svg, &opt)
+        .map_err(|e| crate::StatsError::Invalid(format!("SVG not renderable: {e}")))?;
+    let size = tree.size();
+    let w = (size.width() * scale).ceil() as u32;
+    let h = (size.height() * scale).ceil() as u32;
+    let mut pixmap = tiny_skia::Pixmap::new(w, h)
+        .ok_or_else(|| crate::StatsError::Invalid(format!("bad PNG size {w}x{h}")))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    pixmap
+        .encode_png()
+        .map_err(|e| crate::StatsError::Invalid(format!("PNG encoding failed: {e}")))
+}
+
+/// Writes a figure as SVG, or as PNG when the path ends in `.png`.
+pub fn write_figure(path: &std::path::Path, svg: &str) -> crate::Result<()> {
+    let is_png = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let io = |e| crate::StatsError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    if is_png {
+        std::fs::write(path, svg_to_png(svg, 2.0)?).map_err(io)
+    } else {
+        std::fs::write(path, svg).map_err(io)
+    }
+}

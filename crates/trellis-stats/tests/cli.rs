@@ -345,3 +345,36 @@ fn bad_invocations_give_clear_errors() {
     );
     assert!(e.contains("alpha"), "{e}");
 }
+
+#[test]
+fn png_figures_are_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("km.png");
+    let d = fixture("adtte.csv");
+    let r = stats(&[
+        "km",
+        "--data",
+        d.to_str().unwrap(),
+        "--time",
+        "AVAL",
+        "--censor",
+        "CNSR",
+        "--by",
+        "TRT01A",
+        "--plot",
+        png.to_str().unwrap(),
+        "--out",
+        dir.path().join("km.json").to_str().unwrap(),
+    ]);
+    match r {
+        Ok(()) => {
+            let b = std::fs::read(&png).unwrap();
+            assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+            // 900×620 figure at scale 2
+            assert_eq!(u32::from_be_bytes([b[16], b[17], b[18], b[19]]), 1800);
+            assert_eq!(u32::from_be_bytes([b[20], b[21], b[22], b[23]]), 1240);
+        }
+        // a machine without any font: a clear refusal, not a label-less figure
+        Err(e) => assert!(format!("{e:#}").contains("system font"), "{e:#}"),
+    }
+}
