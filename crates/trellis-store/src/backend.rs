@@ -64,36 +64,6 @@ macro_rules! backend_impl {
             Ok(())
         }
 
-        async fn insert_entry(conn: &mut Conn, e: &StoredEntry) -> Result<()> {
-            let b = &e.body;
-            sqlx::query(
-                "INSERT INTO audit_entries (chain_id, seq, entry_id, recorded_at, actor_id, actor_name, action, \
-                 entity_type, entity_id, field, old_value, new_value, reason, request_id, site_id, subject_id, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-            )
-            .bind(e.chain.id())
-            .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
-            .bind(b.entry_id)
-            .bind(b.recorded_at.as_micros())
-            .bind(b.actor_id)
-            .bind(&b.actor_name)
-            .bind(&b.action)
-            .bind(&b.entity_type)
-            .bind(&b.entity_id)
-            .bind(&b.field)
-            .bind(&b.old_value)
-            .bind(&b.new_value)
-            .bind(&b.reason)
-            .bind(&b.request_id)
-            .bind(b.site_id)
-            .bind(b.subject_id)
-            .bind(e.prev_hash.to_vec())
-            .bind(e.hash.to_vec())
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-
         fn entry_from_row(row: &DbRow) -> Result<StoredEntry> {
             Ok(StoredEntry {
                 chain: Chain::from_id(row.try_get("chain_id")?),
@@ -257,33 +227,56 @@ macro_rules! backend_impl {
                 }
                 Mutation::SaveItems { study, subject, values } => {
                     let site = subject_site(conn, *study, *subject).await?;
+                    let mut seen = std::collections::BTreeSet::new();
                     for (key, value) in values {
                         check_item_key(key)?;
+                        if !seen.insert(key.as_str()) {
+                            return Err(StoreError::invalid(format!("values.{key}"), "appears twice in one save"));
+                        }
                         if let Some(v) = value && v.chars().count() > 4000 {
                             return Err(StoreError::invalid(format!("values.{key}"), "must be at most 4000 characters"));
                         }
-                        let existing = sqlx::query("SELECT value FROM item_values WHERE study_id = $1 AND subject_id = $2 AND item_key = $3")
-                            .bind(study.as_uuid()).bind(subject.as_uuid()).bind(key)
-                            .fetch_optional(&mut *conn).await?;
-                        match existing {
+                    }
+                    // One round trip for the current values, one for all new rows: a save costs
+                    // a handful of statements whatever its size (PostgreSQL is a network away).
+                    let mut existing: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
+                    for chunk in values.chunks(500) {
+                        let list = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
+                        let sql = format!("SELECT item_key, value FROM item_values WHERE study_id = $1 AND subject_id = $2 AND item_key IN ({list})");
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(study.as_uuid()).bind(subject.as_uuid());
+                        for (k, _) in chunk {
+                            q = q.bind(k);
+                        }
+                        for row in q.fetch_all(&mut *conn).await? {
+                            existing.insert(row.try_get("item_key")?, row.try_get("value")?);
+                        }
+                    }
+                    let mut inserts: Vec<(&String, &Option<String>)> = Vec::new();
+                    for (key, value) in values {
+                        match existing.get(key) {
                             None => {
-                                sqlx::query("INSERT INTO item_values (study_id, subject_id, item_key, value, updated_at) VALUES ($1, $2, $3, $4, $5)")
-                                    .bind(study.as_uuid()).bind(subject.as_uuid()).bind(key).bind(value).bind(now)
-                                    .execute(&mut *conn).await?;
+                                inserts.push((key, value));
                                 ctx.audit(chain, "create", "item", format!("{subject}/{key}"), Some(key), None, value.clone(), Some(site), Some(subject.as_uuid()));
                             }
-                            Some(row) => {
-                                let old: Option<String> = row.try_get("value")?;
-                                if &old != value {
-                                    ctx.require_reason("item", key)?;
-                                    sqlx::query("UPDATE item_values SET value = $4, updated_at = $5 WHERE study_id = $1 AND subject_id = $2 AND item_key = $3")
-                                        .bind(study.as_uuid()).bind(subject.as_uuid()).bind(key).bind(value).bind(now)
-                                        .execute(&mut *conn).await?;
-                                    // An absent old value is recorded as empty text so the entry reads as a change.
-                                    ctx.audit(chain, "update", "item", format!("{subject}/{key}"), Some(key), Some(old.unwrap_or_default()), value.clone(), Some(site), Some(subject.as_uuid()));
-                                }
+                            Some(old) if old != value => {
+                                ctx.require_reason("item", key)?;
+                                sqlx::query("UPDATE item_values SET value = $4, updated_at = $5 WHERE study_id = $1 AND subject_id = $2 AND item_key = $3")
+                                    .bind(study.as_uuid()).bind(subject.as_uuid()).bind(key).bind(value).bind(now)
+                                    .execute(&mut *conn).await?;
+                                // An absent old value is recorded as empty text so the entry reads as a change.
+                                ctx.audit(chain, "update", "item", format!("{subject}/{key}"), Some(key), Some(old.clone().unwrap_or_default()), value.clone(), Some(site), Some(subject.as_uuid()));
                             }
+                            Some(_) => {}
                         }
+                    }
+                    for chunk in inserts.chunks(500) {
+                        let rows = (0..chunk.len()).map(|i| format!("($1, $2, $3, ${}, ${})", 4 + 2 * i, 5 + 2 * i)).collect::<Vec<_>>().join(", ");
+                        let sql = format!("INSERT INTO item_values (study_id, subject_id, updated_at, item_key, value) VALUES {rows}");
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(study.as_uuid()).bind(subject.as_uuid()).bind(now);
+                        for (k, v) in chunk {
+                            q = q.bind(*k).bind(*v);
+                        }
+                        q.execute(&mut *conn).await?;
                     }
                 }
                 Mutation::CreateUser(u) => {
@@ -395,8 +388,47 @@ macro_rules! backend_impl {
             Ok(())
         }
 
+        const ENTRY_COLUMNS: &str = "chain_id, seq, entry_id, recorded_at, actor_id, actor_name, action, entity_type, entity_id, field, old_value, new_value, reason, request_id, site_id, subject_id, prev_hash, hash";
+
+        /// Inserts entries with multi-row statements (18 parameters a row, 200 rows a statement).
+        async fn insert_entries(conn: &mut Conn, entries: &[StoredEntry]) -> Result<()> {
+            for chunk in entries.chunks(200) {
+                let rows = (0..chunk.len())
+                    .map(|i| format!("({})", (1..=18).map(|c| format!("${}", i * 18 + c)).collect::<Vec<_>>().join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES {rows}");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for e in chunk {
+                    let b = &e.body;
+                    q = q
+                        .bind(e.chain.id())
+                        .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+                        .bind(b.entry_id)
+                        .bind(b.recorded_at.as_micros())
+                        .bind(b.actor_id)
+                        .bind(b.actor_name.clone())
+                        .bind(b.action.clone())
+                        .bind(b.entity_type.clone())
+                        .bind(b.entity_id.clone())
+                        .bind(b.field.clone())
+                        .bind(b.old_value.clone())
+                        .bind(b.new_value.clone())
+                        .bind(b.reason.clone())
+                        .bind(b.request_id.clone())
+                        .bind(b.site_id)
+                        .bind(b.subject_id)
+                        .bind(e.prev_hash.to_vec())
+                        .bind(e.hash.to_vec());
+                }
+                q.execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
         /// Chains pending entries onto the in-transaction heads and inserts them.
         async fn append(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, pending: Vec<Pending>, receipt: &mut Receipt) -> Result<()> {
+            let mut entries = Vec::with_capacity(pending.len());
             for p in pending {
                 let head = match heads.get(&p.chain) {
                     Some(h) => *h,
@@ -408,12 +440,11 @@ macro_rules! backend_impl {
                 };
                 let seq = head.seq + 1;
                 let hash = entry_hash(p.chain, seq, &head.hash, &p.body);
-                let entry = StoredEntry { chain: p.chain, seq, prev_hash: head.hash, hash, body: p.body };
-                insert_entry(conn, &entry).await?;
                 heads.insert(p.chain, ChainHead { seq, hash });
                 receipt.entries.push((p.chain, seq));
+                entries.push(StoredEntry { chain: p.chain, seq, prev_hash: head.hash, hash, body: p.body });
             }
-            Ok(())
+            insert_entries(conn, &entries).await
         }
 
         async fn apply_request(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, req: &WriteRequest, now: UtcMicros) -> Result<Receipt> {
@@ -798,10 +829,7 @@ macro_rules! backend_impl {
 
         /// Copies audit entries verbatim (same hashes): only for `copy_installation` into an empty database.
         pub(crate) async fn restore_entries(conn: &mut Conn, entries: &[StoredEntry]) -> Result<()> {
-            for e in entries {
-                insert_entry(conn, e).await?;
-            }
-            Ok(())
+            insert_entries(conn, entries).await
         }
 
         pub(crate) async fn restore_head(conn: &mut Conn, chain: Chain, head: ChainHead) -> Result<()> {

@@ -69,10 +69,14 @@ enum Backend {
     },
 }
 
+type Job = (WriteRequest, oneshot::Sender<Result<Receipt>>);
+
 struct Inner {
     backend: Backend,
     url: DatabaseUrl,
-    jobs: mpsc::Sender<(WriteRequest, oneshot::Sender<Result<Receipt>>)>,
+    /// One queue per writer task; a request goes to the writer of its first chain,
+    /// so one chain's writes batch together instead of contending for its head.
+    writers: Vec<mpsc::Sender<Job>>,
 }
 
 /// The storage handle; cheap to clone.
@@ -118,24 +122,21 @@ impl Store {
                 pool: postgres::open(u, opts.pg_max_connections).await?,
             },
         };
-        let (tx, rx) = mpsc::channel(4096);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let writers = match &backend {
+        let n = match &backend {
             Backend::Sqlite { .. } => 1,
             Backend::Postgres { .. } => opts.pg_writers.max(1),
         };
-        for _ in 0..writers {
-            tokio::spawn(run_writer(
-                backend.clone(),
-                rx.clone(),
-                opts.max_batch.max(1),
-            ));
+        let mut writers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(4096);
+            tokio::spawn(run_writer(backend.clone(), rx, opts.max_batch.max(1)));
+            writers.push(tx);
         }
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
                 url: url.clone(),
-                jobs: tx,
+                writers,
             }),
         })
     }
@@ -180,8 +181,12 @@ impl Store {
     /// and their audit entries in one transaction, and returns once it is durable.
     pub async fn write(&self, req: WriteRequest) -> Result<Receipt> {
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .jobs
+        let chain = req
+            .mutations
+            .first()
+            .map_or(Chain::Installation, Mutation::chain);
+        let lane = (chain.id().as_u128() % self.inner.writers.len() as u128) as usize;
+        self.inner.writers[lane]
             .send((req, tx))
             .await
             .map_err(|_| StoreError::Unavailable)?;
@@ -349,25 +354,18 @@ impl Store {
     }
 }
 
-type JobRx =
-    Arc<tokio::sync::Mutex<mpsc::Receiver<(WriteRequest, oneshot::Sender<Result<Receipt>>)>>>;
-
-async fn run_writer(backend: Backend, rx: JobRx, max_batch: usize) {
+async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     loop {
-        let batch = {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(j) => batch.push(j),
-                    Err(_) => break,
-                }
-            }
-            batch
+        let Some(first) = rx.recv().await else {
+            return;
         };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
         match &backend {
             Backend::Sqlite { writer, .. } => sqlite::commit_batch(writer, batch).await,
             Backend::Postgres { pool } => postgres::commit_batch(pool, batch).await,
