@@ -222,6 +222,22 @@ fn print_summary(s: &RunSummary) {
             f.total_weight,
             f.num_close
         );
+        for r in &f.starts {
+            eprintln!(
+                "  start {:?} -> nll {} in {} iterations (converged {}, in bounds {})",
+                [
+                    r.start.alpha1,
+                    r.start.beta1,
+                    r.start.alpha2,
+                    r.start.beta2,
+                    r.start.p
+                ],
+                r.neg_log_lik,
+                r.iterations,
+                r.converged,
+                r.in_bounds
+            );
+        }
         for w in &f.warnings {
             eprintln!("warning: {w}");
         }

@@ -20,11 +20,11 @@
 use hashbrown::HashMap;
 use rayon::prelude::*;
 
-use crate::special::{gamma_quantile, normal_quantile};
+use crate::special::gamma_quantile;
 
 /// `z = Φ⁻¹(0.975)`.
 pub fn z975() -> f64 {
-    normal_quantile(0.975)
+    crate::special::Z975
 }
 
 /// PRR, ROR, χ² and IC of one pair.

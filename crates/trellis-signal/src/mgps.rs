@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::special::{GammaMixture, digamma, ln_gamma, normal_quantile};
+use crate::special::{GammaMixture, digamma, ln_gamma};
 
 /// Hyperparameters θ = (α1, β1, α2, β2, P).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -145,6 +145,33 @@ fn ln_add(a: f64, b: f64) -> f64 {
     m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
+/// Terms of one component that depend only on the count `n`:
+/// `ln Γ(n+α) − ln Γ(α) − ln n!` and `ψ(n+α) − ψ(α)`.
+#[derive(Clone, Copy)]
+struct CountTerms {
+    lg: f64,
+    dg: f64,
+}
+
+fn count_terms(n: u32, alpha: f64, lg_alpha: f64, dg_alpha: f64) -> CountTerms {
+    let nf = f64::from(n);
+    if n <= 8 {
+        // Short exact recurrences: ln Γ(n+α)/Γ(α) = Σ ln(α+k), ψ(n+α) − ψ(α) = Σ 1/(α+k).
+        let (mut lg, mut dg, mut lfact) = (0.0, 0.0, 0.0);
+        for k in 0..n {
+            let x = alpha + f64::from(k);
+            lg += x.ln();
+            dg += 1.0 / x;
+            lfact += f64::from(k + 1).ln();
+        }
+        return CountTerms { lg: lg - lfact, dg };
+    }
+    CountTerms {
+        lg: ln_gamma(nf + alpha) - lg_alpha - ln_gamma(nf + 1.0),
+        dg: digamma(nf + alpha) - dg_alpha,
+    }
+}
+
 /// Per-component truncated log-density and its gradient in (α, β).
 #[inline]
 fn component(
@@ -153,27 +180,27 @@ fn component(
     alpha: f64,
     beta: f64,
     n_star: u32,
-    lg_alpha: f64,
-    dg_alpha: f64,
+    terms: CountTerms,
+    lower: &[CountTerms],
 ) -> (f64, f64, f64) {
     let nf = f64::from(n);
     let lp = (beta / (beta + e)).ln();
     let lq = (e / (beta + e)).ln();
-    let lf = ln_gamma(nf + alpha) - lg_alpha - ln_gamma(nf + 1.0) + alpha * lp + nf * lq;
-    let mut da = digamma(nf + alpha) - dg_alpha + lp;
-    let mut db = (alpha * e / beta - nf) / (beta + e);
+    let lf = terms.lg + alpha * lp + nf * lq;
+    let mut da = terms.dg + lp;
+    let dbeta_common = alpha * e / beta;
+    let mut db = (dbeta_common - nf) / (beta + e);
     if n_star == 0 {
         return (lf, da, db);
     }
     // F(N*-1) = sum_{m<N*} f(m) and its derivatives.
     let (mut big_f, mut dfa, mut dfb) = (0.0, 0.0, 0.0);
-    for m in 0..n_star {
-        let mf = f64::from(m);
-        let lfm = ln_gamma(mf + alpha) - lg_alpha - ln_gamma(mf + 1.0) + alpha * lp + mf * lq;
-        let fm = lfm.exp();
+    for (m, t) in lower.iter().enumerate().take(n_star as usize) {
+        let mf = m as f64;
+        let fm = (t.lg + alpha * lp + mf * lq).exp();
         big_f += fm;
-        dfa += fm * (digamma(mf + alpha) - dg_alpha + lp);
-        dfb += fm * (alpha * e / beta - mf) / (beta + e);
+        dfa += fm * (t.dg + lp);
+        dfb += fm * (dbeta_common - mf) / (beta + e);
     }
     let tail = 1.0 - big_f;
     da += dfa / tail;
@@ -183,6 +210,7 @@ fn component(
 
 /// Negative log-likelihood (openEBGM `negLLsquash`; `negLL` when all
 /// weights are 1) and its gradient in the unconstrained parametrization.
+/// Points sorted by count evaluate fastest (count terms are cached).
 pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f64; 5]) {
     let Prior {
         alpha1,
@@ -194,14 +222,28 @@ pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f6
     let (lg1, lg2) = (ln_gamma(alpha1), ln_gamma(alpha2));
     let (dg1, dg2) = (digamma(alpha1), digamma(alpha2));
     let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let lower1: Vec<CountTerms> = (0..n_star)
+        .map(|m| count_terms(m, alpha1, lg1, dg1))
+        .collect();
+    let lower2: Vec<CountTerms> = (0..n_star)
+        .map(|m| count_terms(m, alpha2, lg2, dg2))
+        .collect();
     let (f, g) = points
-        .par_chunks(4096)
+        .par_chunks(8192)
         .map(|chunk| {
             let mut f = 0.0;
             let mut g = [0.0; 5];
+            let mut cached_n = u32::MAX;
+            let mut t1 = CountTerms { lg: 0.0, dg: 0.0 };
+            let mut t2 = t1;
             for pt in chunk {
-                let (l1, da1, db1) = component(pt.n, pt.e, alpha1, beta1, n_star, lg1, dg1);
-                let (l2, da2, db2) = component(pt.n, pt.e, alpha2, beta2, n_star, lg2, dg2);
+                if pt.n != cached_n {
+                    cached_n = pt.n;
+                    t1 = count_terms(pt.n, alpha1, lg1, dg1);
+                    t2 = count_terms(pt.n, alpha2, lg2, dg2);
+                }
+                let (l1, da1, db1) = component(pt.n, pt.e, alpha1, beta1, n_star, t1, &lower1);
+                let (l2, da2, db2) = component(pt.n, pt.e, alpha2, beta2, n_star, t2, &lower2);
                 let ll = ln_add(lp + l1, lq + l2);
                 let r1 = (lp + l1 - ll).exp();
                 let r2 = (lq + l2 - ll).exp();
@@ -278,8 +320,13 @@ fn bfgs(start: Prior, points: &[FitPoint], n_star: u32) -> (Prior, f64, usize, b
     }
     let mut converged = false;
     let mut it = 0;
-    while it < 1000 {
+    let mut stall = 0;
+    while it < 500 {
         it += 1;
+        if u.iter().any(|x| x.abs() > 35.0) {
+            // A parameter ran off to 0 or infinity (outside openEBGM's bounds).
+            break;
+        }
         let gmax = g.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         if gmax <= 1e-10 * scale {
             converged = true;
@@ -351,6 +398,12 @@ fn bfgs(start: Prior, points: &[FitPoint], n_star: u32) -> (Prior, f64, usize, b
             converged = true;
             break;
         }
+        stall = if df <= 1e-13 * f.abs() { stall + 1 } else { 0 };
+        if stall >= 20 {
+            // No progress for 20 iterations: accept only if the gradient is small.
+            converged = gmax <= 1e-4 * scale.sqrt();
+            break;
+        }
     }
     (Prior::from_u(&u), f, it, converged)
 }
@@ -395,6 +448,9 @@ pub fn fit_prior(
             "no pairs with count >= {n_star} to fit the prior"
         )));
     }
+    let mut sorted = points.to_vec();
+    sorted.sort_by(|a, b| a.n.cmp(&b.n).then(a.e.total_cmp(&b.e)));
+    let points = &sorted[..];
     let results: Vec<StartResult> = starts
         .iter()
         .map(|&start| {
@@ -484,8 +540,8 @@ impl PosteriorCalc {
             lg_a1: ln_gamma(prior.alpha1),
             lg_a2: ln_gamma(prior.alpha2),
             table,
-            z05: normal_quantile(0.05),
-            z95: normal_quantile(0.95),
+            z05: -crate::special::Z95,
+            z95: crate::special::Z95,
         }
     }
 
