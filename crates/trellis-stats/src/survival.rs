@@ -163,8 +163,45 @@ pub fn kaplan_meier(
 pub(crate) struct Cells {
     k: usize,
     ns: usize,
-    ev: Vec<Vec<u64>>,
-    ce: Vec<Vec<u64>>,
+    /// (time key, count) runs in time order
+    ev: Vec<Vec<(u64, u64)>>,
+    ce: Vec<Vec<(u64, u64)>>,
+}
+
+fn run_total(runs: &[(u64, u64)]) -> u64 {
+    runs.iter().map(|r| r.1).sum()
+}
+
+/// Distinct keys with their counts, in key order: counted in a hash table when there are
+/// few distinct values (day-valued times), otherwise radix-sorted and run-length encoded.
+fn sorted_runs(mut v: Vec<u64>) -> Vec<(u64, u64)> {
+    if v.len() >= 4096 {
+        let limit = v.len() / 16;
+        let mut map: std::collections::HashMap<u64, u64, crate::data::FxBuild> =
+            std::collections::HashMap::with_capacity_and_hasher(4096, crate::data::FxBuild);
+        let mut few = true;
+        for &k in &v {
+            *map.entry(k).or_insert(0) += 1;
+            if map.len() > limit {
+                few = false;
+                break;
+            }
+        }
+        if few {
+            let mut runs: Vec<(u64, u64)> = map.into_iter().collect();
+            runs.sort_unstable();
+            return runs;
+        }
+    }
+    radix_sort_u64(&mut v);
+    let mut runs: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+    for k in v {
+        match runs.last_mut() {
+            Some(last) if last.0 == k => last.1 += 1,
+            _ => runs.push((k, 1)),
+        }
+    }
+    runs
 }
 
 impl Cells {
@@ -187,9 +224,8 @@ impl Cells {
                 ce[c].push(key);
             }
         }
-        ev.par_iter_mut()
-            .chain(ce.par_iter_mut())
-            .for_each(radix_sort_u64);
+        let ev: Vec<Vec<(u64, u64)>> = ev.into_par_iter().map(sorted_runs).collect();
+        let ce: Vec<Vec<(u64, u64)>> = ce.into_par_iter().map(sorted_runs).collect();
         Cells { k, ns, ev, ce }
     }
 }
@@ -233,7 +269,7 @@ pub fn radix_sort_u64(v: &mut Vec<u64>) {
 
 /// Walks several sorted key lists in step: calls `f(key, counts)` for each distinct key,
 /// with `counts[j]` the number of occurrences in list `j`.
-fn walk(lists: &[&[u64]], mut f: impl FnMut(u64, &[u64])) {
+fn walk(lists: &[&[(u64, u64)]], mut f: impl FnMut(u64, &[u64])) {
     let m = lists.len();
     let mut pos = vec![0usize; m];
     let mut cnt = vec![0u64; m];
@@ -241,7 +277,7 @@ fn walk(lists: &[&[u64]], mut f: impl FnMut(u64, &[u64])) {
         let mut min = u64::MAX;
         let mut any = false;
         for j in 0..m {
-            if let Some(&x) = lists[j].get(pos[j]) {
+            if let Some(&(x, _)) = lists[j].get(pos[j]) {
                 any = true;
                 min = min.min(x);
             }
@@ -250,13 +286,13 @@ fn walk(lists: &[&[u64]], mut f: impl FnMut(u64, &[u64])) {
             break;
         }
         for j in 0..m {
-            let l = lists[j];
-            let mut c = 0;
-            while pos[j] < l.len() && l[pos[j]] == min {
-                pos[j] += 1;
-                c += 1;
-            }
-            cnt[j] = c;
+            cnt[j] = match lists[j].get(pos[j]) {
+                Some(&(x, c)) if x == min => {
+                    pos[j] += 1;
+                    c
+                }
+                _ => 0,
+            };
         }
         f(min, &cnt);
     }
@@ -271,12 +307,12 @@ fn km_from_cells(
     alpha: f64,
     at: &[f64],
 ) -> Result<KmGroup> {
-    let mut lists: Vec<&[u64]> = Vec::new();
+    let mut lists: Vec<&[(u64, u64)]> = Vec::new();
     let mut n = 0usize;
     for s in 0..cells.ns {
         let c = s * cells.k + g;
         lists.push(&cells.ev[c]);
-        n += cells.ev[c].len() + cells.ce[c].len();
+        n += (run_total(&cells.ev[c]) + run_total(&cells.ce[c])) as usize;
     }
     let ne = lists.len();
     for s in 0..cells.ns {
@@ -476,10 +512,10 @@ fn logrank_sums(cells: &Cells) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut v = vec![0.0; k * k];
     let mut nr = vec![0.0f64; k];
     for st in 0..cells.ns {
-        let mut lists: Vec<&[u64]> = Vec::with_capacity(2 * k);
+        let mut lists: Vec<&[(u64, u64)]> = Vec::with_capacity(2 * k);
         for (g, n_g) in nr.iter_mut().enumerate() {
             let c = st * k + g;
-            *n_g = (cells.ev[c].len() + cells.ce[c].len()) as f64;
+            *n_g = (run_total(&cells.ev[c]) + run_total(&cells.ce[c])) as f64;
             lists.push(&cells.ev[c]);
         }
         for g in 0..k {

@@ -166,6 +166,12 @@ impl<R: Read> XportReader<R> {
             member_ended: false,
         };
         let h = me.expect_record("library header")?;
+        if h.starts_with(b"HEADER RECORD*******LIBV8") {
+            return Err(me.err_at(
+                "SAS XPORT version 8/9 file: only version 5 (the FDA submission format) is supported",
+                1,
+            ));
+        }
         if h[..48] != LIB_HEADER[..48] {
             return Err(me.err_at("not a SAS XPORT file: bad library header", 1));
         }

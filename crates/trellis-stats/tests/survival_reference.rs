@@ -297,3 +297,61 @@ fn cox_parallel_split_matches_serial() {
         close("score", b.score_test.chisq, a.score_test.chisq, 1e-10);
     }
 }
+
+/// Large samples take the hash-counting path for tied times and the radix path for
+/// continuous ones; both must give the same curve as a direct computation.
+#[test]
+fn km_large_tied_and_continuous_paths() {
+    let n = 20_000;
+    let mut state = 99u64;
+    let mut u = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    for tied in [true, false] {
+        let mut time = Vec::new();
+        let mut event = Vec::new();
+        for _ in 0..n {
+            let t = -u().ln() * 100.0;
+            time.push(if tied { t.ceil() } else { t });
+            event.push(u() < 0.7);
+        }
+        let d = SurvData::new(time.clone(), event.clone()).unwrap();
+        let km = kaplan_meier("g", &d, ConfType::LogLog, 0.05, &[]).unwrap();
+        // direct product-limit estimate
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.sort_by(|&a, &b| time[a].total_cmp(&time[b]));
+        let mut s = 1.0;
+        let mut at_risk = n as f64;
+        let mut i = 0;
+        let mut k = 0;
+        while i < n {
+            let t = time[idx[i]];
+            let (mut dd, mut cc) = (0.0, 0.0);
+            while i < n && time[idx[i]] == t {
+                if event[idx[i]] {
+                    dd += 1.0
+                } else {
+                    cc += 1.0
+                }
+                i += 1;
+            }
+            s *= 1.0 - dd / at_risk;
+            let p = &km.curve[k];
+            assert_eq!(p.time, t);
+            assert_eq!(p.n_risk as f64, at_risk);
+            close("S", p.survival, s, 1e-12);
+            at_risk -= dd + cc;
+            k += 1;
+        }
+        assert_eq!(k, km.curve.len());
+        if tied {
+            assert!(
+                km.curve.len() < n / 16,
+                "tied sample should use the counting path"
+            );
+        }
+    }
+}

@@ -192,6 +192,11 @@ fn errors_name_record_and_offset() {
     // truncated inside data
     let e = read_xport(&buf[..buf.len() - 30]).unwrap_err().to_string();
     assert!(e.contains("truncated") && e.contains("byte offset"), "{e}");
+    // version 8 files are named as such
+    let mut v8 = buf.clone();
+    v8[20..28].copy_from_slice(b"LIBV8   ");
+    let e = read_xport(&v8[..]).unwrap_err().to_string();
+    assert!(e.contains("version 8") && e.contains("record 1"), "{e}");
     // not an XPORT file
     let e = read_xport(&b"hello"[..]).unwrap_err().to_string();
     assert!(e.contains("record 1"), "{e}");
