@@ -172,6 +172,55 @@ fn run_total(runs: &[(u64, u64)]) -> u64 {
     runs.iter().map(|r| r.1).sum()
 }
 
+impl Cells {
+    /// Fast path for integer-valued times (days, weeks) in a modest range: counting arrays.
+    fn build_integer(
+        data: &SurvData,
+        group: &[usize],
+        k: usize,
+        strata: Option<&[usize]>,
+        ns: usize,
+    ) -> Option<Cells> {
+        let mut max = 0.0f64;
+        for &t in &data.time {
+            if t != t.trunc() {
+                return None;
+            }
+            max = max.max(t);
+        }
+        let range = max as usize + 1;
+        let cells = ns * k;
+        if range > (1 << 20) || range.saturating_mul(cells) > 4 * data.time.len().max(1024) {
+            return None;
+        }
+        let mut ev = vec![0u64; cells * range];
+        let mut ce = vec![0u64; cells * range];
+        for i in 0..data.time.len() {
+            let c = strata.map_or(0, |s| s[i]) * k + group[i];
+            let slot = c * range + data.time[i] as usize;
+            if data.event[i] {
+                ev[slot] += 1;
+            } else {
+                ce[slot] += 1;
+            }
+        }
+        let runs = |counts: &[u64]| -> Vec<(u64, u64)> {
+            counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(t, n)| (f64_key(t as f64), *n))
+                .collect()
+        };
+        Some(Cells {
+            k,
+            ns,
+            ev: ev.chunks(range).map(runs).collect(),
+            ce: ce.chunks(range).map(runs).collect(),
+        })
+    }
+}
+
 /// Distinct keys with their counts, in key order: counted in a hash table when there are
 /// few distinct values (day-valued times), otherwise radix-sorted and run-length encoded.
 fn sorted_runs(mut v: Vec<u64>) -> Vec<(u64, u64)> {
@@ -213,6 +262,9 @@ impl Cells {
         ns: usize,
     ) -> Cells {
         use rayon::prelude::*;
+        if let Some(c) = Cells::build_integer(data, group, k, strata, ns) {
+            return c;
+        }
         let mut ev = vec![Vec::new(); ns * k];
         let mut ce = vec![Vec::new(); ns * k];
         for i in 0..data.time.len() {
@@ -340,19 +392,28 @@ fn km_from_cells(
             }
         }
         events_total += d;
-        let (se, lo, hi) = bounds(s, gw, conf, z);
         curve.push(KmPoint {
             time: t,
             n_risk: at_risk,
             n_event: d,
             n_censor: c,
             survival: s,
-            se,
-            lo,
-            hi,
+            // Greenwood sum for now; replaced by the SE and bounds below
+            se: Some(gw),
+            lo: None,
+            hi: None,
         });
         at_risk -= d + c;
     });
+    {
+        use rayon::prelude::*;
+        curve.par_iter_mut().with_min_len(4096).for_each(|p| {
+            let (se, lo, hi) = bounds(p.survival, p.se.unwrap_or(f64::INFINITY), conf, z);
+            p.se = se;
+            p.lo = lo;
+            p.hi = hi;
+        });
+    }
     let first_le = |f: &dyn Fn(&KmPoint) -> Option<f64>| {
         curve
             .iter()

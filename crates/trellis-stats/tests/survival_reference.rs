@@ -310,12 +310,19 @@ fn km_large_tied_and_continuous_paths() {
             .wrapping_add(1442695040888963407);
         ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     };
-    for tied in [true, false] {
+    // 0: integer days (counting arrays), 1: continuous (radix sort), 2: few non-integer
+    // values (hash counting)
+    for mode in 0..3 {
+        let tied = mode != 1;
         let mut time = Vec::new();
         let mut event = Vec::new();
         for _ in 0..n {
             let t = -u().ln() * 100.0;
-            time.push(if tied { t.ceil() } else { t });
+            time.push(match mode {
+                0 => t.ceil(),
+                1 => t,
+                _ => (t / 10.0).ceil() / 4.0 + 0.125,
+            });
             event.push(u() < 0.7);
         }
         let d = SurvData::new(time.clone(), event.clone()).unwrap();
