@@ -416,6 +416,10 @@ impl Codes {
 
     /// The kept rows only, with levels reduced to those present and re-numbered in order.
     pub fn subset(&self, keep: &[bool]) -> Codes {
+        if keep.iter().all(|k| *k) && !self.codes.contains(&NA_CODE) {
+            // every level occurs among the rows (levels come from the column itself)
+            return self.clone();
+        }
         let mut present = vec![false; self.levels.len()];
         let kept: Vec<u32> = self
             .codes

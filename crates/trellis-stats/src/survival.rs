@@ -1186,11 +1186,15 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
         })
         .collect();
     let dropped = keep.iter().filter(|k| !**k).count();
-    let t: Vec<f64> = (0..n).filter(|&i| keep[i]).map(|i| time[i]).collect();
-    let e: Vec<bool> = (0..n)
-        .filter(|&i| keep[i])
-        .map(|i| ev[i].unwrap_or(false))
-        .collect();
+    let m = n - dropped;
+    let mut t: Vec<f64> = Vec::with_capacity(m);
+    let mut e: Vec<bool> = Vec::with_capacity(m);
+    for i in 0..n {
+        if keep[i] {
+            t.push(time[i]);
+            e.push(ev[i] == Some(true));
+        }
+    }
     if t.is_empty() {
         return degenerate(
             "no complete rows: every row has a missing time, event, group or covariate",
@@ -1215,7 +1219,15 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
     for c in &cov_cols {
         match &c.data {
             crate::data::ColumnData::Numeric { values, .. } => {
-                x.push((0..n).filter(|&i| keep[i]).map(|i| values[i]).collect());
+                let mut col = Vec::with_capacity(m);
+                col.extend(
+                    values
+                        .iter()
+                        .zip(&keep)
+                        .filter(|(_, k)| **k)
+                        .map(|(v, _)| *v),
+                );
+                x.push(col);
                 terms.push(c.name.clone());
             }
             crate::data::ColumnData::Char(_) => {
