@@ -185,7 +185,7 @@ pub fn solve_increasing(x0: f64, mut eval: impl FnMut(f64) -> (f64, f64)) -> f64
             // Quadratic convergence: the error after this step is ~1e-18.
             return next.exp();
         }
-        if !(next > lo && next < hi) || !next.is_finite() {
+        if !(next > lo && next < hi && next.is_finite()) {
             next = match (lo.is_finite(), hi.is_finite()) {
                 (true, true) => 0.5 * (lo + hi),
                 (true, false) => lo + 2.0,
@@ -288,10 +288,10 @@ mod tests {
     fn own_incomplete_gamma_matches_scipy() {
         // scipy.special.gammainc values.
         for (a, x, want) in [
-            (0.3, 3.211_034_699_722_965e-5, 4.999_999_999_999_998_2e-2),
+            (0.3, 3.211_034_699_722_965e-5, 4.999_999_999_999_998e-2),
             (12.5, 6.559_859, 2.499_997_402_626_858_2e-2),
-            (1.5, 0.1, 2.241_070_223_835_061_1e-2),
-            (2.3, 7.0, 9.882_982_611_760_721_1e-1),
+            (1.5, 0.1, 2.241_070_223_835_061e-2),
+            (2.3, 7.0, 9.882_982_611_760_721e-1),
         ] {
             let got = gamma_p_lg(a, ln_gamma(a), x);
             // ~1e-14: rounding of a·ln x − x − ln Γ(a) before exp.

@@ -36,10 +36,10 @@ fn csv_text(reports: &[(Vec<u8>, Vec<u8>, u8)], ids: &[String], order: &[usize])
     text
 }
 
-fn results(
-    text: &str,
-    convention: Convention,
-) -> (Vec<(String, String, u32, f64)>, Vec<u64>, Vec<u64>, u64) {
+/// Pairs `(drug, event, a, E)`, drug totals, event totals and N.
+type Counted = (Vec<(String, String, u32, f64)>, Vec<u64>, Vec<u64>, u64);
+
+fn results(text: &str, convention: Convention) -> Counted {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.csv");
     std::fs::write(&p, text).unwrap();

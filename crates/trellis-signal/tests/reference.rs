@@ -133,7 +133,7 @@ fn cell_sum_convention_matches_reference() {
 }
 
 fn fitpoints() -> Vec<FitPoint> {
-    let t = csv::Reader::from_path(fixture("fitpoints.csv"))
+    csv::Reader::from_path(fixture("fitpoints.csv"))
         .unwrap()
         .records()
         .map(|r| {
@@ -144,8 +144,7 @@ fn fitpoints() -> Vec<FitPoint> {
                 w: 1.0,
             }
         })
-        .collect();
-    t
+        .collect()
 }
 
 #[test]
