@@ -59,6 +59,15 @@ fn fo(x: Option<f64>, d: usize) -> String {
     x.map_or("NE".into(), |v| f(v, d))
 }
 
+/// "p = 0.0123" or "p < .0001" for footnotes.
+pub fn p_eq(p: f64) -> String {
+    if p < 0.0001 {
+        "p < .0001".into()
+    } else {
+        format!("p = {p:.4}")
+    }
+}
+
 /// p-value as usually printed in CSRs.
 pub fn fp(p: f64) -> String {
     if p < 0.0001 {
@@ -79,7 +88,8 @@ impl Table {
              th{border-top:1px solid #000;border-bottom:1px solid #000;padding:3px 12px;text-align:center;vertical-align:bottom;white-space:pre-line}\n\
              td{padding:2px 12px;text-align:center}\ntd:first-child{text-align:left;white-space:pre}\n\
              tr.section td{font-weight:bold;text-align:left}\ntbody tr:last-child td{border-bottom:1px solid #000}\n\
-             tfoot td{text-align:left;font-size:9pt;border:none}\n</style></head><body>\n",
+             tfoot td{text-align:left;font-size:9pt;border:none;white-space:normal}\n\
+             div.fn{width:0;min-width:100%;white-space:normal}\n</style></head><body>\n",
         );
         for t in tables {
             h.push_str("<table>\n<caption>");
@@ -108,7 +118,12 @@ impl Table {
             }
             h.push_str("</tbody>\n");
             if !t.footnotes.is_empty() {
-                let _ = write!(h, "<tfoot><tr><td colspan=\"{}\">", t.headers.len());
+                // the inner div wraps to the table width instead of widening the table
+                let _ = write!(
+                    h,
+                    "<tfoot><tr><td colspan=\"{}\"><div class=\"fn\">",
+                    t.headers.len()
+                );
                 h.push_str(
                     &t.footnotes
                         .iter()
@@ -116,7 +131,7 @@ impl Table {
                         .collect::<Vec<_>>()
                         .join("<br>"),
                 );
-                h.push_str("</td></tr></tfoot>\n");
+                h.push_str("</div></td></tr></tfoot>\n");
             }
             h.push_str("</table>\n");
         }
@@ -363,11 +378,11 @@ pub fn km_table(k: &KmResult, title: &str, time_unit: &str) -> Table {
     }
     if let Some(lr) = &k.logrank {
         t.footnotes.push(format!(
-            "{}og-rank test: chi-square = {:.3}, df = {}, p = {}.",
+            "{}og-rank test: chi-square = {:.3}, df = {}, {}.",
             if lr.stratified { "Stratified l" } else { "L" },
             lr.chisq,
             lr.df,
-            fp(lr.p)
+            p_eq(lr.p)
         ));
     }
     t.footnotes.push(format!(
@@ -417,14 +432,14 @@ pub fn cox_table(c: &CoxFit, title: &str) -> Table {
         c.events
     ));
     t.footnotes.push(format!(
-        "Likelihood ratio chi-square = {:.3} (df {}, p = {}); Wald = {:.3} (p = {}); score = {:.3} (p = {}).",
+        "Likelihood ratio chi-square = {:.3} (df {}, {}); Wald = {:.3} ({}); score = {:.3} ({}).",
         c.lr_test.chisq,
         c.lr_test.df,
-        fp(c.lr_test.p),
+        p_eq(c.lr_test.p),
         c.wald_test.chisq,
-        fp(c.wald_test.p),
+        p_eq(c.wald_test.p),
         c.score_test.chisq,
-        fp(c.score_test.p)
+        p_eq(c.score_test.p)
     ));
     t
 }
@@ -534,14 +549,14 @@ pub fn logistic_table(l: &LogisticFit, title: &str) -> Table {
         ]);
     }
     t.footnotes.push(format!(
-        "Logistic regression of {} = {}; N = {}, events = {}. Likelihood ratio chi-square = {:.3} (df {}, p = {}). Wald CIs.",
+        "Logistic regression of {} = {}; N = {}, events = {}. Likelihood ratio chi-square = {:.3} (df {}, {}). Wald CIs.",
         l.response,
         l.event_value,
         l.n,
         l.events,
         l.lr_chisq,
         l.lr_df,
-        fp(l.lr_p)
+        p_eq(l.lr_p)
     ));
     t
 }
@@ -570,14 +585,14 @@ pub fn freq_table(r: &FreqResult, title: &str) -> Table {
     }
     t.footnotes.push("n (row %).".into());
     t.footnotes.push(format!(
-        "Pearson chi-square = {:.3}, df = {}, p = {}{}.",
+        "Pearson chi-square = {:.3}, df = {}, {}{}.",
         r.chisq.chisq,
         r.chisq.df,
-        fp(r.chisq.p),
+        p_eq(r.chisq.p),
         r.chisq.chisq_yates.map_or(String::new(), |y| format!(
-            "; with Yates correction {:.3}, p = {}",
+            "; with Yates correction {:.3}, {}",
             y,
-            fp(r.chisq.p_yates.unwrap_or(f64::NAN))
+            p_eq(r.chisq.p_yates.unwrap_or(f64::NAN))
         ))
     ));
     if r.chisq.cells_expected_below_5 > 0 {
@@ -588,17 +603,17 @@ pub fn freq_table(r: &FreqResult, title: &str) -> Table {
     }
     if let Some(fz) = &r.fisher {
         t.footnotes.push(format!(
-            "Fisher's exact test: two-sided p = {}.",
-            fp(fz.p_two_sided)
+            "Fisher's exact test: two-sided {}.",
+            p_eq(fz.p_two_sided)
         ));
     }
     if let Some(c) = &r.cmh {
         t.footnotes.push(format!(
-            "CMH chi-square (stratified by {}, {} strata) = {:.3}, p = {}; Mantel-Haenszel OR = {:.3} ({:.3}, {:.3}).",
+            "CMH chi-square (stratified by {}, {} strata) = {:.3}, {}; Mantel-Haenszel OR = {:.3} ({:.3}, {:.3}).",
             r.strata.as_deref().unwrap_or(""),
             c.strata,
             c.chisq,
-            fp(c.p),
+            p_eq(c.p),
             c.or_mh,
             c.or_lo,
             c.or_hi
@@ -795,11 +810,11 @@ pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
     if let Some(lr) = &k.logrank {
         let _ = writeln!(
             o,
-            "<text x=\"{:.1}\" y=\"{:.1}\">{}og-rank p = {}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\">{}og-rank {}</text>",
             ml + 12.0,
             mt + ph - 12.0,
             if lr.stratified { "Stratified l" } else { "L" },
-            fp(lr.p)
+            p_eq(lr.p)
         );
     }
     // numbers at risk
