@@ -252,3 +252,56 @@ fn csv_malformed_lines_and_strict_mode() {
         Err(Error::Malformed { line: 3, .. })
     ));
 }
+
+#[test]
+fn legacy_aers_layout_and_multiple_quarters() {
+    let dir = tempfile::tempdir().unwrap();
+    let q1 = dir.path().join("aers_2011q1");
+    let q2 = dir.path().join("aers_2011q2");
+    std::fs::create_dir_all(&q1).unwrap();
+    std::fs::create_dir_all(&q2).unwrap();
+    let demo_h = "ISR$CASE$I_F_COD$FOLL_SEQ$IMAGE$EVENT_DT$MFR_DT$FDA_DT$REPT_COD$MFR_NUM$MFR_SNDR$AGE$AGE_COD$GNDR_COD$E_SUB$WT$WT_COD$REPT_DT$OCCP_COD$DEATH_DT$TO_MFR$CONFID$REPORTER_COUNTRY\n";
+    let drug_h = "ISR$DRUG_SEQ$ROLE_COD$DRUGNAME$VAL_VBM$ROUTE$DOSE_VBM$DECHAL$RECHAL$LOT_NUM$EXP_DT$NDA_NUM\n";
+    let reac_h = "ISR$PT\n";
+    // Case 7 has an initial report (ISR 100, Q1) and a follow-up (ISR 200, Q2):
+    // only the follow-up (later FDA_DT) counts. Case 8 is only in Q1.
+    std::fs::write(
+        q1.join("DEMO11Q1.TXT"),
+        format!("{demo_h}100$7$I$$$$$20110105$EXP$$$70$YR$F$Y$$$$MD$$$$US\n101$8$I$$$$$20110106$EXP$$$30$YR$M$Y$$$$MD$$$$US\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        q1.join("DRUG11Q1.TXT"),
+        format!("{drug_h}100$1$PS$Aspirin$1$ORAL$$$$$$\n101$1$PS$ASPIRIN.$1$ORAL$$$$$$\n101$2$C$Heparin$1$ORAL$$$$$$\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        q1.join("REAC11Q1.TXT"),
+        format!("{reac_h}100$Rash\n101$Nausea\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        q2.join("DEMO11Q2.TXT"),
+        format!("{demo_h}200$7$F$$$$$20110402$EXP$$$70$YR$F$Y$$$$MD$$$$US\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        q2.join("DRUG11Q2.TXT"),
+        format!("{drug_h}200$1$SS$aspirin$1$ORAL$$$$$$\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        q2.join("REAC11Q2.TXT"),
+        format!("{reac_h}200$Nausea\n200$Headache\n"),
+    )
+    .unwrap();
+    let ds = read_faers(&[q1, q2], &FaersOptions::default(), false).unwrap();
+    assert_eq!(ds.n_reports, 2);
+    assert_eq!(ds.drug_names, vec!["ASPIRIN"]);
+    assert_eq!(ds.event_names, vec!["HEADACHE", "NAUSEA"]);
+    assert_eq!(ds.diagnostics.malformed, 0);
+    let t = trellis_signal::count::count_pairs(&ds, Default::default(), &|_| {});
+    // ASPIRIN–NAUSEA in both kept reports, ASPIRIN–HEADACHE in the follow-up.
+    assert_eq!(t.a, vec![1, 2]);
+    assert_eq!(t.n_total, 2);
+}
