@@ -68,6 +68,8 @@ pub struct Principal {
     pub time_zone: trellis_domain::TzName,
     pub grants: Vec<RoleGrant>,
     pub csrf_token: String,
+    /// The password was set by someone else (or expired) and must be changed first.
+    pub must_change_password: bool,
 }
 
 impl Principal {

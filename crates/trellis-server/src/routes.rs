@@ -87,6 +87,26 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(ui::logout),
         ),
         (
+            spec(
+                Method::GET,
+                "/account/password",
+                SignedIn,
+                false,
+                "Change password page",
+            ),
+            get(ui::password_page),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/account/password",
+                SignedIn,
+                false,
+                "Change password",
+            ),
+            post(ui::password_change),
+        ),
+        (
             spec(Method::GET, "/", SignedIn, false, "Study list"),
             get(ui::studies),
         ),
@@ -412,6 +432,7 @@ pub async fn principal(
         time_zone: user.time_zone,
         grants,
         csrf_token: csrf,
+        must_change_password: user.must_change_password,
     }))
 }
 
@@ -459,6 +480,13 @@ async fn guard(
         return Redirect::to(&format!("/login?next={}", ui::url_encode(&next_path)))
             .into_response();
     };
+    // A password set by an administrator must be replaced before anything else.
+    if principal.must_change_password
+        && !spec.api
+        && !matches!(spec.path, "/account/password" | "/logout")
+    {
+        return Redirect::to("/account/password").into_response();
+    }
     let mut study: Option<Study> = None;
     if spec.path.contains("{study}") {
         let id = req

@@ -68,6 +68,7 @@ fn page(st: &AppState, p: Option<&Principal>, title: &str, body: Markup) -> Mark
                             a href="/" { (t("nav-studies")) }
                             @if p.is_admin() { " · " a href="/admin/users" { (t("nav-users")) } }
                             @if p.is_admin() || p.is_auditor_anywhere() { " · " a href="/audit" { (t("nav-audit")) } }
+                            " · " a href="/account/password" { (t("nav-account")) }
                         }
                         span.spacer {}
                         span { (st.i18n.t_args(locale, "nav-signed-in-as", &[("name", p.display_name.clone().into())])) }
@@ -987,5 +988,141 @@ pub async fn grants_create(
             )
             .await
         }
+    }
+}
+
+// ------------------------------------------------------------------- own account
+
+fn password_markup(st: &AppState, p: &Principal, message: Option<(&str, bool)>) -> Markup {
+    let l = p.locale.as_str();
+    let t = |k: &str| st.i18n.t(l, k);
+    html! {
+        h1 { (t("account-password-title")) }
+        @if p.must_change_password && message.is_none() { p.notice role="status" { (t("account-must-change")) } }
+        @if let Some((key, is_error)) = message {
+            @if is_error { p.error role="alert" { (t(key)) } } @else { p.notice role="status" { (t(key)) } }
+        }
+        form.stack method="post" action="/account/password" {
+            input type="hidden" name="csrf" value=(p.csrf_token);
+            label for="current" { (t("account-current")) input id="current" name="current" type="password" autocomplete="current-password" required; }
+            label for="new" { (t("account-new")) input id="new" name="new" type="password" autocomplete="new-password" minlength="12" required aria-describedby="policy"; }
+            label for="confirm" { (t("account-confirm")) input id="confirm" name="confirm" type="password" autocomplete="new-password" required; }
+            p.muted id="policy" { (t("account-policy")) }
+            button.primary type="submit" { (t("account-submit")) }
+        }
+    }
+}
+
+pub async fn password_page(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    html_response(
+        StatusCode::OK,
+        page(
+            &st,
+            Some(&p),
+            &st.i18n.t(&p.locale, "account-password-title"),
+            password_markup(&st, &p, None),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    current: String,
+    new: String,
+    confirm: String,
+}
+
+pub async fn password_change(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Form(f): Form<PasswordForm>,
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let title = st.i18n.t(&p.locale, "account-password-title");
+    let fail = |key: &str| {
+        html_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page(
+                &st,
+                Some(&p),
+                &title,
+                password_markup(&st, &p, Some((key, true))),
+            ),
+        )
+    };
+    if f.new != f.confirm {
+        return fail("account-mismatch");
+    }
+    if trellis_domain::PasswordPolicy::default()
+        .check(&f.new, &p.username)
+        .is_err()
+    {
+        return fail("account-policy");
+    }
+    let Ok(Some(user)) = st.store.user(p.user).await else {
+        return error_page(
+            &st,
+            Some(&p),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error-title",
+        );
+    };
+    let (current, stored, new) = (f.current.clone(), user.password_hash.clone(), f.new.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        if crate::auth::verify_password(&current, &stored) {
+            crate::auth::hash_password(&new).ok()
+        } else {
+            None
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(hash) = checked else {
+        let _ = st
+            .store
+            .write(WriteRequest::new(
+                Actor::user(p.user, &p.display_name),
+                vec![Mutation::SignIn {
+                    user: p.user,
+                    outcome: SignInOutcome::Failure,
+                    lockout_after: st.config.lockout_after,
+                }],
+            ))
+            .await;
+        return fail("account-wrong-current");
+    };
+    match st
+        .store
+        .write(WriteRequest::new(
+            Actor::user(p.user, &p.display_name),
+            vec![Mutation::SetPassword {
+                user: p.user,
+                password_hash: hash,
+                must_change: false,
+            }],
+        ))
+        .await
+    {
+        Ok(_) => {
+            let mut p = p.clone();
+            p.must_change_password = false;
+            html_response(
+                StatusCode::OK,
+                page(
+                    &st,
+                    Some(&p),
+                    &title,
+                    password_markup(&st, &p, Some(("account-changed", false))),
+                ),
+            )
+        }
+        Err(e) => crate::problem::Problem::from(e).into_response(),
     }
 }

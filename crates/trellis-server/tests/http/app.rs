@@ -37,6 +37,7 @@ impl TestApp {
         .unwrap();
         store.migrate().await.unwrap();
         let creds = trellis_server::demo::seed(&store).await.unwrap().unwrap();
+        Self::admin_password_changed(&store).await;
         let study = store.studies().await.unwrap().remove(0);
         let subjects = store.subjects(study.id).await.unwrap();
         let router = trellis_server::app(AppState::new(store.clone(), config).unwrap());
@@ -48,6 +49,22 @@ impl TestApp {
             subjects,
             _dir: dir,
         }
+    }
+
+    /// The demo administrator must change the one-time password first; most tests start after that.
+    async fn admin_password_changed(store: &Store) {
+        let admin = store.user_by_name("admin").await.unwrap().unwrap();
+        store
+            .write(trellis_store::WriteRequest::new(
+                trellis_store::Actor::system(),
+                vec![trellis_store::Mutation::SetPassword {
+                    user: admin.id,
+                    password_hash: admin.password_hash,
+                    must_change: false,
+                }],
+            ))
+            .await
+            .unwrap();
     }
 
     pub async fn send(&self, req: Request<Body>) -> Response<Body> {

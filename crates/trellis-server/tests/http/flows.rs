@@ -412,3 +412,84 @@ async fn probes() {
     let r = body_json(app.send(get("/readyz", "")).await).await;
     assert_eq!(r["status"], "ready");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_time_password_must_be_changed_first() {
+    let app = TestApp::new().await;
+    let (cookie, csrf) = app.session("auditor").await;
+    let user = app.store.user_by_name("auditor").await.unwrap().unwrap();
+    app.store
+        .write(trellis_store::WriteRequest::new(
+            trellis_store::Actor::system(),
+            vec![trellis_store::Mutation::SetPassword {
+                user: user.id,
+                password_hash: user.password_hash.clone(),
+                must_change: true,
+            }],
+        ))
+        .await
+        .unwrap();
+    let r = app.send(get("/", &cookie)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers().get(header::LOCATION).unwrap(),
+        "/account/password"
+    );
+    let current = trellis_server::ui::url_encode(&app.creds.role_users_password);
+    let r = app
+        .send(form(
+            "/account/password",
+            &cookie,
+            &format!(
+                "csrf={csrf}&current={current}&new=Brand-New-Pass-42&confirm=Brand-New-Pass-43"
+            ),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .send(form(
+            "/account/password",
+            &cookie,
+            &format!("csrf={csrf}&current={current}&new=short&confirm=short"),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .send(form(
+            "/account/password",
+            &cookie,
+            &format!("csrf={csrf}&current=wrong&new=Brand-New-Pass-42&confirm=Brand-New-Pass-42"),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .send(form(
+            "/account/password",
+            &cookie,
+            &format!(
+                "csrf={csrf}&current={current}&new=Brand-New-Pass-42&confirm=Brand-New-Pass-42"
+            ),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.send(get("/", &cookie)).await.status(), StatusCode::OK);
+    let u = app.store.user(user.id).await.unwrap().unwrap();
+    assert!(
+        !u.must_change_password
+            && trellis_server::auth::verify_password("Brand-New-Pass-42", &u.password_hash)
+    );
+    let trail = app
+        .store
+        .audit_entries(&AuditFilter {
+            chain: Some(Chain::Installation),
+            entity_id: Some(user.id.to_string()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        trail.iter().any(|e| e.body.action == "password_change"
+            && e.body.new_value.as_deref() == Some("changed"))
+    );
+}
