@@ -8,4 +8,5 @@
 
 mod harness;
 mod story;
+mod copy;
 mod tamper;
