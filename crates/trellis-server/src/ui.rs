@@ -479,7 +479,24 @@ pub async fn study_home(
 
 // ------------------------------------------------------------------- audit trail
 
-fn audit_table(st: &AppState, p: &Principal, entries: &[StoredEntry]) -> Markup {
+/// Readable names for ids that appear in audit entries (subjects, sites, users).
+type Names = std::collections::HashMap<String, String>;
+
+fn named(names: &Names, v: &str) -> String {
+    names.get(v).cloned().unwrap_or_else(|| v.to_owned())
+}
+
+fn entity_label(names: &Names, e: &StoredEntry) -> String {
+    match (
+        e.body.entity_type.as_str(),
+        e.body.entity_id.split_once('/'),
+    ) {
+        ("item", Some((subject, key))) => format!("{} / {key}", named(names, subject)),
+        _ => named(names, &e.body.entity_id),
+    }
+}
+
+fn audit_table(st: &AppState, p: &Principal, entries: &[StoredEntry], names: &Names) -> Markup {
     let l = p.locale.as_str();
     let t = |k: &str| st.i18n.t(l, k);
     html! {
@@ -496,10 +513,10 @@ fn audit_table(st: &AppState, p: &Principal, entries: &[StoredEntry]) -> Markup 
                         td { (format_time(l, &p.time_zone, e.body.recorded_at)) }
                         td { (e.body.actor_name) }
                         td { (e.body.action) }
-                        td { (e.body.entity_type) " " span.mono { (e.body.entity_id) } }
+                        td { (e.body.entity_type) " " span title=(e.body.entity_id) { (entity_label(names, e)) } }
                         td { (e.body.field.as_deref().unwrap_or("")) }
-                        td { (e.body.old_value.as_deref().unwrap_or("")) }
-                        td { (e.body.new_value.as_deref().unwrap_or("")) }
+                        td { (e.body.old_value.as_deref().map(|v| named(names, v)).unwrap_or_default()) }
+                        td { (e.body.new_value.as_deref().map(|v| named(names, v)).unwrap_or_default()) }
                         td { (e.body.reason.as_deref().unwrap_or("")) }
                     }
                 } }
@@ -555,6 +572,20 @@ pub async fn study_audit(
             );
         }
     };
+    let mut names: Names = sites
+        .iter()
+        .map(|x| (x.id.to_string(), x.code.clone()))
+        .collect();
+    names.extend(
+        subjects
+            .iter()
+            .map(|x| (x.id.to_string(), x.screening_number.clone())),
+    );
+    names.extend(
+        users
+            .iter()
+            .map(|u| (u.id.to_string(), u.display_name.clone())),
+    );
     let l = p.locale.as_str();
     let t = |k: &str| st.i18n.t(l, k);
     let sel = |cur: &Option<String>, v: &str| cur.as_deref() == Some(v);
@@ -577,7 +608,7 @@ pub async fn study_audit(
             a href=(format!("{base}.csv?{}", query_string(&q, None))) { (t("audit-export-csv")) }
             a href=(format!("{base}.json?{}", query_string(&q, None))) { (t("audit-export-json")) }
         }
-        (audit_table(&st, &p, &entries))
+        (audit_table(&st, &p, &entries, &names))
         @if let Some(c) = next { p.actions { a href=(format!("{base}?{}", query_string(&q, Some(&c)))) { (t("audit-more")) } } }
     };
     html_response(StatusCode::OK, page(&st, Some(&p), &t("audit-title"), body))
@@ -717,13 +748,38 @@ pub async fn installation_audit(
         Ok(e) => e,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
+    let users = match st.store.users().await {
+        Ok(u) => u,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
+    let names: Names = users
+        .iter()
+        .map(|u| {
+            (
+                u.id.to_string(),
+                format!("{} ({})", u.display_name, u.username),
+            )
+        })
+        .collect();
+    let l = p.locale.as_str();
+    let tr = |k: &str| st.i18n.t(l, k);
+    let sel = |cur: &Option<String>, v: &str| cur.as_deref() == Some(v);
+    let filters = html! {
+        form.filters method="get" action="/audit" aria-label=(tr("audit-filter")) {
+            label { (tr("audit-user")) select name="entity_id" { option value="" { (tr("audit-any")) } @for u in &users { option value=(u.id) selected[sel(&q.entity_id, &u.id.to_string())] { (u.display_name) } } } }
+            label { (tr("audit-from")) input type="date" name="from" value=(q.from.clone().unwrap_or_default()); }
+            label { (tr("audit-to")) input type="date" name="to" value=(q.to.clone().unwrap_or_default()); }
+            button.primary type="submit" { (tr("audit-apply")) }
+        }
+    };
     let t = st.i18n.t(&p.locale, "nav-audit");
     let next = (entries.len() == f.limit as usize)
         .then(|| entries.last().map(encode_cursor))
         .flatten();
     let body = html! {
         h1 { (t) }
-        (audit_table(&st, &p, &entries))
+        (filters)
+        (audit_table(&st, &p, &entries, &names))
         @if let Some(c) = next { p.actions { a href=(format!("/audit?{}", query_string(&q, Some(&c)))) { (st.i18n.t(&p.locale, "audit-more")) } } }
     };
     html_response(StatusCode::OK, page(&st, Some(&p), &t, body))
