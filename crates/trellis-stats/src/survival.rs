@@ -438,7 +438,9 @@ fn km_from_cells(
             });
         } else {
             let p = &curve[idx - 1];
-            let n_risk = curve.get(idx).map_or(0, |q| q.n_risk);
+            // at risk at t: subjects whose time is ≥ t
+            let j = curve.partition_point(|q| q.time < t);
+            let n_risk = curve.get(j).map_or(0, |q| q.n_risk);
             at_times.push(KmAt {
                 time: t,
                 n_risk,

@@ -362,3 +362,22 @@ fn km_large_tied_and_continuous_paths() {
         }
     }
 }
+
+#[test]
+fn survival_at_times_counts_subjects_still_at_risk() {
+    let d = SurvData::new(
+        vec![1.0, 2.0, 2.0, 3.0, 5.0],
+        vec![true, true, false, true, false],
+    )
+    .unwrap();
+    let km = kaplan_meier("g", &d, ConfType::LogLog, 0.05, &[0.5, 2.0, 2.5, 6.0]).unwrap();
+    let a = &km.at_times;
+    assert_eq!((a[0].n_risk, a[0].survival), (5, 1.0));
+    // at t = 2: four subjects have time >= 2; S(2) = 4/5 * 3/4
+    assert_eq!(a[1].n_risk, 4);
+    close("S(2)", a[1].survival, 0.6, 1e-15);
+    assert_eq!(a[2].n_risk, 2);
+    close("S(2.5)", a[2].survival, 0.6, 1e-15);
+    assert_eq!(a[3].n_risk, 0);
+    close("S(6)", a[3].survival, 0.6 * 0.5, 1e-15);
+}
