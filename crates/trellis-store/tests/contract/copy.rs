@@ -9,15 +9,35 @@ async fn copy_sqlite_to_each_backend_and_verify() {
     let src = harness::sqlite().await;
     let s = seed(&src.store).await;
     src.store
-        .write(WriteRequest::new(actor(), vec![Mutation::SaveItems { study: s.study, subject: s.subject, values: vec![("A".into(), Some("1".into()))] }]))
+        .write(WriteRequest::new(
+            actor(),
+            vec![Mutation::SaveItems {
+                study: s.study,
+                subject: s.subject,
+                values: vec![("A".into(), Some("1".into()))],
+            }],
+        ))
         .await
         .unwrap();
     src.store
-        .write(WriteRequest::new(actor(), vec![Mutation::SaveItems { study: s.study, subject: s.subject, values: vec![("A".into(), Some("2".into()))] }]).with_reason("corrected"))
+        .write(
+            WriteRequest::new(
+                actor(),
+                vec![Mutation::SaveItems {
+                    study: s.study,
+                    subject: s.subject,
+                    values: vec![("A".into(), Some("2".into()))],
+                }],
+            )
+            .with_reason("corrected"),
+        )
         .await
         .unwrap();
     let heads = src.store.chain_heads().await.unwrap();
-    let all = AuditFilter { limit: 10_000, ..Default::default() };
+    let all = AuditFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
     let src_entries = src.store.audit_entries(&all).await.unwrap();
 
     for dst in harness::backends().await {
@@ -25,13 +45,30 @@ async fn copy_sqlite_to_each_backend_and_verify() {
         let n = copy_installation(&src.store, &dst.store).await.unwrap();
         assert!(n as usize >= src_entries.len());
         assert_eq!(dst.store.chain_heads().await.unwrap(), heads);
-        assert_eq!(dst.store.audit_entries(&all).await.unwrap(), src_entries, "entries copied verbatim");
+        assert_eq!(
+            dst.store.audit_entries(&all).await.unwrap(),
+            src_entries,
+            "entries copied verbatim"
+        );
         dst.store.verify_audit(None).await.unwrap();
-        assert_eq!(dst.store.item_values(s.study, s.subject).await.unwrap(), vec![("A".to_owned(), Some("2".to_owned()))]);
-        assert_eq!(dst.store.users().await.unwrap(), src.store.users().await.unwrap());
+        assert_eq!(
+            dst.store.item_values(s.study, s.subject).await.unwrap(),
+            vec![("A".to_owned(), Some("2".to_owned()))]
+        );
+        assert_eq!(
+            dst.store.users().await.unwrap(),
+            src.store.users().await.unwrap()
+        );
         // Writing continues the copied chains.
         dst.store
-            .write(WriteRequest::new(actor(), vec![Mutation::SaveItems { study: s.study, subject: s.subject, values: vec![("B".into(), Some("x".into()))] }]))
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::SaveItems {
+                    study: s.study,
+                    subject: s.subject,
+                    values: vec![("B".into(), Some("x".into()))],
+                }],
+            ))
             .await
             .unwrap();
         dst.store.verify_audit(None).await.unwrap();

@@ -6,7 +6,7 @@
 //! with a loud message, unless `TRELLIS_REQUIRE_PG=1` (as in CI) makes it fail.
 #![allow(clippy::unwrap_used)]
 
+mod copy;
 mod harness;
 mod story;
-mod copy;
 mod tamper;
