@@ -17,7 +17,7 @@ Outputs (fixtures/):
   ref_strat.csv / .prior.json      stratified by sex and agegrp (squashed fit)
   ref_cellsum.csv          cell-sum convention: counts, E, PRR, ROR, chisq
   fitpoints.csv            (n, E) drawn from a known gamma-mixture model
-  fitpoints_nstar1.prior.json / fitpoints_nstar2.prior.json  MLE on them
+  fitpoints_nstar1.prior.json  MLE on them (N* = 2: see fit_nstar2.py)
 """
 import json
 import os
@@ -283,7 +283,7 @@ def main():
     keep = n >= 1
     n, E = n[keep], E[keep]
     write_csv(os.path.join(OUT, "fitpoints.csv"), ["n", "E"], [list(n), list(E)])
-    for nstar in (1, 2):
+    for nstar in (1,):  # N* = 2 is fitted by fit_nstar2.py (slow likelihood)
         sel = n >= nstar
         pr = fit(n[sel], E[sel], np.ones(sel.sum()), nstar)
         with open(os.path.join(OUT, f"fitpoints_nstar{nstar}.prior.json"), "w") as f:

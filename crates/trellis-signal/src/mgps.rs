@@ -134,17 +134,6 @@ fn ln_nb(n: f64, alpha: f64, beta: f64, e: f64, lg_n_alpha: f64, lg_alpha: f64, 
     lg_n_alpha - lg_alpha - lg_n1 + alpha * (beta / (beta + e)).ln() + n * (e / (beta + e)).ln()
 }
 
-fn ln_add(a: f64, b: f64) -> f64 {
-    if a == f64::NEG_INFINITY {
-        return b;
-    }
-    if b == f64::NEG_INFINITY {
-        return a;
-    }
-    let m = a.max(b);
-    m + ((a - m).exp() + (b - m).exp()).ln()
-}
-
 /// Terms of one component that depend only on the count `n`:
 /// `ln Γ(n+α) − ln Γ(α) − ln n!` and `ψ(n+α) − ψ(α)`.
 #[derive(Clone, Copy)]
@@ -174,18 +163,22 @@ fn count_terms(n: u32, alpha: f64, lg_alpha: f64, dg_alpha: f64) -> CountTerms {
 
 /// Per-component truncated log-density and its gradient in (α, β).
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn component(
     n: u32,
     e: f64,
+    ln_e: f64,
     alpha: f64,
     beta: f64,
+    ln_beta: f64,
     n_star: u32,
     terms: CountTerms,
     lower: &[CountTerms],
 ) -> (f64, f64, f64) {
     let nf = f64::from(n);
-    let lp = (beta / (beta + e)).ln();
-    let lq = (e / (beta + e)).ln();
+    let lbe = (beta + e).ln();
+    let lp = ln_beta - lbe;
+    let lq = ln_e - lbe;
     let lf = terms.lg + alpha * lp + nf * lq;
     let mut da = terms.dg + lp;
     let dbeta_common = alpha * e / beta;
@@ -205,7 +198,7 @@ fn component(
     let tail = 1.0 - big_f;
     da += dfa / tail;
     db += dfb / tail;
-    (lf - tail.ln(), da, db)
+    (lf - (-big_f).ln_1p(), da, db)
 }
 
 /// Negative log-likelihood (openEBGM `negLLsquash`; `negLL` when all
@@ -222,6 +215,7 @@ pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f6
     let (lg1, lg2) = (ln_gamma(alpha1), ln_gamma(alpha2));
     let (dg1, dg2) = (digamma(alpha1), digamma(alpha2));
     let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let (lb1, lb2) = (beta1.ln(), beta2.ln());
     let lower1: Vec<CountTerms> = (0..n_star)
         .map(|m| count_terms(m, alpha1, lg1, dg1))
         .collect();
@@ -242,11 +236,21 @@ pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f6
                     t1 = count_terms(pt.n, alpha1, lg1, dg1);
                     t2 = count_terms(pt.n, alpha2, lg2, dg2);
                 }
-                let (l1, da1, db1) = component(pt.n, pt.e, alpha1, beta1, n_star, t1, &lower1);
-                let (l2, da2, db2) = component(pt.n, pt.e, alpha2, beta2, n_star, t2, &lower2);
-                let ll = ln_add(lp + l1, lq + l2);
-                let r1 = (lp + l1 - ll).exp();
-                let r2 = (lq + l2 - ll).exp();
+                let ln_e = pt.e.ln();
+                let (l1, da1, db1) =
+                    component(pt.n, pt.e, ln_e, alpha1, beta1, lb1, n_star, t1, &lower1);
+                let (l2, da2, db2) =
+                    component(pt.n, pt.e, ln_e, alpha2, beta2, lb2, n_star, t2, &lower2);
+                let (x1, x2) = (lp + l1, lq + l2);
+                // ll = ln(e^x1 + e^x2); r1 = e^(x1 - ll), r2 = 1 - r1.
+                let (ll, r1) = if x1 >= x2 {
+                    let t = (x2 - x1).exp();
+                    (x1 + t.ln_1p(), 1.0 / (1.0 + t))
+                } else {
+                    let t = (x1 - x2).exp();
+                    (x2 + t.ln_1p(), t / (1.0 + t))
+                };
+                let r2 = 1.0 - r1;
                 f -= pt.w * ll;
                 g[0] -= pt.w * r1 * da1 * alpha1;
                 g[1] -= pt.w * r1 * db1 * beta1;
@@ -448,9 +452,19 @@ pub fn fit_prior(
             "no pairs with count >= {n_star} to fit the prior"
         )));
     }
+    // Sort by count (count terms are cached per run of equal n) and merge
+    // points with identical (n, E) into one weighted point: exact, and large
+    // unsquashed tables have many ties in E = n1.·n.1/N.
     let mut sorted = points.to_vec();
     sorted.sort_by(|a, b| a.n.cmp(&b.n).then(a.e.total_cmp(&b.e)));
-    let points = &sorted[..];
+    let mut merged: Vec<FitPoint> = Vec::with_capacity(sorted.len());
+    for p in sorted {
+        match merged.last_mut() {
+            Some(last) if last.n == p.n && last.e == p.e => last.w += p.w,
+            _ => merged.push(p),
+        }
+    }
+    let points = &merged[..];
     let results: Vec<StartResult> = starts
         .iter()
         .map(|&start| {

@@ -126,6 +126,10 @@ pub fn read_input(input: &Input, progress: bool) -> Result<Dataset> {
     }
 }
 
+/// Unsquashed fits on more points than this are warm-started from the
+/// squashed fit of each start.
+pub const WARM_START_MIN_POINTS: usize = 20_000;
+
 /// Points for the prior fit: all pairs with `a >= n_star`, optionally squashed.
 pub fn fit_points(table: &PairTable, n_star: u32, squash: Squash) -> Vec<FitPoint> {
     let points: Vec<FitPoint> = table
@@ -163,7 +167,24 @@ pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> R
         None => {
             let points = fit_points(&table, cfg.min_count, cfg.squash);
             let bar = count_bar(cfg.progress, cfg.starts.len() as u64, "fitting prior");
-            let fit = fit_prior(&points, cfg.min_count, &cfg.starts, &|| bar.inc(1))?;
+            let fit = if cfg.squash == Squash::Off && points.len() > WARM_START_MIN_POINTS {
+                // Each start is first run on the squashed points (cheap), and
+                // the unsquashed likelihood is then maximized from there: same
+                // maximum, far fewer iterations on the full data.
+                let pre = fit_prior(&auto_squash(&points), cfg.min_count, &cfg.starts, &|| {})?;
+                let warm: Vec<Prior> = pre
+                    .starts
+                    .iter()
+                    .map(|r| if r.in_bounds { r.estimate } else { r.start })
+                    .collect();
+                let mut fit = fit_prior(&points, cfg.min_count, &warm, &|| bar.inc(1))?;
+                for (r, s) in fit.starts.iter_mut().zip(&cfg.starts) {
+                    r.start = *s;
+                }
+                fit
+            } else {
+                fit_prior(&points, cfg.min_count, &cfg.starts, &|| bar.inc(1))?
+            };
             bar.finish_and_clear();
             (fit.prior, Some(fit))
         }
