@@ -351,7 +351,8 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|k| (k.term.clone(), k.hr, k.hr_lo, k.hr_hi))
                     .collect();
-                let svg = render::forest_svg(&rows, &title, "Hazard ratio (log scale)");
+                let svg =
+                    render::forest_svg(&rows, &title, "Hazard ratio (log scale)", a.common.alpha);
                 render::write_figure(p, &svg)
                     .with_context(|| format!("writing {}", p.display()))?;
             }
@@ -406,7 +407,8 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                     .skip(1)
                     .map(|k| (k.term.clone(), k.or, k.or_lo, k.or_hi))
                     .collect();
-                let svg = render::forest_svg(&rows, &title, "Odds ratio (log scale)");
+                let svg =
+                    render::forest_svg(&rows, &title, "Odds ratio (log scale)", a.common.alpha);
                 render::write_figure(p, &svg)
                     .with_context(|| format!("writing {}", p.display()))?;
             }

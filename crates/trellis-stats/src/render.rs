@@ -398,7 +398,7 @@ pub fn km_table(k: &KmResult, title: &str, time_unit: &str) -> Table {
 
 /// Cox model table.
 pub fn cox_table(c: &CoxFit, title: &str) -> Table {
-    let cl = 95;
+    let cl = ((1.0 - c.alpha) * 100.0).round();
     let mut t = Table {
         titles: vec![title.to_string()],
         headers: vec![
@@ -856,7 +856,12 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// Forest plot of hazard (or odds) ratios on a log axis.
-pub fn forest_svg(rows: &[(String, f64, f64, f64)], title: &str, xlabel: &str) -> String {
+pub fn forest_svg(
+    rows: &[(String, f64, f64, f64)],
+    title: &str,
+    xlabel: &str,
+    alpha: f64,
+) -> String {
     let n = rows.len().max(1);
     let (w, row_h) = (900.0, 32.0);
     let (mt, mb) = (60.0, 60.0);
@@ -885,9 +890,10 @@ pub fn forest_svg(rows: &[(String, f64, f64, f64)], title: &str, xlabel: &str) -
     );
     let _ = writeln!(
         o,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"start\" font-weight=\"bold\">Estimate (95% CI)</text>",
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"start\" font-weight=\"bold\">Estimate ({}% CI)</text>",
         left + pw + 20.0,
-        mt - 12.0
+        mt - 12.0,
+        ((1.0 - alpha) * 100.0).round()
     );
     let x1 = sx(1.0);
     let _ = writeln!(

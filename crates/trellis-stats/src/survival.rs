@@ -656,6 +656,8 @@ pub struct CoxFit {
     pub ties: Ties,
     pub strata: usize,
     pub iterations: usize,
+    /// 1 − confidence level of the HR intervals.
+    pub alpha: f64,
     pub lr_test: ChiTest,
     pub wald_test: ChiTest,
     pub score_test: ChiTest,
@@ -1086,6 +1088,7 @@ pub fn cox(
         ties,
         strata: strata.map_or(1, |s| s.iter().copied().max().map_or(1, |m| m + 1)),
         iterations,
+        alpha,
         lr_test: ChiTest::new(2.0 * (ll - ll0), p),
         wald_test: ChiTest::new(wald, p),
         score_test: ChiTest::new(score_chisq, p),

@@ -378,3 +378,41 @@ fn png_figures_are_rendered() {
         Err(e) => assert!(format!("{e:#}").contains("system font"), "{e:#}"),
     }
 }
+
+#[test]
+fn confidence_level_follows_alpha_in_tables_and_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = fixture("adtte.csv");
+    let html = dir.path().join("c.html");
+    let svg = dir.path().join("f.svg");
+    stats(&[
+        "cox",
+        "--data",
+        d.to_str().unwrap(),
+        "--time",
+        "AVAL",
+        "--censor",
+        "CNSR",
+        "--covariates",
+        "AGE",
+        "--alpha",
+        "0.1",
+        "--format",
+        "html",
+        "--out",
+        html.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(
+        std::fs::read_to_string(&html)
+            .unwrap()
+            .contains("Hazard ratio (90% CI)")
+    );
+    assert!(
+        std::fs::read_to_string(&svg)
+            .unwrap()
+            .contains("Estimate (90% CI)")
+    );
+}
