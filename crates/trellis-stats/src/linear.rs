@@ -574,30 +574,48 @@ pub fn logistic(
     let ll0 = events as f64 * ybar.ln() + (n - events) as f64 * (1.0 - ybar).ln();
     let mut beta = vec![0.0; p];
     beta[0] = (ybar / (1.0 - ybar)).ln();
+    // Fixed-size chunks summed in chunk order: the result does not depend on the number
+    // of threads.
     let eval = |beta: &[f64]| -> (f64, Vec<f64>, Vec<f64>) {
+        use rayon::prelude::*;
+        const CH: usize = 32_768;
+        let parts: Vec<(f64, Vec<f64>, Vec<f64>)> = (0..n.div_ceil(CH))
+            .into_par_iter()
+            .map(|c| {
+                let mut ll = 0.0;
+                let mut g = vec![0.0; p];
+                let mut h = vec![0.0; p * p];
+                for i in c * CH..((c + 1) * CH).min(n) {
+                    let xi = &x[i * p..i * p + p];
+                    let eta = dot(xi, beta);
+                    // log(1+exp(eta)) stably
+                    let l1pe = if eta > 0.0 {
+                        eta + (-eta).exp().ln_1p()
+                    } else {
+                        eta.exp().ln_1p()
+                    };
+                    ll += y[i] * eta - l1pe;
+                    let mu = 1.0 / (1.0 + (-eta).exp());
+                    let w = mu * (1.0 - mu);
+                    let r = y[i] - mu;
+                    for a in 0..p {
+                        g[a] += r * xi[a];
+                        let wa = w * xi[a];
+                        for b in 0..=a {
+                            h[a * p + b] += wa * xi[b];
+                        }
+                    }
+                }
+                (ll, g, h)
+            })
+            .collect();
         let mut ll = 0.0;
         let mut g = vec![0.0; p];
         let mut h = vec![0.0; p * p];
-        for i in 0..n {
-            let xi = &x[i * p..i * p + p];
-            let eta = dot(xi, beta);
-            // log(1+exp(eta)) stably
-            let l1pe = if eta > 0.0 {
-                eta + (-eta).exp().ln_1p()
-            } else {
-                eta.exp().ln_1p()
-            };
-            ll += y[i] * eta - l1pe;
-            let mu = 1.0 / (1.0 + (-eta).exp());
-            let w = mu * (1.0 - mu);
-            let r = y[i] - mu;
-            for a in 0..p {
-                g[a] += r * xi[a];
-                let wa = w * xi[a];
-                for b in 0..=a {
-                    h[a * p + b] += wa * xi[b];
-                }
-            }
+        for (l, gg, hh) in parts {
+            ll += l;
+            g.iter_mut().zip(&gg).for_each(|(a, b)| *a += b);
+            h.iter_mut().zip(&hh).for_each(|(a, b)| *a += b);
         }
         for a in 0..p {
             for b in 0..a {
