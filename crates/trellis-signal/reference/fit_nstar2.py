@@ -3,7 +3,12 @@
 MLE on fixtures/fitpoints.csv, with make_fixtures.neg_ll (scipy.stats.nbinom).
 Split out of make_fixtures.py because that likelihood costs ~15 ms per
 evaluation at N* = 2; this uses two of the openEBGM starts and smaller
-Nelder-Mead budgets, then BFGS and a final Nelder-Mead polish."""
+Nelder-Mead budgets, then BFGS and a final Nelder-Mead polish.
+
+On these points the N* = 2 likelihood has its supremum on the boundary: the
+second component degenerates to a point mass (alpha2, beta2 -> infinity with
+alpha2/beta2 fixed), so no in-bounds filter is applied here and the Rust test
+compares the log-likelihood, alpha1, beta1, p and the mean alpha2/beta2."""
 import json
 import os
 
@@ -38,7 +43,7 @@ for s in m.STARTS[:2]:
     x, f = (r3.x, r3.fun) if r3.fun <= obj(x) else (x, obj(x))
     th = np.concatenate([np.exp(x[:4]), [special.expit(x[4])]])
     print(s, th, f, flush=True)
-    if np.all(th[:4] < 100) and (best is None or f < best[1]):
+    if best is None or f < best[1]:
         best = (th, f)
 th, f = best
 out = dict(alpha1=th[0], beta1=th[1], alpha2=th[2], beta2=th[3], p=th[4], loglik=-f)

@@ -131,7 +131,7 @@ pub fn auto_squash(points: &[FitPoint]) -> Vec<FitPoint> {
 /// Log of the NB marginal and its derivatives (in α and β) for one component.
 #[inline]
 fn ln_nb(n: f64, alpha: f64, beta: f64, e: f64, lg_n_alpha: f64, lg_alpha: f64, lg_n1: f64) -> f64 {
-    lg_n_alpha - lg_alpha - lg_n1 + alpha * (beta / (beta + e)).ln() + n * (e / (beta + e)).ln()
+    lg_n_alpha - lg_alpha - lg_n1 - alpha * (e / beta).ln_1p() + n * (e / (beta + e)).ln()
 }
 
 /// Terms of one component that depend only on the count `n`:
@@ -144,8 +144,8 @@ struct CountTerms {
 
 fn count_terms(n: u32, alpha: f64, lg_alpha: f64, dg_alpha: f64) -> CountTerms {
     let nf = f64::from(n);
-    if n <= 8 {
-        // Short exact recurrences: ln Γ(n+α)/Γ(α) = Σ ln(α+k), ψ(n+α) − ψ(α) = Σ 1/(α+k).
+    if n <= 64 {
+        // Exact recurrences (no cancellation between large ln Γ values): ln Γ(n+α)/Γ(α) = Σ ln(α+k), ψ(n+α) − ψ(α) = Σ 1/(α+k).
         let (mut lg, mut dg, mut lfact) = (0.0, 0.0, 0.0);
         for k in 0..n {
             let x = alpha + f64::from(k);
@@ -170,15 +170,14 @@ fn component(
     ln_e: f64,
     alpha: f64,
     beta: f64,
-    ln_beta: f64,
     n_star: u32,
     terms: CountTerms,
     lower: &[CountTerms],
 ) -> (f64, f64, f64) {
     let nf = f64::from(n);
-    let lbe = (beta + e).ln();
-    let lp = ln_beta - lbe;
-    let lq = ln_e - lbe;
+    // ln p = −ln(1 + E/β) without cancellation (α·ln p matters when α is large).
+    let lp = -(e / beta).ln_1p();
+    let lq = ln_e - (beta + e).ln();
     let lf = terms.lg + alpha * lp + nf * lq;
     let mut da = terms.dg + lp;
     let dbeta_common = alpha * e / beta;
@@ -215,7 +214,6 @@ pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f6
     let (lg1, lg2) = (ln_gamma(alpha1), ln_gamma(alpha2));
     let (dg1, dg2) = (digamma(alpha1), digamma(alpha2));
     let (lp, lq) = (p.ln(), (1.0 - p).ln());
-    let (lb1, lb2) = (beta1.ln(), beta2.ln());
     let lower1: Vec<CountTerms> = (0..n_star)
         .map(|m| count_terms(m, alpha1, lg1, dg1))
         .collect();
@@ -238,9 +236,9 @@ pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f6
                 }
                 let ln_e = pt.e.ln();
                 let (l1, da1, db1) =
-                    component(pt.n, pt.e, ln_e, alpha1, beta1, lb1, n_star, t1, &lower1);
+                    component(pt.n, pt.e, ln_e, alpha1, beta1, n_star, t1, &lower1);
                 let (l2, da2, db2) =
-                    component(pt.n, pt.e, ln_e, alpha2, beta2, lb2, n_star, t2, &lower2);
+                    component(pt.n, pt.e, ln_e, alpha2, beta2, n_star, t2, &lower2);
                 let (x1, x2) = (lp + l1, lq + l2);
                 // ll = ln(e^x1 + e^x2); r1 = e^(x1 - ll), r2 = 1 - r1.
                 let (ll, r1) = if x1 >= x2 {
