@@ -13,6 +13,7 @@ pub mod i18n;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod totp;
 pub mod ui;
 
 use std::net::SocketAddr;

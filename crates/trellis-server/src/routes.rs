@@ -107,6 +107,26 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(ui::password_change),
         ),
         (
+            spec(
+                Method::GET,
+                "/account/totp",
+                SignedIn,
+                false,
+                "Second factor (TOTP) page",
+            ),
+            get(ui::totp_page),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/account/totp",
+                SignedIn,
+                false,
+                "Enable or disable the TOTP second factor",
+            ),
+            post(ui::totp_submit),
+        ),
+        (
             spec(Method::GET, "/", SignedIn, false, "Study list"),
             get(ui::studies),
         ),

@@ -69,6 +69,7 @@ fn page(st: &AppState, p: Option<&Principal>, title: &str, body: Markup) -> Mark
                             @if p.is_admin() { " · " a href="/admin/users" { (t("nav-users")) } }
                             @if p.is_admin() || p.is_auditor_anywhere() { " · " a href="/audit" { (t("nav-audit")) } }
                             " · " a href="/account/password" { (t("nav-account")) }
+                            " · " a href="/account/totp" { (t("nav-totp")) }
                         }
                         span.spacer {}
                         span { (st.i18n.t_args(locale, "nav-signed-in-as", &[("name", p.display_name.clone().into())])) }
@@ -140,6 +141,7 @@ fn login_markup(
                 }
                 label for="username" { (t("login-username")) input id="username" name="username" autocomplete="username" required autofocus; }
                 label for="password" { (t("login-password")) input id="password" name="password" type="password" autocomplete="current-password" required; }
+                label for="code" { (t("login-code")) input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,7}"; }
                 button.primary type="submit" { (t("login-submit")) }
             }
         }
@@ -229,6 +231,8 @@ fn url_decode(s: &str) -> String {
 pub struct LoginForm {
     username: String,
     password: String,
+    #[serde(default)]
+    code: String,
     csrf: String,
     #[serde(default)]
     next: Option<String>,
@@ -288,7 +292,16 @@ pub async fn login_submit(
         return retry("login-failed");
     };
     let actor = Actor::user(user.id, &user.display_name);
-    if !ok || user.locked_at.is_some() {
+    let now_secs = u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
+    let second_factor_ok = match user
+        .totp_secret
+        .as_deref()
+        .and_then(crate::totp::base32_decode)
+    {
+        Some(secret) => crate::totp::verify(&secret, &f.code, now_secs),
+        None => user.totp_secret.is_none(),
+    };
+    if !ok || !second_factor_ok || user.locked_at.is_some() {
         let _ = st
             .store
             .write(WriteRequest::new(
@@ -1179,6 +1192,155 @@ pub async fn password_change(
                 ),
             )
         }
+        Err(e) => crate::problem::Problem::from(e).into_response(),
+    }
+}
+
+// ------------------------------------------------------------------- second factor
+
+fn totp_markup(
+    st: &AppState,
+    p: &Principal,
+    enabled: bool,
+    message: Option<(&str, bool)>,
+) -> Markup {
+    let l = p.locale.as_str();
+    let t = |k: &str| st.i18n.t(l, k);
+    let candidate = crate::totp::new_secret();
+    html! {
+        h1 { (t("totp-title")) }
+        @if let Some((key, is_error)) = message {
+            @if is_error { p.error role="alert" { (t(key)) } } @else { p.notice role="status" { (t(key)) } }
+        }
+        @if enabled {
+            p { (t("totp-enabled")) }
+            form.stack method="post" action="/account/totp" {
+                input type="hidden" name="csrf" value=(p.csrf_token);
+                input type="hidden" name="action" value="disable";
+                label for="code" { (t("totp-code")) input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required; }
+                button.primary type="submit" { (t("totp-disable")) }
+            }
+        } @else {
+            p { (t("totp-disabled")) }
+            form.stack method="post" action="/account/totp" {
+                input type="hidden" name="csrf" value=(p.csrf_token);
+                input type="hidden" name="action" value="enable";
+                input type="hidden" name="secret" value=(candidate);
+                p { (t("totp-key")) ": " code.mono { (candidate) } }
+                p.muted { (t("totp-uri")) ": " span.mono { (crate::totp::otpauth_uri(&candidate, &p.username)) } }
+                label for="code" { (t("totp-code")) input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required; }
+                button.primary type="submit" { (t("totp-enable")) }
+            }
+        }
+    }
+}
+
+pub async fn totp_page(State(st): State<AppState>, Extension(p): Extension<Principal>) -> Response {
+    let enabled = matches!(st.store.user(p.user).await, Ok(Some(u)) if u.totp_secret.is_some());
+    html_response(
+        StatusCode::OK,
+        page(
+            &st,
+            Some(&p),
+            &st.i18n.t(&p.locale, "totp-title"),
+            totp_markup(&st, &p, enabled, None),
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct TotpForm {
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    secret: String,
+    code: String,
+}
+
+pub async fn totp_submit(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Form(f): Form<TotpForm>,
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let Ok(Some(user)) = st.store.user(p.user).await else {
+        return error_page(
+            &st,
+            Some(&p),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error-title",
+        );
+    };
+    let title = st.i18n.t(&p.locale, "totp-title");
+    let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(0);
+    let (secret_b32, new_value) = match (f.action.as_str(), user.totp_secret.as_deref()) {
+        ("enable", None) => (f.secret.clone(), Some(f.secret.clone())),
+        ("disable", Some(current)) => (current.to_owned(), None),
+        _ => {
+            return html_response(
+                StatusCode::CONFLICT,
+                page(
+                    &st,
+                    Some(&p),
+                    &title,
+                    totp_markup(&st, &p, user.totp_secret.is_some(), None),
+                ),
+            );
+        }
+    };
+    let valid = crate::totp::base32_decode(&secret_b32)
+        .is_some_and(|s| s.len() >= 16 && crate::totp::verify(&s, &f.code, now));
+    if !valid {
+        return html_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            page(
+                &st,
+                Some(&p),
+                &title,
+                totp_markup(
+                    &st,
+                    &p,
+                    user.totp_secret.is_some(),
+                    Some(("totp-bad-code", true)),
+                ),
+            ),
+        );
+    }
+    let enabled = new_value.is_some();
+    match st
+        .store
+        .write(WriteRequest::new(
+            Actor::user(p.user, &p.display_name),
+            vec![Mutation::SetTotp {
+                user: p.user,
+                secret: new_value,
+            }],
+        ))
+        .await
+    {
+        Ok(_) => html_response(
+            StatusCode::OK,
+            page(
+                &st,
+                Some(&p),
+                &title,
+                totp_markup(
+                    &st,
+                    &p,
+                    enabled,
+                    Some((
+                        if enabled {
+                            "totp-now-enabled"
+                        } else {
+                            "totp-now-disabled"
+                        },
+                        false,
+                    )),
+                ),
+            ),
+        ),
         Err(e) => crate::problem::Problem::from(e).into_response(),
     }
 }

@@ -305,6 +305,14 @@ macro_rules! backend_impl {
                     // The hash itself never enters the audit trail.
                     ctx.audit(chain, "password_change", "user", user.to_string(), Some("password"), None, Some(if *must_change { "reset (must change at next sign-in)".into() } else { "changed".into() }), None, None);
                 }
+                Mutation::SetTotp { user, secret } => {
+                    let n = sqlx::query("UPDATE users SET totp_secret = $2 WHERE user_id = $1")
+                        .bind(user.as_uuid()).bind(secret)
+                        .execute(&mut *conn).await?.rows_affected();
+                    if n == 0 { return Err(StoreError::NotFound { entity: "user", id: user.to_string() }); }
+                    // The secret never enters the audit trail.
+                    ctx.audit(chain, if secret.is_some() { "totp_enable" } else { "totp_disable" }, "user", user.to_string(), Some("second_factor"), None, Some(secret.is_some().to_string()), None, None);
+                }
                 Mutation::LockUser { user } | Mutation::UnlockUser { user } => {
                     let lock = matches!(m, Mutation::LockUser { .. });
                     let n = sqlx::query("UPDATE users SET locked_at = $2, failed_sign_ins = CASE WHEN $3 THEN failed_sign_ins ELSE 0 END WHERE user_id = $1")
@@ -668,6 +676,7 @@ macro_rules! backend_impl {
                 must_change_password: r.try_get("must_change_password")?,
                 failed_sign_ins: u32::try_from(r.try_get::<i64, _>("failed_sign_ins")?).unwrap_or(u32::MAX),
                 locked_at: r.try_get::<Option<i64>, _>("locked_at")?.map(UtcMicros::from_micros),
+                totp_secret: r.try_get("totp_secret")?,
                 created_at: UtcMicros::from_micros(r.try_get("created_at")?),
             })
         }

@@ -111,6 +111,11 @@ pub enum Mutation {
     LockUser {
         user: UserId,
     },
+    /// Enables (with a base32 secret) or disables the user's TOTP second factor.
+    SetTotp {
+        user: UserId,
+        secret: Option<String>,
+    },
     UnlockUser {
         user: UserId,
     },
@@ -187,6 +192,7 @@ impl Mutation {
             | Mutation::CreateUser(_)
             | Mutation::SetPassword { .. }
             | Mutation::LockUser { .. }
+            | Mutation::SetTotp { .. }
             | Mutation::UnlockUser { .. }
             | Mutation::GrantRole { .. }
             | Mutation::RevokeRole { .. }
@@ -257,6 +263,8 @@ pub struct User {
     pub must_change_password: bool,
     pub failed_sign_ins: u32,
     pub locked_at: Option<UtcMicros>,
+    /// Base32 TOTP secret when the second factor is enabled.
+    pub totp_secret: Option<String>,
     pub created_at: UtcMicros,
 }
 

@@ -493,3 +493,90 @@ async fn a_one_time_password_must_be_changed_first() {
             && e.body.new_value.as_deref() == Some("changed"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_totp_second_factor_is_required_once_enabled() {
+    let app = TestApp::new().await;
+    let (cookie, csrf) = app.session("writer").await;
+    let secret = trellis_server::totp::new_secret();
+    let raw = trellis_server::totp::base32_decode(&secret).unwrap();
+    let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap();
+    let r = app
+        .send(form(
+            "/account/totp",
+            &cookie,
+            &format!("csrf={csrf}&action=enable&secret={secret}&code=000000"),
+        ))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a wrong confirmation code does not enable it"
+    );
+    let code = trellis_server::totp::code_at(&raw, now);
+    let r = app
+        .send(form(
+            "/account/totp",
+            &cookie,
+            &format!("csrf={csrf}&action=enable&secret={secret}&code={code}"),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let password = app.creds.role_users_password.clone();
+    let r = login(&app, "writer", &password).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "password alone no longer signs in"
+    );
+    let r = login_with_code(
+        &app,
+        "writer",
+        &password,
+        &trellis_server::totp::code_at(&raw, now),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let user = app.store.user_by_name("writer").await.unwrap().unwrap();
+    let trail = app
+        .store
+        .audit_entries(&AuditFilter {
+            chain: Some(Chain::Installation),
+            entity_id: Some(user.id.to_string()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(trail.iter().any(|e| e.body.action == "totp_enable"));
+    assert!(
+        trail.iter().all(|e| !e
+            .body
+            .new_value
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&secret)),
+        "the secret is never audited"
+    );
+}
+
+async fn login_with_code(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    code: &str,
+) -> axum::http::Response<Body> {
+    let page = app.send(get("/login", "")).await;
+    let login_cookie = cookie_pair(&set_cookies(&page)[0]);
+    let html = body_text(page).await;
+    let csrf = hidden(&html, "csrf");
+    app.send(form(
+        "/login",
+        &login_cookie,
+        &format!(
+            "csrf={csrf}&next=%2F&username={username}&code={code}&password={}",
+            trellis_server::ui::url_encode(password)
+        ),
+    ))
+    .await
+}
