@@ -41,6 +41,28 @@ pub async fn serve(common: &Common, s: Serve) -> anyhow::Result<()> {
             ),
         }
     }
+    // The effective configuration is a security-relevant record: audit it at every start.
+    let settings = format!(
+        "server start: listen {}, database {}, sqlite synchronous {}, session idle {} s, session absolute {} s, lockout after {}, secure cookies {}, checkpoint interval {}",
+        s.listen,
+        store.url(),
+        if s.synchronous_full { "FULL" } else { "NORMAL" },
+        s.server.session_idle.as_secs(),
+        s.server.session_absolute.as_secs(),
+        s.server.lockout_after,
+        s.server.secure_cookies,
+        s.checkpoint_interval
+            .map_or("off".to_owned(), |d| format!("{} s", d.as_secs())),
+    );
+    store
+        .write(WriteRequest::new(
+            Actor::system(),
+            vec![Mutation::SecurityEvent {
+                kind: "configuration".into(),
+                detail: settings,
+            }],
+        ))
+        .await?;
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .with_context(|| format!("listening on {}", s.listen))?;
