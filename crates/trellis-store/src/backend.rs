@@ -473,57 +473,89 @@ macro_rules! backend_impl {
         /// Applies a batch of requests in one transaction (group commit): each
         /// request is isolated by a savepoint, so one refused request does not
         /// affect the others, and all accepted ones become durable with one commit.
-        pub(crate) async fn commit_batch(pool: &Pool, jobs: Vec<Job>) {
-            let mut results: Vec<Option<Result<Receipt>>> = Vec::with_capacity(jobs.len());
-            let outcome: Result<()> = async {
-                let mut conn = pool.acquire().await?;
-                let mut tx = conn.begin_with($begin).await?;
-                let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
-                let mut heads: BTreeMap<Chain, ChainHead> = BTreeMap::new();
-                // Lock every chain the batch touches in one order, so concurrent
-                // batches on PostgreSQL cannot deadlock on chain heads.
-                let mut chains: Vec<Chain> = jobs.iter().flat_map(|(r, _)| r.mutations.iter().map(Mutation::chain)).collect();
-                chains.sort();
-                chains.dedup();
-                for c in chains {
-                    let h = load_head(&mut tx, c).await?;
-                    heads.insert(c, h);
-                }
-                let start_heads = heads.clone();
-                for (req, _) in &jobs {
-                    sqlx::query("SAVEPOINT request").execute(&mut *tx).await?;
-                    let before = heads.clone();
+        /// One attempt at a batch. Optimistically (`isolate == false`) requests run
+        /// without savepoints, saving two round trips each; the first refused request
+        /// aborts the attempt with its index, and the caller retries with isolation.
+        async fn run_batch(pool: &Pool, jobs: &[Job], isolate: bool) -> Result<std::result::Result<Vec<Result<Receipt>>, (usize, StoreError)>> {
+            let mut results = Vec::with_capacity(jobs.len());
+            let mut conn = pool.acquire().await?;
+            let mut tx = conn.begin_with($begin).await?;
+            let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
+            let mut heads: BTreeMap<Chain, ChainHead> = BTreeMap::new();
+            // Lock every chain the batch touches in one order, so concurrent
+            // batches on PostgreSQL cannot deadlock on chain heads.
+            let mut chains: Vec<Chain> = jobs.iter().flat_map(|(r, _)| r.mutations.iter().map(Mutation::chain)).collect();
+            chains.sort();
+            chains.dedup();
+            for c in chains {
+                let h = load_head(&mut tx, c).await?;
+                heads.insert(c, h);
+            }
+            let start_heads = heads.clone();
+            for (i, (req, _)) in jobs.iter().enumerate() {
+                if !isolate {
                     match apply_request(&mut tx, &mut heads, req, now).await {
-                        Ok(r) => {
-                            sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
-                            results.push(Some(Ok(r)));
-                        }
+                        Ok(r) => results.push(Ok(r)),
                         Err(e) => {
-                            sqlx::query("ROLLBACK TO SAVEPOINT request").execute(&mut *tx).await?;
-                            sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
-                            heads = before;
-                            results.push(Some(Err(e)));
+                            tx.rollback().await?;
+                            return Ok(Err((i, e)));
                         }
                     }
+                    continue;
                 }
-                for (c, h) in &heads {
-                    if start_heads.get(c) != Some(h) {
-                        store_head(&mut tx, *c, *h).await?;
+                sqlx::query("SAVEPOINT request").execute(&mut *tx).await?;
+                let before = heads.clone();
+                match apply_request(&mut tx, &mut heads, req, now).await {
+                    Ok(r) => {
+                        sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
+                        results.push(Ok(r));
+                    }
+                    Err(e) => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT request").execute(&mut *tx).await?;
+                        sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
+                        heads = before;
+                        results.push(Err(e));
                     }
                 }
-                tx.commit().await?;
-                Ok(())
+            }
+            for (c, h) in &heads {
+                if start_heads.get(c) != Some(h) {
+                    store_head(&mut tx, *c, *h).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(Ok(results))
+        }
+
+        /// Applies a batch of requests in one transaction (group commit): all
+        /// accepted requests become durable with one commit, and a refused request
+        /// leaves no trace and does not affect the others.
+        pub(crate) async fn commit_batch(pool: &Pool, jobs: Vec<Job>) {
+            let outcome: Result<Vec<Result<Receipt>>> = async {
+                match run_batch(pool, &jobs, false).await? {
+                    Ok(results) => Ok(results),
+                    Err((_, e)) if jobs.len() == 1 => Ok(vec![Err(e)]),
+                    Err(_) => match run_batch(pool, &jobs, true).await? {
+                        Ok(results) => Ok(results),
+                        // With isolation every refusal is recorded per request; this arm is unreachable in practice.
+                        Err((_, e)) => Err(e),
+                    },
+                }
             }
             .await;
-            let failure = outcome.err().map(|e| e.to_string());
-            for (i, (_, reply)) in jobs.into_iter().enumerate() {
-                let r = match (&failure, results.get_mut(i).and_then(Option::take)) {
-                    (None, Some(r)) => r,
-                    (Some(msg), _) => Err(StoreError::Database(sqlx::Error::Protocol(format!("batch not committed: {msg}")))),
-                    (None, None) => Err(StoreError::Unavailable),
-                };
-                // The requester may have gone away; the write stands either way.
-                let _ = reply.send(r);
+            match outcome {
+                Ok(results) => {
+                    for ((_, reply), r) in jobs.into_iter().zip(results) {
+                        // The requester may have gone away; the write stands either way.
+                        let _ = reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for (_, reply) in jobs {
+                        let _ = reply.send(Err(StoreError::Database(sqlx::Error::Protocol(format!("batch not committed: {msg}")))));
+                    }
+                }
             }
         }
 
