@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::special::{GammaMixture, digamma, ln_gamma};
+use crate::special::{GammaMixture, digamma, gamma_quantile, ln_gamma};
 
 /// Hyperparameters θ = (α1, β1, α2, β2, P).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -537,6 +537,10 @@ pub struct PosteriorCalc {
     lg_a1: f64,
     lg_a2: f64,
     table: Vec<[f64; 4]>,
+    /// Per count n: 5% and 95% quantiles of Gamma(α1+n, 1) and Gamma(α2+n, 1),
+    /// used as Newton starting values (the mixture quantile is close to the
+    /// heavier component's).
+    start: Vec<[f64; 4]>,
     z05: f64,
     z95: f64,
 }
@@ -547,11 +551,24 @@ impl PosteriorCalc {
     pub fn new(prior: Prior, max_n: u32) -> PosteriorCalc {
         let top = max_n.min(TABLE_LIMIT);
         let table = (0..=top).map(|n| Self::row(&prior, n)).collect();
+        let start = (0..=top)
+            .into_par_iter()
+            .map(|n| {
+                let nf = f64::from(n);
+                [
+                    gamma_quantile(0.05, prior.alpha1 + nf),
+                    gamma_quantile(0.95, prior.alpha1 + nf),
+                    gamma_quantile(0.05, prior.alpha2 + nf),
+                    gamma_quantile(0.95, prior.alpha2 + nf),
+                ]
+            })
+            .collect();
         PosteriorCalc {
             prior,
             lg_a1: ln_gamma(prior.alpha1),
             lg_a2: ln_gamma(prior.alpha2),
             table,
+            start,
             z05: -crate::special::Z95,
             z95: crate::special::Z95,
         }
@@ -590,11 +607,22 @@ impl PosteriorCalc {
             r2,
             lg2: lgn2,
         };
+        let (eb05, eb95) = match self.start.get(n as usize) {
+            Some(q) if qn >= 0.5 => (
+                mix.quantile_from(0.05, q[0] / r1),
+                mix.quantile_from(0.95, q[1] / r1),
+            ),
+            Some(q) => (
+                mix.quantile_from(0.05, q[2] / r2),
+                mix.quantile_from(0.95, q[3] / r2),
+            ),
+            None => (mix.quantile(0.05, self.z05), mix.quantile(0.95, self.z95)),
+        };
         Posterior {
             qn,
             ebgm: elog.exp(),
-            eb05: mix.quantile(0.05, self.z05),
-            eb95: mix.quantile(0.95, self.z95),
+            eb05,
+            eb95,
         }
     }
 }

@@ -253,6 +253,12 @@ impl GammaMixture {
         } else {
             wilson_hilferty(self.a2, z) / self.r2
         };
+        self.quantile_from(p, x0)
+    }
+
+    /// Exact `p` quantile from a given starting value (e.g. the exact
+    /// quantile of the heavier component, which is usually very close).
+    pub fn quantile_from(&self, p: f64, x0: f64) -> f64 {
         solve_increasing(x0, |x| (self.cdf(x) - p, self.pdf(x)))
     }
 }
