@@ -562,6 +562,48 @@ pub fn audit_filter(
     Ok(f)
 }
 
+/// Header of the audit trail's CSV export (UI and command line share it).
+pub const AUDIT_CSV_HEADER: &str = "chain,seq,entry_id,recorded_at_utc,actor_id,actor_name,action,entity_type,entity_id,field,old_value,new_value,reason,request_id,site_id,subject_id,prev_hash,hash";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// One audit entry as a CSV line (RFC 4180 quoting), columns as in [`AUDIT_CSV_HEADER`].
+pub fn audit_csv_row(e: &StoredEntry) -> String {
+    let b = &e.body;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let id = |v: Option<uuid::Uuid>| v.map(|x| x.to_string()).unwrap_or_default();
+    [
+        e.chain.id().to_string(),
+        e.seq.to_string(),
+        b.entry_id.to_string(),
+        b.recorded_at.to_rfc3339(),
+        b.actor_id.to_string(),
+        b.actor_name.clone(),
+        b.action.clone(),
+        b.entity_type.clone(),
+        b.entity_id.clone(),
+        opt(&b.field),
+        opt(&b.old_value),
+        opt(&b.new_value),
+        opt(&b.reason),
+        opt(&b.request_id),
+        id(b.site_id),
+        id(b.subject_id),
+        hex::encode(e.prev_hash),
+        hex::encode(e.hash),
+    ]
+    .iter()
+    .map(|c| csv_field(c))
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
 pub fn entry_json(e: &StoredEntry) -> serde_json::Value {
     let b = &e.body;
     serde_json::json!({

@@ -45,7 +45,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 
 /// A real argon2id hash of a random password, verified against when the user
 /// does not exist, so that response time does not reveal which names exist.
-pub fn dummy_hash() -> &'static str {
+pub fn absent_user_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash_password(&random_token()).unwrap_or_default())
 }

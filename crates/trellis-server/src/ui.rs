@@ -268,7 +268,7 @@ pub async fn login_submit(
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
     let hash = user.as_ref().map_or_else(
-        || crate::auth::dummy_hash().to_owned(),
+        || crate::auth::absent_user_hash().to_owned(),
         |u| u.password_hash.clone(),
     );
     let password = f.password.clone();
@@ -653,14 +653,6 @@ async fn all_entries(
     }
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 fn download(body: String, content_type: &'static str, filename: String) -> Response {
     let mut r = body.into_response();
     r.headers_mut()
@@ -685,38 +677,9 @@ pub async fn study_audit_csv(
         Ok(e) => e,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
-    let mut out = String::from(
-        "chain,seq,entry_id,recorded_at_utc,actor_id,actor_name,action,entity_type,entity_id,field,old_value,new_value,reason,request_id,site_id,subject_id,prev_hash,hash\n",
-    );
+    let mut out = format!("{}\n", crate::api::AUDIT_CSV_HEADER);
     for e in &entries {
-        let b = &e.body;
-        let cols = [
-            e.chain.id().to_string(),
-            e.seq.to_string(),
-            b.entry_id.to_string(),
-            b.recorded_at.to_rfc3339(),
-            b.actor_id.to_string(),
-            b.actor_name.clone(),
-            b.action.clone(),
-            b.entity_type.clone(),
-            b.entity_id.clone(),
-            b.field.clone().unwrap_or_default(),
-            b.old_value.clone().unwrap_or_default(),
-            b.new_value.clone().unwrap_or_default(),
-            b.reason.clone().unwrap_or_default(),
-            b.request_id.clone().unwrap_or_default(),
-            b.site_id.map(|x| x.to_string()).unwrap_or_default(),
-            b.subject_id.map(|x| x.to_string()).unwrap_or_default(),
-            hex::encode(e.prev_hash),
-            hex::encode(e.hash),
-        ];
-        out.push_str(
-            &cols
-                .iter()
-                .map(|c| csv_field(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        out.push_str(&crate::api::audit_csv_row(e));
         out.push('\n');
     }
     download(

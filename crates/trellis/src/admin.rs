@@ -401,10 +401,7 @@ pub async fn audit(common: &Common, cmd: AuditCommand) -> anyhow::Result<ExitCod
                 None => Box::new(std::io::stdout().lock()),
             };
             if matches!(format, ExportFormat::Csv) {
-                writeln!(
-                    w,
-                    "chain,seq,entry_id,recorded_at_utc,actor_id,actor_name,action,entity_type,entity_id,field,old_value,new_value,reason,request_id,site_id,subject_id,prev_hash,hash"
-                )?;
+                writeln!(w, "{}", trellis_server::api::AUDIT_CSV_HEADER)?;
             } else {
                 writeln!(w, "[")?;
             }
@@ -487,40 +484,8 @@ fn chain_name(e: &trellis_audit::ChainError) -> String {
     }
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 fn csv_row(e: &trellis_store::StoredEntry) -> String {
-    let b = &e.body;
-    [
-        e.chain.id().to_string(),
-        e.seq.to_string(),
-        b.entry_id.to_string(),
-        b.recorded_at.to_rfc3339(),
-        b.actor_id.to_string(),
-        b.actor_name.clone(),
-        b.action.clone(),
-        b.entity_type.clone(),
-        b.entity_id.clone(),
-        b.field.clone().unwrap_or_default(),
-        b.old_value.clone().unwrap_or_default(),
-        b.new_value.clone().unwrap_or_default(),
-        b.reason.clone().unwrap_or_default(),
-        b.request_id.clone().unwrap_or_default(),
-        b.site_id.map(|x| x.to_string()).unwrap_or_default(),
-        b.subject_id.map(|x| x.to_string()).unwrap_or_default(),
-        hex::encode(e.prev_hash),
-        hex::encode(e.hash),
-    ]
-    .iter()
-    .map(|c| csv_field(c))
-    .collect::<Vec<_>>()
-    .join(",")
+    trellis_server::api::audit_csv_row(e)
 }
 
 fn json_row(e: &trellis_store::StoredEntry) -> serde_json::Value {
