@@ -226,7 +226,6 @@ macro_rules! backend_impl {
                     }
                 }
                 Mutation::SaveItems { study, subject, values } => {
-                    let site = subject_site(conn, *study, *subject).await?;
                     let mut seen = std::collections::BTreeSet::new();
                     for (key, value) in values {
                         check_item_key(key)?;
@@ -239,18 +238,31 @@ macro_rules! backend_impl {
                     }
                     // One round trip for the current values, one for all new rows: a save costs
                     // a handful of statements whatever its size (PostgreSQL is a network away).
+                    // The subject's site and the items' current values in one statement.
                     let mut existing: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
+                    let mut site: Option<Uuid> = None;
                     for chunk in values.chunks(500) {
                         let list = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
-                        let sql = format!("SELECT item_key, value FROM item_values WHERE study_id = $1 AND subject_id = $2 AND item_key IN ({list})");
+                        let sql = format!(
+                            "SELECT s.site_id, v.item_key, v.value FROM subjects s LEFT JOIN item_values v \
+                             ON v.study_id = s.study_id AND v.subject_id = s.subject_id AND v.item_key IN ({list}) \
+                             WHERE s.study_id = $1 AND s.subject_id = $2"
+                        );
                         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(study.as_uuid()).bind(subject.as_uuid());
                         for (k, _) in chunk {
                             q = q.bind(k);
                         }
                         for row in q.fetch_all(&mut *conn).await? {
-                            existing.insert(row.try_get("item_key")?, row.try_get("value")?);
+                            site = Some(row.try_get("site_id")?);
+                            if let Some(key) = row.try_get::<Option<String>, _>("item_key")? {
+                                existing.insert(key, row.try_get("value")?);
+                            }
                         }
                     }
+                    let site = match site {
+                        Some(s) => s,
+                        None => subject_site(conn, *study, *subject).await?,
+                    };
                     let mut inserts: Vec<(&String, &Option<String>)> = Vec::new();
                     for (key, value) in values {
                         match existing.get(key) {
@@ -434,8 +446,10 @@ macro_rules! backend_impl {
             Ok(())
         }
 
-        /// Chains pending entries onto the in-transaction heads and inserts them.
-        async fn append(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, pending: Vec<Pending>, receipt: &mut Receipt) -> Result<()> {
+        /// Chains pending entries onto the in-transaction heads and inserts them,
+        /// or, with `deferred`, leaves them for one insert at the end of the batch
+        /// (nothing in a transaction reads the audit table back).
+        async fn append(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, pending: Vec<Pending>, receipt: &mut Receipt, deferred: Option<&mut Vec<StoredEntry>>) -> Result<()> {
             let mut entries = Vec::with_capacity(pending.len());
             for p in pending {
                 let head = match heads.get(&p.chain) {
@@ -452,10 +466,16 @@ macro_rules! backend_impl {
                 receipt.entries.push((p.chain, seq));
                 entries.push(StoredEntry { chain: p.chain, seq, prev_hash: head.hash, hash, body: p.body });
             }
-            insert_entries(conn, &entries).await
+            match deferred {
+                Some(d) => {
+                    d.extend(entries);
+                    Ok(())
+                }
+                None => insert_entries(conn, &entries).await,
+            }
         }
 
-        async fn apply_request(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, req: &WriteRequest, now: UtcMicros) -> Result<Receipt> {
+        async fn apply_request(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, req: &WriteRequest, now: UtcMicros, mut deferred: Option<&mut Vec<StoredEntry>>) -> Result<Receipt> {
             if let Some(r) = &req.reason && r.chars().count() > 2000 {
                 return Err(StoreError::invalid("reason", "must be at most 2000 characters"));
             }
@@ -463,7 +483,7 @@ macro_rules! backend_impl {
             for m in &req.mutations {
                 let mut ctx = Ctx { req, now, out: Vec::new() };
                 apply(conn, &mut ctx, m).await?;
-                append(conn, heads, ctx.out, &mut receipt).await?;
+                append(conn, heads, ctx.out, &mut receipt, deferred.as_deref_mut()).await?;
             }
             Ok(receipt)
         }
@@ -492,9 +512,10 @@ macro_rules! backend_impl {
                 heads.insert(c, h);
             }
             let start_heads = heads.clone();
+            let mut deferred: Vec<StoredEntry> = Vec::new();
             for (i, (req, _)) in jobs.iter().enumerate() {
                 if !isolate {
-                    match apply_request(&mut tx, &mut heads, req, now).await {
+                    match apply_request(&mut tx, &mut heads, req, now, Some(&mut deferred)).await {
                         Ok(r) => results.push(Ok(r)),
                         Err(e) => {
                             tx.rollback().await?;
@@ -505,7 +526,7 @@ macro_rules! backend_impl {
                 }
                 sqlx::query("SAVEPOINT request").execute(&mut *tx).await?;
                 let before = heads.clone();
-                match apply_request(&mut tx, &mut heads, req, now).await {
+                match apply_request(&mut tx, &mut heads, req, now, None).await {
                     Ok(r) => {
                         sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
                         results.push(Ok(r));
@@ -518,6 +539,7 @@ macro_rules! backend_impl {
                     }
                 }
             }
+            insert_entries(&mut tx, &deferred).await?;
             for (c, h) in &heads {
                 if start_heads.get(c) != Some(h) {
                     store_head(&mut tx, *c, *h).await?;
