@@ -410,9 +410,10 @@ macro_rules! backend_impl {
 
         const ENTRY_COLUMNS: &str = "chain_id, seq, entry_id, recorded_at, actor_id, actor_name, action, entity_type, entity_id, field, old_value, new_value, reason, request_id, site_id, subject_id, prev_hash, hash";
 
-        /// Inserts entries with multi-row statements (18 parameters a row, 200 rows a statement).
+        /// Inserts entries with multi-row statements (18 parameters a row, up to 10 rows a statement).
         async fn insert_entries(conn: &mut Conn, entries: &[StoredEntry]) -> Result<()> {
-            for chunk in entries.chunks(200) {
+            // Small fixed-size chunks keep the statement texts few, so they stay prepared in the cache.
+            for chunk in entries.chunks(10) {
                 let rows = (0..chunk.len())
                     .map(|i| format!("({})", (1..=18).map(|c| format!("${}", i * 18 + c)).collect::<Vec<_>>().join(", ")))
                     .collect::<Vec<_>>()
