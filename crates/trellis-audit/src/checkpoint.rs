@@ -262,6 +262,32 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Exported text comes back from outside: any input is refused or accepted, never a panic.
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in "\\PC*", lines in proptest::collection::vec("[a-z0-9 =+/—-]{0,80}", 0..9)) {
+            let k = key();
+            let _ = Checkpoint::parse_and_verify(&text, &k.public_key());
+            let _ = Checkpoint::parse_and_verify(&lines.join("\n"), &k.public_key());
+            let _ = CheckpointKey::from_file_text(&text);
+            let _ = parse_public_key(&text);
+        }
+
+        /// Any single-byte edit of a valid checkpoint is rejected (or is a no-op).
+        #[test]
+        fn any_edit_of_a_checkpoint_is_rejected(pos in 0usize..400, byte in 32u8..127) {
+            let k = key();
+            let text = k.sign(Chain::Installation, ChainHead { seq: 42, hash: [3; 32] }, UtcMicros::from_micros(5)).to_text();
+            let mut bytes = text.clone().into_bytes();
+            let pos = pos % bytes.len();
+            proptest::prop_assume!(bytes[pos].is_ascii() && bytes[pos] != byte);
+            bytes[pos] = byte;
+            if let Ok(edited) = String::from_utf8(bytes) {
+                proptest::prop_assert!(Checkpoint::parse_and_verify(&edited, &k.public_key()).is_err());
+            }
+        }
+    }
+
     #[test]
     fn key_file_round_trip() {
         let k = key();

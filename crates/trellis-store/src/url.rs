@@ -99,6 +99,17 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_urls_parse_or_refuse_without_panicking(raw in "\\PC*", tail in "[a-z0-9:/@.%?=&_-]{0,60}") {
+            for candidate in [raw.clone(), format!("postgres://{tail}"), format!("sqlite:{tail}")] {
+                if let Ok(u) = DatabaseUrl::parse(&candidate) {
+                    let _ = u.redacted();
+                }
+            }
+        }
+    }
+
     #[test]
     fn redacts_passwords() {
         let u = DatabaseUrl::parse("postgres://app:s3cret@db.example:5432/trellis").expect("url");
