@@ -127,6 +127,26 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(ui::totp_submit),
         ),
         (
+            spec(
+                Method::GET,
+                "/studies/{study}/subjects/{subject}/sign",
+                Study(Sign),
+                false,
+                "Sign a subject's casebook (page)",
+            ),
+            get(ui::sign_page),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/sign",
+                Study(Sign),
+                false,
+                "Sign a subject's casebook",
+            ),
+            post(ui::sign_submit),
+        ),
+        (
             spec(Method::GET, "/", SignedIn, false, "Study list"),
             get(ui::studies),
         ),

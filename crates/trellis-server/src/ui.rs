@@ -451,10 +451,38 @@ pub async fn study_home(
     Extension(p): Extension<Principal>,
     Extension(s): Extension<Study>,
 ) -> Response {
-    let (sites, subjects) = match (st.store.sites(s.id).await, st.store.subjects(s.id).await) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return crate::problem::Problem::from(e).into_response(),
+    let (sites, subjects, signatures) = match (
+        st.store.sites(s.id).await,
+        st.store.subjects(s.id).await,
+        st.store.signatures(s.id).await,
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return crate::problem::Problem::from(e).into_response();
+        }
     };
+    // Each signature is shown with whether the signed content is still what was signed.
+    let mut sig_status: Vec<(trellis_domain::SubjectId, String, bool)> = Vec::new();
+    for sig in &signatures {
+        let Ok(subject) = sig.entity_id.parse::<trellis_domain::SubjectId>() else {
+            continue;
+        };
+        let current = match st.store.item_values(s.id, subject).await {
+            Ok(v) => crate::api::casebook_hash(&v),
+            Err(e) => return crate::problem::Problem::from(e).into_response(),
+        };
+        sig_status.push((
+            subject,
+            format!(
+                "{} · {} · {}",
+                sig.meaning.as_str(),
+                sig.printed_name,
+                format_time(&p.locale, &p.time_zone, sig.signed_at)
+            ),
+            current == sig.content_hash,
+        ));
+    }
+    let can_sign = p.can(&s, Permission::Sign);
     let scope = p.site_scope(s.id);
     let visible = |site: SiteId| scope.as_ref().is_none_or(|v| v.contains(&site));
     let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
@@ -481,9 +509,15 @@ pub async fn study_home(
         }
         h2 { (t("study-subjects")) }
         table {
-            thead { tr { th scope="col" { (t("subject-screening-number")) } th scope="col" { (t("subject-site")) } th scope="col" { (t("subject-status")) } th scope="col" { (t("subject-created")) } } }
+            thead { tr { th scope="col" { (t("subject-screening-number")) } th scope="col" { (t("subject-site")) } th scope="col" { (t("subject-status")) } th scope="col" { (t("subject-created")) } th scope="col" { (t("subject-signatures")) } @if can_sign { th scope="col" { (t("subject-actions")) } } } }
             tbody { @for x in subjects.iter().filter(|x| visible(x.site)) {
-                tr { td { (x.screening_number) } td { (site_code(x.site)) } td { (x.status.as_str()) } td { (format_time(l, &p.time_zone, x.created_at)) } }
+                tr {
+                    td { (x.screening_number) } td { (site_code(x.site)) } td { (x.status.as_str()) } td { (format_time(l, &p.time_zone, x.created_at)) }
+                    td { @for (_, label, valid) in sig_status.iter().filter(|(id, _, _)| *id == x.id) {
+                        div { (label) " — " @if *valid { strong { (t("sign-valid")) } } @else { strong.bad { (t("sign-invalid")) } } }
+                    } }
+                    @if can_sign { td { a href=(format!("/studies/{}/subjects/{}/sign", s.id, x.id)) { (t("sign-action")) } } }
+                }
             } }
         }
     };
@@ -1304,6 +1338,172 @@ pub async fn totp_submit(
                 ),
             ),
         ),
+        Err(e) => crate::problem::Problem::from(e).into_response(),
+    }
+}
+
+// ------------------------------------------------------------------- e-signatures
+
+async fn sign_markup(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    subject: &trellis_store::Subject,
+    message: Option<(&str, bool)>,
+) -> Result<Markup, trellis_store::StoreError> {
+    let values = st.store.item_values(s.id, subject.id).await?;
+    let hash = crate::api::casebook_hash(&values);
+    let l = p.locale.as_str();
+    let t = |k: &str| st.i18n.t(l, k);
+    let title = st.i18n.t_args(
+        l,
+        "sign-title",
+        &[("subject", subject.screening_number.clone().into())],
+    );
+    Ok(html! {
+        h1 { (title) }
+        @if let Some((key, is_error)) = message {
+            @if is_error { p.error role="alert" { (t(key)) } } @else { p.notice role="status" { (t(key)) } }
+        }
+        h2 { (t("sign-content")) }
+        table { tbody { @for (k, v) in &values { tr { th scope="row" { (k) } td { (v.as_deref().unwrap_or("")) } } } } }
+        p.muted { (t("sign-hash")) ": " span.mono { (hex::encode(hash)) } }
+        form.stack method="post" action=(format!("/studies/{}/subjects/{}/sign", s.id, subject.id)) {
+            input type="hidden" name="csrf" value=(p.csrf_token);
+            input type="hidden" name="content_sha256" value=(hex::encode(hash));
+            p { (t("sign-statement")) }
+            label for="meaning" { (t("sign-meaning")) select id="meaning" name="meaning" {
+                @for m in trellis_domain::SignatureMeaning::ALL { option value=(m.as_str()) selected[*m == trellis_domain::SignatureMeaning::Responsible] { (m.as_str()) } }
+            } }
+            label for="password" { (t("sign-password")) input id="password" name="password" type="password" autocomplete="current-password" required; }
+            button.primary type="submit" { (t("sign-submit")) }
+        }
+    })
+}
+
+async fn subject_in_scope(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    subject: trellis_domain::SubjectId,
+) -> Option<trellis_store::Subject> {
+    let x = st
+        .store
+        .subjects(s.id)
+        .await
+        .ok()?
+        .into_iter()
+        .find(|x| x.id == subject)?;
+    p.site_scope(s.id)
+        .is_none_or(|sites| sites.contains(&x.site))
+        .then_some(x)
+}
+
+pub async fn sign_page(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    axum::extract::Path((_, subject)): axum::extract::Path<(String, trellis_domain::SubjectId)>,
+) -> Response {
+    let Some(subject) = subject_in_scope(&st, &p, &s, subject).await else {
+        return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
+    };
+    match sign_markup(&st, &p, &s, &subject, None).await {
+        Ok(m) => html_response(
+            StatusCode::OK,
+            page(&st, Some(&p), &st.i18n.t(&p.locale, "sign-action"), m),
+        ),
+        Err(e) => crate::problem::Problem::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SignForm {
+    csrf: String,
+    meaning: trellis_domain::SignatureMeaning,
+    password: String,
+    /// The hash of the content the signer saw; refused if the content changed meanwhile.
+    content_sha256: String,
+}
+
+pub async fn sign_submit(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    axum::extract::Path((_, subject)): axum::extract::Path<(String, trellis_domain::SubjectId)>,
+    Form(f): Form<SignForm>,
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let Some(subject) = subject_in_scope(&st, &p, &s, subject).await else {
+        return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
+    };
+    let respond = |status: StatusCode, key: &'static str, is_error: bool| {
+        let (st, p, s, subject) = (st.clone(), p.clone(), s.clone(), subject.clone());
+        async move {
+            match sign_markup(&st, &p, &s, &subject, Some((key, is_error))).await {
+                Ok(m) => html_response(
+                    status,
+                    page(&st, Some(&p), &st.i18n.t(&p.locale, "sign-action"), m),
+                ),
+                Err(e) => crate::problem::Problem::from(e).into_response(),
+            }
+        }
+    };
+    let Ok(Some(user)) = st.store.user(p.user).await else {
+        return error_page(
+            &st,
+            Some(&p),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error-title",
+        );
+    };
+    let (password, stored) = (f.password.clone(), user.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &stored))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        let _ = st
+            .store
+            .write(WriteRequest::new(
+                Actor::user(p.user, &p.display_name),
+                vec![Mutation::SignIn {
+                    user: p.user,
+                    outcome: SignInOutcome::Failure,
+                    lockout_after: st.config.lockout_after,
+                }],
+            ))
+            .await;
+        return respond(StatusCode::UNAUTHORIZED, "sign-wrong-password", true).await;
+    }
+    let values = match st.store.item_values(s.id, subject.id).await {
+        Ok(v) => v,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
+    let hash = crate::api::casebook_hash(&values);
+    if hex::encode(hash) != f.content_sha256 {
+        return respond(StatusCode::CONFLICT, "sign-invalid", true).await;
+    }
+    let m = Mutation::Sign {
+        study: s.id,
+        id: trellis_domain::SignatureId::new(),
+        signer: p.user,
+        printed_name: p.display_name.clone(),
+        meaning: f.meaning,
+        entity_type: "subject_casebook".into(),
+        entity_id: subject.id.to_string(),
+        content_hash: hash,
+    };
+    match st
+        .store
+        .write(WriteRequest::new(
+            Actor::user(p.user, &p.display_name),
+            vec![m],
+        ))
+        .await
+    {
+        Ok(_) => respond(StatusCode::OK, "sign-done", false).await,
         Err(e) => crate::problem::Problem::from(e).into_response(),
     }
 }

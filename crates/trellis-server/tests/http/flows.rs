@@ -580,3 +580,86 @@ async fn login_with_code(
     ))
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_a_casebook_in_the_browser() {
+    let app = TestApp::new().await;
+    let (cookie, csrf) = app.session("investigator").await;
+    let de = app
+        .store
+        .sites(app.study.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.code == "DE-01")
+        .unwrap();
+    let subject = app.subjects.iter().find(|s| s.site == de.id).unwrap();
+    let path = format!("/studies/{}/subjects/{}/sign", app.study.id, subject.id);
+    let html = body_text(app.send(get(&path, &cookie)).await).await;
+    let hash = hidden(&html, "content_sha256");
+    assert!(html.contains("VS.SYSBP"), "the page shows what is signed");
+    let password = trellis_server::ui::url_encode(&app.creds.role_users_password);
+    let r = app
+        .send(form(
+            &path,
+            &cookie,
+            &format!("csrf={csrf}&meaning=responsible&password=wrong&content_sha256={hash}"),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app
+        .send(form(
+            &path,
+            &cookie,
+            &format!(
+                "csrf={csrf}&meaning=responsible&password={password}&content_sha256={}",
+                "0".repeat(64)
+            ),
+        ))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CONFLICT,
+        "content changed since the page was shown: not signed"
+    );
+    let r = app
+        .send(form(
+            &path,
+            &cookie,
+            &format!("csrf={csrf}&meaning=responsible&password={password}&content_sha256={hash}"),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let home = body_text(
+        app.send(get(&format!("/studies/{}", app.study.id), &cookie))
+            .await,
+    )
+    .await;
+    assert!(
+        home.contains("responsible · Dr. Ingrid Investigator"),
+        "{home}"
+    );
+    assert!(home.contains("gültig"), "shown valid (German UI)");
+    let items = format!(
+        "/api/v1/studies/{}/subjects/{}/items",
+        app.study.id, subject.id
+    );
+    let r = app
+        .send(json(
+            "PUT",
+            &items,
+            &cookie,
+            "{\"values\": {\"VS.DIABP\": \"77\"}, \"reason\": \"Re-measured\"}",
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let home = body_text(
+        app.send(get(&format!("/studies/{}", app.study.id), &cookie))
+            .await,
+    )
+    .await;
+    assert!(
+        home.contains("nicht mehr gültig"),
+        "shown no longer valid after the change"
+    );
+}
