@@ -697,19 +697,28 @@ fn download(body: String, content_type: &'static str, filename: String) -> Respo
     r
 }
 
+/// Every entry of the study's trail matching the query, within the principal's sites, for an export.
+async fn export_entries(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    q: &AuditQuery,
+) -> Result<Vec<StoredEntry>, Response> {
+    let f = audit_filter(q, Chain::Study(s.id), p, Some(s)).map_err(IntoResponse::into_response)?;
+    all_entries(st, f)
+        .await
+        .map_err(|e| crate::problem::Problem::from(e).into_response())
+}
+
 pub async fn study_audit_csv(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
     Extension(s): Extension<Study>,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    let f = match audit_filter(&q, Chain::Study(s.id), &p, Some(&s)) {
-        Ok(f) => f,
-        Err(e) => return e.into_response(),
-    };
-    let entries = match all_entries(&st, f).await {
+    let entries = match export_entries(&st, &p, &s, &q).await {
         Ok(e) => e,
-        Err(e) => return crate::problem::Problem::from(e).into_response(),
+        Err(r) => return r,
     };
     let mut out = format!("{}\n", crate::api::AUDIT_CSV_HEADER);
     for e in &entries {
@@ -729,13 +738,9 @@ pub async fn study_audit_json(
     Extension(s): Extension<Study>,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    let f = match audit_filter(&q, Chain::Study(s.id), &p, Some(&s)) {
-        Ok(f) => f,
-        Err(e) => return e.into_response(),
-    };
-    let entries = match all_entries(&st, f).await {
+    let entries = match export_entries(&st, &p, &s, &q).await {
         Ok(e) => e,
-        Err(e) => return crate::problem::Problem::from(e).into_response(),
+        Err(r) => return r,
     };
     let v: Vec<_> = entries.iter().map(entry_json).collect();
     download(
