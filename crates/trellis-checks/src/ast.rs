@@ -27,7 +27,12 @@ pub struct ItemRef {
 impl ItemRef {
     /// An item of the same item group (or form) as the check.
     pub fn item(oid: &str) -> ItemRef {
-        ItemRef { study_event: None, form: None, item_group: None, item: oid.to_owned() }
+        ItemRef {
+            study_event: None,
+            form: None,
+            item_group: None,
+            item: oid.to_owned(),
+        }
     }
 
     /// Builds a reference from its `/`-separated parts, as written between the braces.
@@ -38,9 +43,24 @@ impl ItemRef {
         }
         Some(match *parts {
             [i] => ItemRef::item(i),
-            [f, i] => ItemRef { study_event: None, form: s(f), item_group: None, item: i.into() },
-            [e, f, i] => ItemRef { study_event: s(e), form: s(f), item_group: None, item: i.into() },
-            [e, f, g, i] => ItemRef { study_event: s(e), form: s(f), item_group: s(g), item: i.into() },
+            [f, i] => ItemRef {
+                study_event: None,
+                form: s(f),
+                item_group: None,
+                item: i.into(),
+            },
+            [e, f, i] => ItemRef {
+                study_event: s(e),
+                form: s(f),
+                item_group: None,
+                item: i.into(),
+            },
+            [e, f, g, i] => ItemRef {
+                study_event: s(e),
+                form: s(f),
+                item_group: s(g),
+                item: i.into(),
+            },
             _ => return None,
         })
     }
@@ -58,7 +78,10 @@ pub(crate) fn oid_char(c: char) -> bool {
 impl fmt::Display for ItemRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
-        for part in [&self.study_event, &self.form, &self.item_group].into_iter().flatten() {
+        for part in [&self.study_event, &self.form, &self.item_group]
+            .into_iter()
+            .flatten()
+        {
             write!(f, "{part}/")?;
         }
         write!(f, "{}}}", self.item)
@@ -116,9 +139,12 @@ impl BinaryOp {
         match self {
             BinaryOp::Or => PREC_OR,
             BinaryOp::And => PREC_AND,
-            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
-                PREC_CMP
-            }
+            BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge => PREC_CMP,
             BinaryOp::Add | BinaryOp::Sub => PREC_ADD,
             BinaryOp::Mul | BinaryOp::Div => PREC_MUL,
         }
@@ -211,7 +237,9 @@ impl Function {
 
     /// Case-insensitive lookup by name.
     pub fn from_name(name: &str) -> Option<Function> {
-        Function::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(name))
+        Function::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -228,10 +256,21 @@ pub enum ExprKind {
     Item(ItemRef),
     Neg(Box<Expr>),
     Not(Box<Expr>),
-    Binary { op: BinaryOp, left: Box<Expr>, right: Box<Expr> },
+    Binary {
+        op: BinaryOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
     /// `expr in (a, b)` or `expr not in (a, b)`.
-    In { negated: bool, expr: Box<Expr>, list: Vec<Expr> },
-    Call { function: Function, args: Vec<Expr> },
+    In {
+        negated: bool,
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+    },
+    Call {
+        function: Function,
+        args: Vec<Expr>,
+    },
 }
 
 impl Expr {
@@ -327,7 +366,11 @@ impl fmt::Display for Literal {
 
 /// Writes `e`, in parentheses when its precedence is below `min`.
 fn child(f: &mut fmt::Formatter<'_>, e: &Expr, min: u8) -> fmt::Result {
-    if e.precedence() < min { write!(f, "({e})") } else { write!(f, "{e}") }
+    if e.precedence() < min {
+        write!(f, "({e})")
+    } else {
+        write!(f, "{e}")
+    }
 }
 
 fn list(f: &mut fmt::Formatter<'_>, items: &[Expr]) -> fmt::Result {
@@ -364,7 +407,11 @@ impl fmt::Display for Expr {
                 write!(f, " {} ", op.symbol())?;
                 child(f, right, p + 1)
             }
-            ExprKind::In { negated, expr, list: items } => {
+            ExprKind::In {
+                negated,
+                expr,
+                list: items,
+            } => {
                 child(f, expr, PREC_CMP + 1)?;
                 f.write_str(if *negated { " not in " } else { " in " })?;
                 list(f, items)

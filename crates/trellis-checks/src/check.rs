@@ -37,7 +37,13 @@ impl CheckError {
     }
 
     fn at(check: &str, pos: Pos, kind: CheckErrorKind, message: String) -> CheckError {
-        CheckError { check: check.to_owned(), line: pos.line, column: pos.column, kind, message }
+        CheckError {
+            check: check.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            kind,
+            message,
+        }
     }
 
     fn syntax(check: &str, e: SyntaxError) -> CheckError {
@@ -45,7 +51,11 @@ impl CheckError {
     }
 
     fn compile(check: &str, e: CompileError) -> CheckError {
-        let kind = if e.unknown_item { CheckErrorKind::UnknownItem } else { CheckErrorKind::Type };
+        let kind = if e.unknown_item {
+            CheckErrorKind::UnknownItem
+        } else {
+            CheckErrorKind::Type
+        };
         CheckError::at(check, e.pos, kind, e.message)
     }
 }
@@ -66,12 +76,27 @@ pub struct CompiledExpression {
 
 impl CompiledExpression {
     /// Parses, resolves and type-checks `source`; `check` names it in errors.
-    pub fn compile<S: Schema + ?Sized>(check: &str, source: &str, schema: &S) -> Result<CompiledExpression, CheckError> {
+    pub fn compile<S: Schema + ?Sized>(
+        check: &str,
+        source: &str,
+        schema: &S,
+    ) -> Result<CompiledExpression, CheckError> {
         let expr = parse_expression(check, source)?;
-        let mut c = Compiler { schema, inputs: Vec::new(), uses_today: false };
-        let (root, value_type) = c.compile(&expr).map_err(|e| CheckError::compile(check, e))?;
+        let mut c = Compiler {
+            schema,
+            inputs: Vec::new(),
+            uses_today: false,
+        };
+        let (root, value_type) = c
+            .compile(&expr)
+            .map_err(|e| CheckError::compile(check, e))?;
         c.inputs.sort_unstable();
-        Ok(CompiledExpression { root, value_type, inputs: c.inputs, uses_today: c.uses_today })
+        Ok(CompiledExpression {
+            root,
+            value_type,
+            inputs: c.inputs,
+            uses_today: c.uses_today,
+        })
     }
 
     pub fn value_type(&self) -> ValueType {
@@ -90,7 +115,11 @@ impl CompiledExpression {
     }
 
     /// The result as a value; `Missing` when unknown.
-    pub fn evaluate_value<S: SlotValues + ?Sized>(&self, values: &S, env: &Env) -> Result<Value, EvalError> {
+    pub fn evaluate_value<S: SlotValues + ?Sized>(
+        &self,
+        values: &S,
+        env: &Env,
+    ) -> Result<Value, EvalError> {
         let v = self.root.eval(values, env)?;
         Ok(match v {
             V::U => Value::Missing,
@@ -106,7 +135,11 @@ impl CompiledExpression {
     }
 
     /// A Boolean expression's result: `None` when unknown. For ODM ConditionDefs.
-    pub fn evaluate_condition<S: SlotValues + ?Sized>(&self, values: &S, env: &Env) -> Result<Option<bool>, EvalError> {
+    pub fn evaluate_condition<S: SlotValues + ?Sized>(
+        &self,
+        values: &S,
+        env: &Env,
+    ) -> Result<Option<bool>, EvalError> {
         match self.root.eval(values, env)? {
             V::B(b) => Ok(Some(b)),
             V::U => Ok(None),
@@ -177,7 +210,10 @@ impl CheckDef {
                 &self.id,
                 start,
                 CheckErrorKind::Type,
-                format!("a check states a condition (Boolean), but this one is {}", expression.value_type),
+                format!(
+                    "a check states a condition (Boolean), but this one is {}",
+                    expression.value_type
+                ),
             ));
         }
         let wanted: Vec<ItemRef> = if self.targets.is_empty() {
@@ -195,7 +231,12 @@ impl CheckDef {
         for r in wanted {
             let Some((slot, _)) = schema.resolve(&r) else {
                 let msg = format!("unknown target item {r}");
-                return Err(CheckError::at(&self.id, start, CheckErrorKind::UnknownItem, msg));
+                return Err(CheckError::at(
+                    &self.id,
+                    start,
+                    CheckErrorKind::UnknownItem,
+                    msg,
+                ));
             };
             targets.push((r, slot));
         }
@@ -213,7 +254,11 @@ impl CompiledCheck {
     /// Runs the check. No allocation; an error means the values do not fit the schema the
     /// check was compiled with, or the data make an operation undefined (division by zero,
     /// overflow): the caller reports it rather than treating it as a pass.
-    pub fn evaluate<S: SlotValues + ?Sized>(&self, values: &S, env: &Env) -> Result<Outcome, EvalError> {
+    pub fn evaluate<S: SlotValues + ?Sized>(
+        &self,
+        values: &S,
+        env: &Env,
+    ) -> Result<Outcome, EvalError> {
         Ok(match self.expression.evaluate_condition(values, env)? {
             Some(true) => Outcome::Pass,
             Some(false) => Outcome::Fail,
@@ -278,7 +323,11 @@ impl fmt::Display for Comparator {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RangeCheckError {
     #[error("comparator {comparator} takes {expected} check value(s), found {found}")]
-    ValueCount { comparator: Comparator, expected: &'static str, found: usize },
+    ValueCount {
+        comparator: Comparator,
+        expected: &'static str,
+        found: usize,
+    },
     #[error("check value: {0}")]
     Value(#[from] ValueError),
     #[error("check value is blank")]
@@ -337,15 +386,27 @@ pub fn range_check_source(
         Comparator::NE => "!=",
         Comparator::IN | Comparator::NI => {
             if literals.is_empty() {
-                return Err(RangeCheckError::ValueCount { comparator, expected: "at least 1", found: 0 });
+                return Err(RangeCheckError::ValueCount {
+                    comparator,
+                    expected: "at least 1",
+                    found: 0,
+                });
             }
-            let kw = if comparator == Comparator::IN { "in" } else { "not in" };
+            let kw = if comparator == Comparator::IN {
+                "in"
+            } else {
+                "not in"
+            };
             return Ok(format!("{item} {kw} ({})", literals.join(", ")));
         }
     };
     match &literals[..] {
         [one] => Ok(format!("{item} {op} {one}")),
-        _ => Err(RangeCheckError::ValueCount { comparator, expected: "exactly 1", found: literals.len() }),
+        _ => Err(RangeCheckError::ValueCount {
+            comparator,
+            expected: "exactly 1",
+            found: literals.len(),
+        }),
     }
 }
 

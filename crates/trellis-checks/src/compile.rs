@@ -64,7 +64,11 @@ pub(crate) enum Node {
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Not(Box<Node>),
-    In { negated: bool, expr: Box<Node>, list: Box<[Node]> },
+    In {
+        negated: bool,
+        expr: Box<Node>,
+        list: Box<[Node]>,
+    },
     Call(Function, Box<[Node]>),
 }
 
@@ -77,7 +81,11 @@ pub(crate) struct CompileError {
 }
 
 fn type_err<T>(pos: Pos, message: impl Into<String>) -> Result<T, CompileError> {
-    Err(CompileError { pos, unknown_item: false, message: message.into() })
+    Err(CompileError {
+        pos,
+        unknown_item: false,
+        message: message.into(),
+    })
 }
 
 pub(crate) struct Compiler<'s, S: Schema + ?Sized> {
@@ -109,9 +117,10 @@ fn unify(types: impl IntoIterator<Item = ValueType>) -> Option<ValueType> {
         acc = match (acc, t) {
             (a, b) if a == b => a,
             (a, b) if a.is_numeric() && b.is_numeric() => ValueType::Decimal,
-            (ValueType::Date | ValueType::PartialDate, ValueType::Date | ValueType::PartialDate) => {
-                ValueType::PartialDate
-            }
+            (
+                ValueType::Date | ValueType::PartialDate,
+                ValueType::Date | ValueType::PartialDate,
+            ) => ValueType::PartialDate,
             _ => return None,
         };
     }
@@ -148,15 +157,25 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
                 Ok((Node::Not(Box::new(n)), ValueType::Boolean))
             }
             ExprKind::Binary { op, left, right } => self.binary(*op, left, right, pos),
-            ExprKind::In { negated, expr, list } => {
+            ExprKind::In {
+                negated,
+                expr,
+                list,
+            } => {
                 let x = self.compile(expr)?;
-                let items = list.iter().map(|e| self.compile(e)).collect::<Result<Vec<_>, _>>()?;
+                let items = list
+                    .iter()
+                    .map(|e| self.compile(e))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let mut target = x.1;
                 for (item, e) in items.iter().zip(list) {
                     target = match unify([target, item.1]) {
                         Some(t) => t,
                         None => {
-                            return type_err(e.pos, format!("cannot compare {} with {}", x.1, item.1));
+                            return type_err(
+                                e.pos,
+                                format!("cannot compare {} with {}", x.1, item.1),
+                            );
                         }
                     };
                 }
@@ -166,7 +185,11 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
                 }
                 let list = items.into_iter().map(|t| coerce(t, target)).collect();
                 Ok((
-                    Node::In { negated: *negated, expr: Box::new(coerce(x, target)), list },
+                    Node::In {
+                        negated: *negated,
+                        expr: Box::new(coerce(x, target)),
+                        list,
+                    },
                     ValueType::Boolean,
                 ))
             }
@@ -182,12 +205,22 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
         Ok(n)
     }
 
-    fn binary(&mut self, op: BinaryOp, l: &Expr, r: &Expr, pos: Pos) -> Result<Typed, CompileError> {
+    fn binary(
+        &mut self,
+        op: BinaryOp,
+        l: &Expr,
+        r: &Expr,
+        pos: Pos,
+    ) -> Result<Typed, CompileError> {
         use ValueType as T;
         if matches!(op, BinaryOp::And | BinaryOp::Or) {
             let (a, b) = (self.boolean(l, op.symbol())?, self.boolean(r, op.symbol())?);
             let (a, b) = (Box::new(a), Box::new(b));
-            let n = if op == BinaryOp::And { Node::And(a, b) } else { Node::Or(a, b) };
+            let n = if op == BinaryOp::And {
+                Node::And(a, b)
+            } else {
+                Node::Or(a, b)
+            };
             return Ok((n, T::Boolean));
         }
         let a = self.compile(l)?;
@@ -206,19 +239,32 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
                 return type_err(pos, format!("cannot compare {ta} with {tb}"));
             };
             if matches!(target, T::Text | T::Boolean) && !matches!(cmp, CmpOp::Eq | CmpOp::Ne) {
-                return type_err(pos, format!("cannot order {target} values; only = and != apply"));
+                return type_err(
+                    pos,
+                    format!("cannot order {target} values; only = and != apply"),
+                );
             }
-            let n = Node::Cmp(cmp, Box::new(coerce(a, target)), Box::new(coerce(b, target)));
+            let n = Node::Cmp(
+                cmp,
+                Box::new(coerce(a, target)),
+                Box::new(coerce(b, target)),
+            );
             return Ok((n, T::Boolean));
         }
         let sym = op.symbol();
         if op == BinaryOp::Sub && ta == T::Date && tb == T::Date {
-            return Ok((Node::Arith(ArithOp::SubDate, Box::new(a.0), Box::new(b.0)), T::Integer));
+            return Ok((
+                Node::Arith(ArithOp::SubDate, Box::new(a.0), Box::new(b.0)),
+                T::Integer,
+            ));
         }
         if !ta.is_numeric() || !tb.is_numeric() {
             let hint = if ta == T::PartialDate || tb == T::PartialDate {
                 "; impute partial dates with earliest() or latest() first"
-            } else if ta == T::Date && tb == T::Integer && matches!(op, BinaryOp::Add | BinaryOp::Sub) {
+            } else if ta == T::Date
+                && tb == T::Integer
+                && matches!(op, BinaryOp::Add | BinaryOp::Sub)
+            {
                 "; use add_days(date, n)"
             } else {
                 ""
@@ -235,7 +281,10 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
             (BinaryOp::Mul, false) => (ArithOp::MulDec, T::Decimal),
             _ => (ArithOp::DivDec, T::Decimal),
         };
-        Ok((Node::Arith(arith, Box::new(coerce(a, ty)), Box::new(coerce(b, ty))), ty))
+        Ok((
+            Node::Arith(arith, Box::new(coerce(a, ty)), Box::new(coerce(b, ty))),
+            ty,
+        ))
     }
 
     fn call(&mut self, f: Function, args: &[Expr], pos: Pos) -> Result<Typed, CompileError> {
@@ -247,14 +296,24 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
                 Ok(())
             } else {
                 let s = if n == 1 { "" } else { "s" };
-                type_err(pos, format!("{name} takes {n} argument{s}, found {}", args.len()))
+                type_err(
+                    pos,
+                    format!("{name} takes {n} argument{s}, found {}", args.len()),
+                )
             }
         };
         match f {
             F::Today => arity(0)?,
-            F::Present | F::Blank | F::Len | F::Abs | F::Year | F::Month | F::Day | F::Earliest | F::Latest | F::DateOf => {
-                arity(1)?
-            }
+            F::Present
+            | F::Blank
+            | F::Len
+            | F::Abs
+            | F::Year
+            | F::Month
+            | F::Day
+            | F::Earliest
+            | F::Latest
+            | F::DateOf => arity(1)?,
             F::Round | F::DaysBetween | F::AddDays | F::AgeYears => arity(2)?,
             F::If => arity(3)?,
             F::Min | F::Max | F::Coalesce => {
@@ -263,13 +322,19 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
                 }
             }
         }
-        let typed = args.iter().map(|a| self.compile(a)).collect::<Result<Vec<_>, _>>()?;
+        let typed = args
+            .iter()
+            .map(|a| self.compile(a))
+            .collect::<Result<Vec<_>, _>>()?;
         let types: Vec<ValueType> = typed.iter().map(|t| t.1).collect();
         let want = |i: usize, ok: &[ValueType], what: &str| -> Result<(), CompileError> {
             if ok.contains(&types[i]) {
                 Ok(())
             } else {
-                type_err(args[i].pos, format!("{name} needs {what}, found {}", types[i]))
+                type_err(
+                    args[i].pos,
+                    format!("{name} needs {what}, found {}", types[i]),
+                )
             }
         };
         let ty = match f {
@@ -292,8 +357,16 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
                 T::Date
             }
             F::DaysBetween | F::AgeYears => {
-                want(0, &[T::Date], "a Date (impute partial dates with earliest() or latest())")?;
-                want(1, &[T::Date], "a Date (impute partial dates with earliest() or latest())")?;
+                want(
+                    0,
+                    &[T::Date],
+                    "a Date (impute partial dates with earliest() or latest())",
+                )?;
+                want(
+                    1,
+                    &[T::Date],
+                    "a Date (impute partial dates with earliest() or latest())",
+                )?;
                 T::Integer
             }
             F::AddDays => {
@@ -316,7 +389,10 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
             F::If => {
                 want(0, &[T::Boolean], "a Boolean condition first")?;
                 let Some(t) = unify([types[1], types[2]]) else {
-                    return type_err(pos, format!("if branches differ: {} and {}", types[1], types[2]));
+                    return type_err(
+                        pos,
+                        format!("if branches differ: {} and {}", types[1], types[2]),
+                    );
                 };
                 let mut it = typed.into_iter();
                 let nodes: Vec<Node> = [
@@ -333,8 +409,13 @@ impl<S: Schema + ?Sized> Compiler<'_, S> {
                 let Some(t) = unify(types.iter().copied()) else {
                     return type_err(pos, format!("{name} arguments must have one type"));
                 };
-                if f != F::Coalesce && !matches!(t, T::Integer | T::Decimal | T::Date | T::Time | T::DateTime) {
-                    return type_err(pos, format!("{name} needs numbers, dates or times, found {t}"));
+                if f != F::Coalesce
+                    && !matches!(t, T::Integer | T::Decimal | T::Date | T::Time | T::DateTime)
+                {
+                    return type_err(
+                        pos,
+                        format!("{name} needs numbers, dates or times, found {t}"),
+                    );
                 }
                 let nodes: Vec<Node> = typed.into_iter().map(|a| coerce(a, t)).collect();
                 return Ok((Node::Call(f, nodes.into()), t));

@@ -48,7 +48,11 @@ pub enum EvalError {
     #[error("no value for slot {}: the values passed are fewer than the schema's slots", .0.0)]
     NoSuchSlot(Slot),
     #[error("slot {} holds a {found} value but the check was compiled for {expected}", .slot.0)]
-    TypeMismatch { slot: Slot, expected: ValueType, found: ValueType },
+    TypeMismatch {
+        slot: Slot,
+        expected: ValueType,
+        found: ValueType,
+    },
     #[error("division by zero")]
     DivisionByZero,
     #[error("number out of range")]
@@ -123,7 +127,11 @@ fn load<S: SlotValues + ?Sized>(values: &S, slot: Slot, ty: ValueType) -> Result
         (ValueType::DateTime, Value::DateTime(dt)) => V::Dt(*dt),
         (expected, v) => {
             let found = v.value_type().unwrap_or(expected);
-            return Err(EvalError::TypeMismatch { slot, expected, found });
+            return Err(EvalError::TypeMismatch {
+                slot,
+                expected,
+                found,
+            });
         }
     })
 }
@@ -132,7 +140,11 @@ const INTERNAL: EvalError = EvalError::Internal("operand types the compiler does
 
 /// Days since 1970-01-01 (proleptic Gregorian), by H. Hinnant's `days_from_civil`.
 pub(crate) fn day_number(d: Date) -> i64 {
-    let (y, m, day) = (i64::from(d.year()), i64::from(d.month()), i64::from(d.day()));
+    let (y, m, day) = (
+        i64::from(d.year()),
+        i64::from(d.month()),
+        i64::from(d.day()),
+    );
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -153,7 +165,12 @@ pub(crate) fn from_day_number(z: i64) -> Option<Date> {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    Date::new(i16::try_from(y).ok()?, i8::try_from(m).ok()?, i8::try_from(d).ok()?).ok()
+    Date::new(
+        i16::try_from(y).ok()?,
+        i8::try_from(m).ok()?,
+        i8::try_from(d).ok()?,
+    )
+    .ok()
 }
 
 fn test(op: CmpOp, o: Ordering) -> bool {
@@ -178,7 +195,15 @@ fn interval(v: V<'_>) -> Option<(Date, Date)> {
 /// Comparison of the day ranges two (partial) dates cover: definite when every choice of days
 /// gives the same answer, unknown otherwise.
 fn compare_ranges(op: CmpOp, (a0, a1): (Date, Date), (b0, b1): (Date, Date)) -> V<'static> {
-    let tri = |yes: bool, no: bool| if yes { V::B(true) } else if no { V::B(false) } else { V::U };
+    let tri = |yes: bool, no: bool| {
+        if yes {
+            V::B(true)
+        } else if no {
+            V::B(false)
+        } else {
+            V::U
+        }
+    };
     let eq = || tri(a0 == a1 && b0 == b1 && a0 == b0, a1 < b0 || b1 < a0);
     match op {
         CmpOp::Lt => tri(a1 < b0, a0 >= b1),
@@ -212,7 +237,11 @@ pub(crate) fn compare(op: CmpOp, a: V<'_>, b: V<'_>) -> Result<V<'static>, EvalE
 }
 
 fn finite(d: f64) -> Result<V<'static>, EvalError> {
-    if d.is_finite() { Ok(V::D(d)) } else { Err(EvalError::Overflow) }
+    if d.is_finite() {
+        Ok(V::D(d))
+    } else {
+        Err(EvalError::Overflow)
+    }
 }
 
 fn arith(op: ArithOp, a: V<'_>, b: V<'_>) -> Result<V<'static>, EvalError> {
@@ -224,8 +253,13 @@ fn arith(op: ArithOp, a: V<'_>, b: V<'_>) -> Result<V<'static>, EvalError> {
         (ArithOp::AddDec, V::D(x), V::D(y)) => finite(x + y)?,
         (ArithOp::SubDec, V::D(x), V::D(y)) => finite(x - y)?,
         (ArithOp::MulDec, V::D(x), V::D(y)) => finite(x * y)?,
-        (ArithOp::DivDec, V::D(_), V::D(y)) if y == 0.0 => return Err(EvalError::DivisionByZero),
-        (ArithOp::DivDec, V::D(x), V::D(y)) => finite(x / y)?,
+        // Also catches -0.0, which compares equal to 0.0.
+        (ArithOp::DivDec, V::D(x), V::D(y)) => {
+            if y == 0.0 {
+                return Err(EvalError::DivisionByZero);
+            }
+            finite(x / y)?
+        }
         (ArithOp::SubDate, V::Date(x), V::Date(y)) => V::I(day_number(x) - day_number(y)),
         _ => return Err(INTERNAL),
     })
@@ -247,7 +281,11 @@ pub(crate) fn round_decimal(x: f64, digits: i64) -> Result<f64, EvalError> {
     let nudged = scaled + scaled.signum() * scaled.abs() * 4.0 * f64::EPSILON;
     let r = nudged.round();
     let out = if digits >= 0 { r / p } else { r * p };
-    if out.is_finite() { Ok(out) } else { Err(EvalError::Overflow) }
+    if out.is_finite() {
+        Ok(out)
+    } else {
+        Err(EvalError::Overflow)
+    }
 }
 
 fn age_years(dob: Date, at: Date) -> i64 {
@@ -314,7 +352,11 @@ impl Node {
                 V::B(b) => V::B(!b),
                 _ => V::U,
             },
-            Node::In { negated, expr, list } => {
+            Node::In {
+                negated,
+                expr,
+                list,
+            } => {
                 let x = expr.eval(values, env)?;
                 if x == V::U {
                     return Ok(V::U);
@@ -347,9 +389,8 @@ fn call<'a, S: SlotValues + ?Sized>(
     env: &Env,
 ) -> Result<V<'a>, EvalError> {
     use Function as F;
-    let arg = |i: usize| -> Result<V<'a>, EvalError> {
-        args.get(i).ok_or(INTERNAL)?.eval(values, env)
-    };
+    let arg =
+        |i: usize| -> Result<V<'a>, EvalError> { args.get(i).ok_or(INTERNAL)?.eval(values, env) };
     Ok(match f {
         F::Present => V::B(arg(0)? != V::U),
         F::Blank => V::B(arg(0)? == V::U),
@@ -375,8 +416,15 @@ fn call<'a, S: SlotValues + ?Sized>(
                 if v == V::U {
                     return Ok(V::U);
                 }
-                let o = if i == 0 { Ordering::Equal } else { order(v, best)? };
-                if i == 0 || (f == F::Min && o == Ordering::Less) || (f == F::Max && o == Ordering::Greater) {
+                let o = if i == 0 {
+                    Ordering::Equal
+                } else {
+                    order(v, best)?
+                };
+                if i == 0
+                    || (f == F::Min && o == Ordering::Less)
+                    || (f == F::Max && o == Ordering::Greater)
+                {
                     best = v;
                 }
             }
@@ -435,9 +483,17 @@ mod tests {
     #[test]
     fn day_numbers_round_trip_and_agree_with_jiff() {
         assert_eq!(day_number(d(1970, 1, 1)), 0);
-        for (a, b) in [(d(2024, 2, 28), d(2024, 3, 1)), (d(1999, 12, 31), d(2000, 3, 1)), (d(-44, 3, 15), d(2024, 1, 1))] {
+        for (a, b) in [
+            (d(2024, 2, 28), d(2024, 3, 1)),
+            (d(1999, 12, 31), d(2000, 3, 1)),
+            (d(-44, 3, 15), d(2024, 1, 1)),
+        ] {
             let span = a.until(b).expect("span");
-            assert_eq!(day_number(b) - day_number(a), i64::from(span.get_days()), "{a} {b}");
+            assert_eq!(
+                day_number(b) - day_number(a),
+                i64::from(span.get_days()),
+                "{a} {b}"
+            );
         }
         for z in [-4_371_587, -1, 0, 1, 19_000, 2_932_896] {
             let date = from_day_number(z).expect("in range");

@@ -29,7 +29,10 @@ pub(crate) struct SyntaxError {
 }
 
 fn err<T>(pos: Pos, message: impl Into<String>) -> Result<T, SyntaxError> {
-    Err(SyntaxError { pos, message: message.into() })
+    Err(SyntaxError {
+        pos,
+        message: message.into(),
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -212,14 +215,21 @@ impl Lexer<'_> {
             if s.len() == before {
                 return err(start, "a decimal needs digits after the point, as in 5.0");
             }
-            return parse_decimal(&s).map(Literal::Decimal).or_else(|m| err(start, m));
+            return parse_decimal(&s)
+                .map(Literal::Decimal)
+                .or_else(|m| err(start, m));
         }
-        s.parse::<i64>().map(Literal::Integer).or_else(|_| err(start, "integer out of range"))
+        s.parse::<i64>()
+            .map(Literal::Integer)
+            .or_else(|_| err(start, "integer out of range"))
     }
 
     fn word(&mut self, first: char, start: Pos) -> Result<Tok, SyntaxError> {
         let mut s = String::from(first);
-        while let Some(c) = self.peek().filter(|c| c.is_ascii_alphanumeric() || *c == '_') {
+        while let Some(c) = self
+            .peek()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
             s.push(c);
             self.bump();
         }
@@ -278,11 +288,18 @@ impl Parser {
     }
 
     fn pos(&self) -> Pos {
-        self.toks.get(self.at).or(self.toks.last()).map_or(Pos::default(), |t| t.1)
+        self.toks
+            .get(self.at)
+            .or(self.toks.last())
+            .map_or(Pos::default(), |t| t.1)
     }
 
     fn next(&mut self) -> (Tok, Pos) {
-        let t = self.toks.get(self.at).cloned().unwrap_or((Tok::Eof, self.pos()));
+        let t = self
+            .toks
+            .get(self.at)
+            .cloned()
+            .unwrap_or((Tok::Eof, self.pos()));
         self.at += 1;
         t
     }
@@ -292,20 +309,34 @@ impl Parser {
             self.at += 1;
             Ok(())
         } else {
-            err(self.pos(), format!("expected {what}, found {}", self.peek().describe()))
+            err(
+                self.pos(),
+                format!("expected {what}, found {}", self.peek().describe()),
+            )
         }
     }
 
     fn node(kind: ExprKind, pos: Pos, depth: u32) -> Result<Parsed, SyntaxError> {
         if depth > MAX_DEPTH {
-            return err(pos, format!("expression nested more than {MAX_DEPTH} levels deep"));
+            return err(
+                pos,
+                format!("expression nested more than {MAX_DEPTH} levels deep"),
+            );
         }
         Ok((Expr::new(kind, pos), depth))
     }
 
     fn binary(op: BinaryOp, l: Parsed, r: Parsed, pos: Pos) -> Result<Parsed, SyntaxError> {
         let depth = l.1.max(r.1) + 1;
-        Parser::node(ExprKind::Binary { op, left: Box::new(l.0), right: Box::new(r.0) }, pos, depth)
+        Parser::node(
+            ExprKind::Binary {
+                op,
+                left: Box::new(l.0),
+                right: Box::new(r.0),
+            },
+            pos,
+            depth,
+        )
     }
 
     fn or(&mut self) -> Result<Parsed, SyntaxError> {
@@ -343,10 +374,17 @@ impl Parser {
         self.guard(pos, |p| p.not())
     }
 
-    fn guard(&mut self, pos: Pos, f: impl FnOnce(&mut Self) -> Result<Parsed, SyntaxError>) -> Result<Parsed, SyntaxError> {
+    fn guard(
+        &mut self,
+        pos: Pos,
+        f: impl FnOnce(&mut Self) -> Result<Parsed, SyntaxError>,
+    ) -> Result<Parsed, SyntaxError> {
         self.nesting += 1;
         let r = if self.nesting > MAX_DEPTH {
-            err(pos, format!("expression nested more than {MAX_DEPTH} levels deep"))
+            err(
+                pos,
+                format!("expression nested more than {MAX_DEPTH} levels deep"),
+            )
         } else {
             f(self)
         };
@@ -374,8 +412,14 @@ impl Parser {
     }
 
     fn no_chain(&self) -> Result<(), SyntaxError> {
-        if matches!(self.peek(), Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::In) {
-            return err(self.pos(), "comparisons cannot be chained; join them with and");
+        if matches!(
+            self.peek(),
+            Tok::Eq | Tok::Ne | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::In
+        ) {
+            return err(
+                self.pos(),
+                "comparisons cannot be chained; join them with and",
+            );
         }
         Ok(())
     }
@@ -386,7 +430,10 @@ impl Parser {
         if negated {
             self.at += 1;
             if *self.peek() != Tok::In {
-                return err(self.pos(), format!("expected in after not, found {}", self.peek().describe()));
+                return err(
+                    self.pos(),
+                    format!("expected in after not, found {}", self.peek().describe()),
+                );
             }
         }
         self.at += 1;
@@ -395,7 +442,11 @@ impl Parser {
             return err(pos, "the list after in is empty");
         }
         let out = Parser::node(
-            ExprKind::In { negated, expr: Box::new(l.0), list },
+            ExprKind::In {
+                negated,
+                expr: Box::new(l.0),
+                list,
+            },
             pos,
             l.1.max(d) + 1,
         )?;
@@ -487,13 +538,30 @@ impl Parser {
 pub(crate) fn parse(source: &str) -> Result<Expr, SyntaxError> {
     let start = Pos { line: 1, column: 1 };
     if source.len() > MAX_SOURCE_LEN {
-        return err(start, format!("the check is longer than {MAX_SOURCE_LEN} bytes"));
+        return err(
+            start,
+            format!("the check is longer than {MAX_SOURCE_LEN} bytes"),
+        );
     }
-    let toks = Lexer { chars: source.chars().peekable(), pos: start }.tokens()?;
-    let mut p = Parser { toks, at: 0, nesting: 0 };
+    let toks = Lexer {
+        chars: source.chars().peekable(),
+        pos: start,
+    }
+    .tokens()?;
+    let mut p = Parser {
+        toks,
+        at: 0,
+        nesting: 0,
+    };
     let (e, _) = p.or()?;
     if *p.peek() != Tok::Eof {
-        return err(p.pos(), format!("expected an operator or the end, found {}", p.peek().describe()));
+        return err(
+            p.pos(),
+            format!(
+                "expected an operator or the end, found {}",
+                p.peek().describe()
+            ),
+        );
     }
     Ok(e)
 }

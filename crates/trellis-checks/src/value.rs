@@ -91,7 +91,11 @@ impl PartialDate {
     }
 
     pub fn from_date(date: Date) -> PartialDate {
-        PartialDate { year: date.year(), month: Some(date.month()), day: Some(date.day()) }
+        PartialDate {
+            year: date.year(),
+            month: Some(date.month()),
+            day: Some(date.day()),
+        }
     }
 
     pub fn year(self) -> i16 {
@@ -189,7 +193,11 @@ impl Value {
             reason,
         };
         if ty == ValueType::Text {
-            return Ok(if s.trim().is_empty() { Value::Missing } else { Value::Text(s.into()) });
+            return Ok(if s.trim().is_empty() {
+                Value::Missing
+            } else {
+                Value::Text(s.into())
+            });
         }
         let t = s.trim();
         if t.is_empty() {
@@ -247,7 +255,12 @@ impl fmt::Display for Value {
             Value::PartialDate(p) => write!(f, "{p}"),
             Value::Time(t) => write!(f, "{}", TimeText(*t)),
             Value::DateTime(dt) => {
-                write!(f, "{}T{}", PartialDate::from_date(dt.date()), TimeText(dt.time()))
+                write!(
+                    f,
+                    "{}T{}",
+                    PartialDate::from_date(dt.date()),
+                    TimeText(dt.time())
+                )
             }
         }
     }
@@ -261,7 +274,11 @@ impl fmt::Display for DecimalText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `{}` on f64 never uses an exponent and round-trips exactly.
         let s = format!("{}", self.0);
-        if s.contains('.') { f.write_str(&s) } else { write!(f, "{s}.0") }
+        if s.contains('.') {
+            f.write_str(&s)
+        } else {
+            write!(f, "{s}.0")
+        }
     }
 }
 
@@ -307,7 +324,9 @@ pub(crate) fn parse_integer(t: &str) -> Result<i64, &'static str> {
 pub(crate) fn parse_decimal(t: &str) -> Result<f64, &'static str> {
     // Rust also accepts "inf" and "NaN"; ODM data and checks must not.
     let mantissa_end = t.find(['e', 'E']).unwrap_or(t.len());
-    let mantissa = t[..mantissa_end].strip_prefix(['+', '-']).unwrap_or(&t[..mantissa_end]);
+    let mantissa = t[..mantissa_end]
+        .strip_prefix(['+', '-'])
+        .unwrap_or(&t[..mantissa_end]);
     let ok_mantissa = mantissa.bytes().any(|b| b.is_ascii_digit())
         && mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         && mantissa.bytes().filter(|&b| b == b'.').count() <= 1;
@@ -319,16 +338,27 @@ pub(crate) fn parse_decimal(t: &str) -> Result<f64, &'static str> {
     if !ok_mantissa || !ok_exp {
         return Err("expected a decimal number such as 37.5");
     }
-    let v: f64 = t.parse().map_err(|_| "expected a decimal number such as 37.5")?;
-    if v.is_finite() { Ok(v) } else { Err("out of the decimal range") }
+    let v: f64 = t
+        .parse()
+        .map_err(|_| "expected a decimal number such as 37.5")?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err("out of the decimal range")
+    }
 }
 
 fn fixed_digits(s: &str, n: usize) -> Option<i64> {
-    if s.len() == n && s.bytes().all(|b| b.is_ascii_digit()) { s.parse().ok() } else { None }
+    if s.len() == n && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
 }
 
-const MONTHS: [&str; 12] =
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 
 /// ISO forms `YYYY`, `YYYY-MM`, `YYYY-MM-DD`, and display forms `DD-MON-YYYY` with `UN`/`UNK`.
 pub(crate) fn parse_partial_date(t: &str) -> Result<PartialDate, &'static str> {
@@ -345,15 +375,24 @@ pub(crate) fn parse_partial_date(t: &str) -> Result<PartialDate, &'static str> {
             _ => return Err(SHAPE),
         }
     } else {
-        let [d, m, y] = parts[..] else { return Err(SHAPE) };
+        let [d, m, y] = parts[..] else {
+            return Err(SHAPE);
+        };
         let year = num(y, 4)?;
         let month = if m.eq_ignore_ascii_case("UNK") {
             None
         } else {
-            let i = MONTHS.iter().position(|name| name.eq_ignore_ascii_case(m)).ok_or(SHAPE)?;
+            let i = MONTHS
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(m))
+                .ok_or(SHAPE)?;
             Some(i as i64 + 1)
         };
-        let day = if d.eq_ignore_ascii_case("UN") { None } else { Some(num(d, 2)?) };
+        let day = if d.eq_ignore_ascii_case("UN") {
+            None
+        } else {
+            Some(num(d, 2)?)
+        };
         (year, month, day)
     };
     let small = |v: i64| i8::try_from(v).map_err(|_| "month or day out of range");
@@ -398,7 +437,9 @@ pub(crate) fn parse_time(t: &str) -> Result<Time, &'static str> {
 
 /// `YYYY-MM-DDTHH:MM[:SS[.fraction]]`, civil (no time zone).
 pub(crate) fn parse_datetime(t: &str) -> Result<DateTime, &'static str> {
-    let (d, tm) = t.split_once(['T', 't']).ok_or("expected YYYY-MM-DDTHH:MM:SS")?;
+    let (d, tm) = t
+        .split_once(['T', 't'])
+        .ok_or("expected YYYY-MM-DDTHH:MM:SS")?;
     let p = parse_partial_date(d)?;
     let date = p.complete().ok_or("the date part is incomplete")?;
     if d.len() != 10 {
@@ -417,9 +458,18 @@ mod tests {
 
     #[test]
     fn decimal_strings_equal_literals() {
-        assert_eq!(Value::parse(ValueType::Decimal, "37.5"), Ok(Value::Decimal(37.5)));
-        assert_eq!(Value::parse(ValueType::Decimal, "37.50"), Ok(Value::Decimal(37.5)));
-        assert_eq!(Value::parse(ValueType::Decimal, " 1E3 "), Ok(Value::Decimal(1000.0)));
+        assert_eq!(
+            Value::parse(ValueType::Decimal, "37.5"),
+            Ok(Value::Decimal(37.5))
+        );
+        assert_eq!(
+            Value::parse(ValueType::Decimal, "37.50"),
+            Ok(Value::Decimal(37.5))
+        );
+        assert_eq!(
+            Value::parse(ValueType::Decimal, " 1E3 "),
+            Ok(Value::Decimal(1000.0))
+        );
         assert_eq!(decimal_cmp(0.1 + 0.2, 0.3), Some(Ordering::Equal));
         assert_eq!(decimal_cmp(0.3, 0.30000000001), Some(Ordering::Less));
         for bad in ["inf", "NaN", "1e400", "1.2.3", ".", "1e", "+", "12a"] {
@@ -429,8 +479,14 @@ mod tests {
 
     #[test]
     fn integers() {
-        assert_eq!(Value::parse(ValueType::Integer, "+0042"), Ok(Value::Integer(42)));
-        assert_eq!(Value::parse(ValueType::Integer, "-7"), Ok(Value::Integer(-7)));
+        assert_eq!(
+            Value::parse(ValueType::Integer, "+0042"),
+            Ok(Value::Integer(42))
+        );
+        assert_eq!(
+            Value::parse(ValueType::Integer, "-7"),
+            Ok(Value::Integer(-7))
+        );
         assert_eq!(Value::parse(ValueType::Integer, ""), Ok(Value::Missing));
         for bad in ["1.0", "9223372036854775808", "- 1", "1_000"] {
             assert!(Value::parse(ValueType::Integer, bad).is_err(), "{bad}");
@@ -440,26 +496,49 @@ mod tests {
     #[test]
     fn partial_dates_in_both_forms() {
         let p = |s| Value::parse(ValueType::PartialDate, s);
-        let pd = |y, m, d| Ok(Value::PartialDate(PartialDate::new(y, m, d).expect("valid")));
+        let pd = |y, m, d| {
+            Ok(Value::PartialDate(
+                PartialDate::new(y, m, d).expect("valid"),
+            ))
+        };
         assert_eq!(p("2024"), pd(2024, None, None));
         assert_eq!(p("2024-03"), pd(2024, Some(3), None));
         assert_eq!(p("2024-03-05"), pd(2024, Some(3), Some(5)));
         assert_eq!(p("UN-UNK-2024"), pd(2024, None, None));
         assert_eq!(p("UN-MAR-2024"), pd(2024, Some(3), None));
         assert_eq!(p("05-mar-2024"), pd(2024, Some(3), Some(5)));
-        for bad in ["05-UNK-2024", "2024-02-30", "2024-13", "24-03", "UN-MRZ-2024", "2024-3"] {
+        for bad in [
+            "05-UNK-2024",
+            "2024-02-30",
+            "2024-13",
+            "24-03",
+            "UN-MRZ-2024",
+            "2024-3",
+        ] {
             assert!(p(bad).is_err(), "{bad}");
         }
         let feb = PartialDate::new(2024, Some(2), None).expect("valid");
-        assert_eq!((feb.earliest(), feb.latest()), (date(2024, 2, 1), date(2024, 2, 29)));
+        assert_eq!(
+            (feb.earliest(), feb.latest()),
+            (date(2024, 2, 1), date(2024, 2, 29))
+        );
         let y = PartialDate::new(2023, None, None).expect("valid");
-        assert_eq!((y.earliest(), y.latest()), (date(2023, 1, 1), date(2023, 12, 31)));
+        assert_eq!(
+            (y.earliest(), y.latest()),
+            (date(2023, 1, 1), date(2023, 12, 31))
+        );
     }
 
     #[test]
     fn dates_times_booleans() {
-        assert_eq!(Value::parse(ValueType::Date, "2024-03-05"), Ok(Value::Date(date(2024, 3, 5))));
-        assert_eq!(Value::parse(ValueType::Date, "05-MAR-2024"), Ok(Value::Date(date(2024, 3, 5))));
+        assert_eq!(
+            Value::parse(ValueType::Date, "2024-03-05"),
+            Ok(Value::Date(date(2024, 3, 5)))
+        );
+        assert_eq!(
+            Value::parse(ValueType::Date, "05-MAR-2024"),
+            Ok(Value::Date(date(2024, 3, 5)))
+        );
         assert!(Value::parse(ValueType::Date, "2024-03").is_err());
         let t = Value::parse(ValueType::Time, "08:30").expect("valid");
         assert_eq!(t.to_string(), "08:30:00");
@@ -471,15 +550,24 @@ mod tests {
         let dt = Value::parse(ValueType::DateTime, "2024-03-05T08:30:00").expect("valid");
         assert_eq!(dt.to_string(), "2024-03-05T08:30:00");
         assert!(Value::parse(ValueType::DateTime, "05-MAR-2024T08:30").is_err());
-        assert_eq!(Value::parse(ValueType::Boolean, "1"), Ok(Value::Boolean(true)));
+        assert_eq!(
+            Value::parse(ValueType::Boolean, "1"),
+            Ok(Value::Boolean(true))
+        );
         assert!(Value::parse(ValueType::Boolean, "yes").is_err());
         assert_eq!(Value::parse(ValueType::Text, "  "), Ok(Value::Missing));
-        assert_eq!(Value::parse(ValueType::Text, " a "), Ok(Value::Text(" a ".into())));
+        assert_eq!(
+            Value::parse(ValueType::Text, " a "),
+            Ok(Value::Text(" a ".into()))
+        );
     }
 
     #[test]
     fn odm_types() {
-        assert_eq!(ValueType::from_odm("partialDate"), Some(ValueType::PartialDate));
+        assert_eq!(
+            ValueType::from_odm("partialDate"),
+            Some(ValueType::PartialDate)
+        );
         assert_eq!(ValueType::from_odm("float"), Some(ValueType::Decimal));
         assert_eq!(ValueType::from_odm("hexBinary"), None);
     }
