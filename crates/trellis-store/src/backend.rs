@@ -7,7 +7,7 @@
 /// Instantiates the backend module's queries for one sqlx database.
 macro_rules! backend_impl {
     ($db:ty, $conn:ty, begin = $begin:literal, lock_suffix = $lock:literal) => {
-        use std::collections::BTreeMap;
+        use std::collections::{BTreeMap, HashMap, HashSet};
 
         use sqlx::{Connection as _, Row as _};
         use trellis_audit::{Chain, ChainHead, EntryBody, StoredEntry, entry_hash};
@@ -52,16 +52,6 @@ macro_rules! backend_impl {
                 seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0),
                 hash: hash32(row.try_get("hash")?, "chain_heads.hash")?,
             })
-        }
-
-        async fn store_head(conn: &mut Conn, chain: Chain, head: ChainHead) -> Result<()> {
-            sqlx::query("UPDATE chain_heads SET seq = $2, hash = $3 WHERE chain_id = $1")
-                .bind(chain.id())
-                .bind(i64::try_from(head.seq).unwrap_or(i64::MAX))
-                .bind(head.hash.to_vec())
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
         }
 
         fn entry_from_row(row: &DbRow) -> Result<StoredEntry> {
@@ -162,15 +152,97 @@ macro_rules! backend_impl {
             }
         }
 
-        async fn subject_site(conn: &mut Conn, study: StudyId, subject: SubjectId) -> Result<Uuid> {
-            sqlx::query("SELECT site_id FROM subjects WHERE study_id = $1 AND subject_id = $2")
-                .bind(study.as_uuid())
-                .bind(subject.as_uuid())
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|r| r.try_get::<Uuid, _>("site_id"))
-                .transpose()?
-                .ok_or(StoreError::NotFound { entity: "subject", id: subject.to_string() })
+        /// An item value's identity: (study, subject, item key).
+        type ItemKey = (Uuid, Uuid, String);
+
+        /// A row of the bulk item read: the subject's site and, if a row exists, one item.
+        struct ItemRow {
+            study: Uuid,
+            subject: Uuid,
+            site: Uuid,
+            key: Option<String>,
+            value: Option<String>,
+        }
+
+        /// The item values a run of saves touches, read in one statement, with the
+        /// run's accepted changes laid over them in order.
+        #[derive(Default)]
+        struct Items {
+            sites: HashMap<(Uuid, Uuid), Uuid>,
+            /// Rows that exist (a key that was read and is absent has no row).
+            rows: HashMap<ItemKey, Option<String>>,
+            /// Accepted changes not yet written to `item_values`.
+            dirty: BTreeMap<ItemKey, Option<String>>,
+        }
+
+        impl Items {
+            /// Reads the sites of the saves' subjects and the current values of all their keys.
+            async fn load<'a>(conn: &mut Conn, saves: impl Iterator<Item = (&'a StudyId, &'a SubjectId, &'a [(String, Option<String>)])>) -> Result<Items> {
+                let mut seen: HashSet<(Uuid, Uuid, Option<&'a str>)> = HashSet::new();
+                let mut keys = Vec::new();
+                for (study, subject, values) in saves {
+                    let (st, su) = (study.as_uuid(), subject.as_uuid());
+                    // A key-less probe finds the subject even for a save without values.
+                    let probe = values.is_empty().then_some(None);
+                    for k in probe.into_iter().chain(values.iter().map(|(k, _)| Some(k.as_str()))) {
+                        if seen.insert((st, su, k)) {
+                            keys.push((st, su, k));
+                        }
+                    }
+                }
+                let mut items = Items::default();
+                for row in read_items(conn, &keys).await? {
+                    items.sites.insert((row.study, row.subject), row.site);
+                    if let Some(k) = row.key {
+                        items.rows.insert((row.study, row.subject, k), row.value);
+                    }
+                }
+                Ok(items)
+            }
+
+            /// Records a request's accepted changes (all or none of a request is accepted).
+            fn accept(&mut self, staged: HashMap<ItemKey, Option<String>>) {
+                for (k, v) in staged {
+                    self.rows.insert(k.clone(), v.clone());
+                    self.dirty.insert(k, v);
+                }
+            }
+        }
+
+        /// Plans one `SaveItems` against the current values (with `staged`, the request's
+        /// own earlier changes): validates, stages the changed rows, and records the audit
+        /// entries. Nothing touches the database, so a refusal leaves no trace.
+        fn plan_save(items: &Items, staged: &mut HashMap<ItemKey, Option<String>>, ctx: &mut Ctx<'_>, chain: Chain, study: StudyId, subject: SubjectId, values: &[(String, Option<String>)]) -> Result<()> {
+            let mut seen = HashSet::new();
+            for (key, value) in values {
+                check_item_key(key)?;
+                if !seen.insert(key.as_str()) {
+                    return Err(StoreError::invalid(format!("values.{key}"), "appears twice in one save"));
+                }
+                if let Some(v) = value && v.chars().count() > 4000 {
+                    return Err(StoreError::invalid(format!("values.{key}"), "must be at most 4000 characters"));
+                }
+            }
+            let (st, su) = (study.as_uuid(), subject.as_uuid());
+            let site = *items.sites.get(&(st, su)).ok_or(StoreError::NotFound { entity: "subject", id: subject.to_string() })?;
+            for (key, value) in values {
+                let k: ItemKey = (st, su, key.clone());
+                match staged.get(&k).or_else(|| items.rows.get(&k)) {
+                    None => {
+                        ctx.audit(chain, "create", "item", format!("{subject}/{key}"), Some(key), None, value.clone(), Some(site), Some(su));
+                        staged.insert(k, value.clone());
+                    }
+                    Some(old) if old != value => {
+                        ctx.require_reason("item", key)?;
+                        // An absent old value is recorded as empty text so the entry reads as a change.
+                        let old = old.clone().unwrap_or_default();
+                        ctx.audit(chain, "update", "item", format!("{subject}/{key}"), Some(key), Some(old), value.clone(), Some(site), Some(su));
+                        staged.insert(k, value.clone());
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(())
         }
 
         async fn apply(conn: &mut Conn, ctx: &mut Ctx<'_>, m: &Mutation) -> Result<()> {
@@ -226,70 +298,12 @@ macro_rules! backend_impl {
                     }
                 }
                 Mutation::SaveItems { study, subject, values } => {
-                    let mut seen = std::collections::BTreeSet::new();
-                    for (key, value) in values {
-                        check_item_key(key)?;
-                        if !seen.insert(key.as_str()) {
-                            return Err(StoreError::invalid(format!("values.{key}"), "appears twice in one save"));
-                        }
-                        if let Some(v) = value && v.chars().count() > 4000 {
-                            return Err(StoreError::invalid(format!("values.{key}"), "must be at most 4000 characters"));
-                        }
-                    }
-                    // One round trip for the current values, one for all new rows: a save costs
-                    // a handful of statements whatever its size (PostgreSQL is a network away).
-                    // The subject's site and the items' current values in one statement.
-                    let mut existing: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
-                    let mut site: Option<Uuid> = None;
-                    for chunk in values.chunks(500) {
-                        let list = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
-                        let sql = format!(
-                            "SELECT s.site_id, v.item_key, v.value FROM subjects s LEFT JOIN item_values v \
-                             ON v.study_id = s.study_id AND v.subject_id = s.subject_id AND v.item_key IN ({list}) \
-                             WHERE s.study_id = $1 AND s.subject_id = $2"
-                        );
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(study.as_uuid()).bind(subject.as_uuid());
-                        for (k, _) in chunk {
-                            q = q.bind(k);
-                        }
-                        for row in q.fetch_all(&mut *conn).await? {
-                            site = Some(row.try_get("site_id")?);
-                            if let Some(key) = row.try_get::<Option<String>, _>("item_key")? {
-                                existing.insert(key, row.try_get("value")?);
-                            }
-                        }
-                    }
-                    let site = match site {
-                        Some(s) => s,
-                        None => subject_site(conn, *study, *subject).await?,
-                    };
-                    let mut inserts: Vec<(&String, &Option<String>)> = Vec::new();
-                    for (key, value) in values {
-                        match existing.get(key) {
-                            None => {
-                                inserts.push((key, value));
-                                ctx.audit(chain, "create", "item", format!("{subject}/{key}"), Some(key), None, value.clone(), Some(site), Some(subject.as_uuid()));
-                            }
-                            Some(old) if old != value => {
-                                ctx.require_reason("item", key)?;
-                                sqlx::query("UPDATE item_values SET value = $4, updated_at = $5 WHERE study_id = $1 AND subject_id = $2 AND item_key = $3")
-                                    .bind(study.as_uuid()).bind(subject.as_uuid()).bind(key).bind(value).bind(now)
-                                    .execute(&mut *conn).await?;
-                                // An absent old value is recorded as empty text so the entry reads as a change.
-                                ctx.audit(chain, "update", "item", format!("{subject}/{key}"), Some(key), Some(old.clone().unwrap_or_default()), value.clone(), Some(site), Some(subject.as_uuid()));
-                            }
-                            Some(_) => {}
-                        }
-                    }
-                    for chunk in inserts.chunks(500) {
-                        let rows = (0..chunk.len()).map(|i| format!("($1, $2, $3, ${}, ${})", 4 + 2 * i, 5 + 2 * i)).collect::<Vec<_>>().join(", ");
-                        let sql = format!("INSERT INTO item_values (study_id, subject_id, updated_at, item_key, value) VALUES {rows}");
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(study.as_uuid()).bind(subject.as_uuid()).bind(now);
-                        for (k, v) in chunk {
-                            q = q.bind(*k).bind(*v);
-                        }
-                        q.execute(&mut *conn).await?;
-                    }
+                    // Within a request that also does other things: read, plan and write this save alone.
+                    let mut items = Items::load(conn, std::iter::once((study, subject, values.as_slice()))).await?;
+                    let mut staged = HashMap::new();
+                    plan_save(&items, &mut staged, ctx, chain, *study, *subject, values)?;
+                    items.accept(staged);
+                    write_items(conn, &items.dirty, ctx.now).await?;
                 }
                 Mutation::CreateUser(u) => {
                     sqlx::query("INSERT INTO users (user_id, username, display_name, email, org_id, time_zone, locale, password_hash, password_changed_at, must_change_password, failed_sign_ins, created_at) \
@@ -408,143 +422,185 @@ macro_rules! backend_impl {
             Ok(())
         }
 
-        const ENTRY_COLUMNS: &str = "chain_id, seq, entry_id, recorded_at, actor_id, actor_name, action, entity_type, entity_id, field, old_value, new_value, reason, request_id, site_id, subject_id, prev_hash, hash";
-
-        /// Inserts entries with multi-row statements (18 parameters a row, up to 10 rows a statement).
-        async fn insert_entries(conn: &mut Conn, entries: &[StoredEntry]) -> Result<()> {
-            // Small fixed-size chunks keep the statement texts few, so they stay prepared in the cache.
-            for chunk in entries.chunks(10) {
-                let rows = (0..chunk.len())
-                    .map(|i| format!("({})", (1..=18).map(|c| format!("${}", i * 18 + c)).collect::<Vec<_>>().join(", ")))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) VALUES {rows}");
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for e in chunk {
-                    let b = &e.body;
-                    q = q
-                        .bind(e.chain.id())
-                        .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
-                        .bind(b.entry_id)
-                        .bind(b.recorded_at.as_micros())
-                        .bind(b.actor_id)
-                        .bind(b.actor_name.clone())
-                        .bind(b.action.clone())
-                        .bind(b.entity_type.clone())
-                        .bind(b.entity_id.clone())
-                        .bind(b.field.clone())
-                        .bind(b.old_value.clone())
-                        .bind(b.new_value.clone())
-                        .bind(b.reason.clone())
-                        .bind(b.request_id.clone())
-                        .bind(b.site_id)
-                        .bind(b.subject_id)
-                        .bind(e.prev_hash.to_vec())
-                        .bind(e.hash.to_vec());
-                }
-                q.execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-
-        /// Chains pending entries onto the in-transaction heads and inserts them,
-        /// or, with `deferred`, leaves them for one insert at the end of the batch
-        /// (nothing in a transaction reads the audit table back).
-        async fn append(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, pending: Vec<Pending>, receipt: &mut Receipt, deferred: Option<&mut Vec<StoredEntry>>) -> Result<()> {
-            let mut entries = Vec::with_capacity(pending.len());
+        /// Chains a request's pending entries onto the heads locked for the batch.
+        fn chain_entries(heads: &mut BTreeMap<Chain, ChainHead>, pending: Vec<Pending>, receipt: &mut Receipt, out: &mut Vec<StoredEntry>) -> Result<()> {
             for p in pending {
-                let head = match heads.get(&p.chain) {
-                    Some(h) => *h,
-                    None => {
-                        let h = load_head(conn, p.chain).await?;
-                        heads.insert(p.chain, h);
-                        h
-                    }
-                };
+                // Every chain a batch's mutations name is locked before any of them runs.
+                let head = *heads.get(&p.chain).ok_or_else(|| StoreError::invalid("chain", format!("chain {} was not locked for this batch", p.chain.id())))?;
                 let seq = head.seq + 1;
                 let hash = entry_hash(p.chain, seq, &head.hash, &p.body);
                 heads.insert(p.chain, ChainHead { seq, hash });
                 receipt.entries.push((p.chain, seq));
-                entries.push(StoredEntry { chain: p.chain, seq, prev_hash: head.hash, hash, body: p.body });
+                out.push(StoredEntry { chain: p.chain, seq, prev_hash: head.hash, hash, body: p.body });
             }
-            match deferred {
-                Some(d) => {
-                    d.extend(entries);
-                    Ok(())
-                }
-                None => insert_entries(conn, &entries).await,
+            Ok(())
+        }
+
+        fn check_reason(req: &WriteRequest) -> Result<()> {
+            match &req.reason {
+                Some(r) if r.chars().count() > 2000 => Err(StoreError::invalid("reason", "must be at most 2000 characters")),
+                _ => Ok(()),
             }
         }
 
-        async fn apply_request(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, req: &WriteRequest, now: UtcMicros, mut deferred: Option<&mut Vec<StoredEntry>>) -> Result<Receipt> {
-            if let Some(r) = &req.reason && r.chars().count() > 2000 {
-                return Err(StoreError::invalid("reason", "must be at most 2000 characters"));
-            }
+        /// A request made only of `SaveItems`: planned in memory against one bulk read.
+        fn save_only(req: &WriteRequest) -> bool {
+            !req.mutations.is_empty() && req.mutations.iter().all(|m| matches!(m, Mutation::SaveItems { .. }))
+        }
+
+        /// Applies a request with per-mutation statements; its audit entries go to `deferred`.
+        async fn apply_request(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, req: &WriteRequest, now: UtcMicros, deferred: &mut Vec<StoredEntry>) -> Result<Receipt> {
+            check_reason(req)?;
             let mut receipt = Receipt { entries: Vec::new(), committed_at: Some(now) };
+            let mut entries = Vec::new();
             for m in &req.mutations {
                 let mut ctx = Ctx { req, now, out: Vec::new() };
                 apply(conn, &mut ctx, m).await?;
-                append(conn, heads, ctx.out, &mut receipt, deferred.as_deref_mut()).await?;
+                chain_entries(heads, ctx.out, &mut receipt, &mut entries)?;
             }
+            deferred.extend(entries);
             Ok(receipt)
+        }
+
+        /// Plans one save-only request against `items`: all of it is accepted (its changes
+        /// join `items.dirty`, its entries are chained onto `heads` and go to `deferred`) or none.
+        fn plan_request(items: &mut Items, heads: &mut BTreeMap<Chain, ChainHead>, req: &WriteRequest, now: UtcMicros, deferred: &mut Vec<StoredEntry>) -> Result<Receipt> {
+            check_reason(req)?;
+            let mut ctx = Ctx { req, now, out: Vec::new() };
+            let mut staged = HashMap::new();
+            for m in &req.mutations {
+                if let Mutation::SaveItems { study, subject, values } = m {
+                    plan_save(items, &mut staged, &mut ctx, m.chain(), *study, *subject, values)?;
+                }
+            }
+            let mut receipt = Receipt { entries: Vec::new(), committed_at: Some(now) };
+            let mut entries = Vec::new();
+            chain_entries(heads, ctx.out, &mut receipt, &mut entries)?;
+            items.accept(staged);
+            deferred.extend(entries);
+            Ok(receipt)
+        }
+
+        /// A run of consecutive save-only requests in bulk: one read of every key they
+        /// touch, then each request planned in order in memory. A refused request gets its
+        /// own error and leaves no trace; the accepted changes are added to `dirty`.
+        async fn save_run(conn: &mut Conn, heads: &mut BTreeMap<Chain, ChainHead>, run: &[Job], now: UtcMicros, deferred: &mut Vec<StoredEntry>, dirty: &mut BTreeMap<ItemKey, Option<String>>) -> Result<Vec<Result<Receipt>>> {
+            let saves = run.iter().flat_map(|(r, _)| r.mutations.iter()).filter_map(|m| match m {
+                Mutation::SaveItems { study, subject, values } => Some((study, subject, values.as_slice())),
+                _ => None,
+            });
+            let mut items = Items::load(conn, saves).await?;
+            let results = run.iter().map(|(req, _)| plan_request(&mut items, heads, req, now, deferred)).collect();
+            dirty.append(&mut items.dirty);
+            Ok(results)
+        }
+
+        /// Locks (on PostgreSQL) and reads the heads of `chains`, creating missing ones.
+        async fn lock_chains(conn: &mut Conn, mut chains: Vec<Chain>) -> Result<BTreeMap<Chain, ChainHead>> {
+            chains.sort();
+            chains.dedup();
+            let mut heads = lock_heads(conn, &chains).await?;
+            for c in chains {
+                if !heads.contains_key(&c) {
+                    // A chain's first batch (rare): create its head at genesis.
+                    let h = load_head(conn, c).await?;
+                    heads.insert(c, h);
+                }
+            }
+            Ok(heads)
         }
 
         pub(crate) type Job = (WriteRequest, tokio::sync::oneshot::Sender<Result<Receipt>>);
 
-        /// Applies a batch of requests in one transaction (group commit): each
-        /// request is isolated by a savepoint, so one refused request does not
-        /// affect the others, and all accepted ones become durable with one commit.
-        /// One attempt at a batch. Optimistically (`isolate == false`) requests run
-        /// without savepoints, saving two round trips each; the first refused request
-        /// aborts the attempt with its index, and the caller retries with isolation.
+        /// One attempt at a batch in one transaction. Optimistically (`isolate == false`)
+        /// consecutive save-only requests are planned in bulk in memory (a refused one is
+        /// simply left out) and other requests run without savepoints; a refused
+        /// non-save request, or a failed statement, aborts the attempt, and the caller
+        /// retries with isolation: one savepoint per request.
         async fn run_batch(pool: &Pool, jobs: &[Job], isolate: bool) -> Result<std::result::Result<Vec<Result<Receipt>>, (usize, StoreError)>> {
             let mut results = Vec::with_capacity(jobs.len());
             let mut conn = pool.acquire().await?;
             let mut tx = conn.begin_with($begin).await?;
             let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
-            let mut heads: BTreeMap<Chain, ChainHead> = BTreeMap::new();
             // Lock every chain the batch touches in one order, so concurrent
             // batches on PostgreSQL cannot deadlock on chain heads.
-            let mut chains: Vec<Chain> = jobs.iter().flat_map(|(r, _)| r.mutations.iter().map(Mutation::chain)).collect();
-            chains.sort();
-            chains.dedup();
-            for c in chains {
-                let h = load_head(&mut tx, c).await?;
-                heads.insert(c, h);
-            }
+            let chains: Vec<Chain> = jobs.iter().flat_map(|(r, _)| r.mutations.iter().map(Mutation::chain)).collect();
+            let mut heads = lock_chains(&mut tx, chains).await?;
             let start_heads = heads.clone();
             let mut deferred: Vec<StoredEntry> = Vec::new();
-            for (i, (req, _)) in jobs.iter().enumerate() {
-                if !isolate {
-                    match apply_request(&mut tx, &mut heads, req, now, Some(&mut deferred)).await {
-                        Ok(r) => results.push(Ok(r)),
+            // Item rows changed by bulk-planned saves, written before the next other request and at the end.
+            let mut dirty: BTreeMap<ItemKey, Option<String>> = BTreeMap::new();
+            let mut i = 0;
+            while i < jobs.len() {
+                if isolate {
+                    let (req, _) = &jobs[i];
+                    sqlx::query("SAVEPOINT request").execute(&mut *tx).await?;
+                    let (before, before_len) = (heads.clone(), deferred.len());
+                    let r = if save_only(req) {
+                        match save_run(&mut tx, &mut heads, &jobs[i..=i], now, &mut deferred, &mut dirty).await {
+                            Ok(mut r) => match r.pop() {
+                                Some(Ok(receipt)) => write_items(&mut tx, &std::mem::take(&mut dirty), now).await.map(|()| receipt),
+                                Some(Err(e)) => Err(e),
+                                None => Err(StoreError::invalid("batch", "empty save run")),
+                            },
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        apply_request(&mut tx, &mut heads, req, now, &mut deferred).await
+                    };
+                    match r {
+                        Ok(receipt) => {
+                            sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
+                            results.push(Ok(receipt));
+                        }
+                        Err(e) => {
+                            sqlx::query("ROLLBACK TO SAVEPOINT request").execute(&mut *tx).await?;
+                            sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
+                            heads = before;
+                            deferred.truncate(before_len);
+                            dirty.clear();
+                            results.push(Err(e));
+                        }
+                    }
+                    i += 1;
+                    continue;
+                }
+                if save_only(&jobs[i].0) {
+                    let end = (i..jobs.len()).find(|&j| !save_only(&jobs[j].0)).unwrap_or(jobs.len());
+                    match save_run(&mut tx, &mut heads, &jobs[i..end], now, &mut deferred, &mut dirty).await {
+                        Ok(r) => results.extend(r),
                         Err(e) => {
                             tx.rollback().await?;
                             return Ok(Err((i, e)));
                         }
                     }
+                    i = end;
                     continue;
                 }
-                sqlx::query("SAVEPOINT request").execute(&mut *tx).await?;
-                let before = heads.clone();
-                match apply_request(&mut tx, &mut heads, req, now, None).await {
-                    Ok(r) => {
-                        sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
-                        results.push(Ok(r));
-                    }
+                // Other requests see the item rows of the saves before them.
+                let flushed = if dirty.is_empty() { Ok(()) } else { write_items(&mut tx, &std::mem::take(&mut dirty), now).await };
+                match flushed {
+                    Ok(()) => match apply_request(&mut tx, &mut heads, &jobs[i].0, now, &mut deferred).await {
+                        Ok(r) => results.push(Ok(r)),
+                        Err(e) => {
+                            tx.rollback().await?;
+                            return Ok(Err((i, e)));
+                        }
+                    },
                     Err(e) => {
-                        sqlx::query("ROLLBACK TO SAVEPOINT request").execute(&mut *tx).await?;
-                        sqlx::query("RELEASE SAVEPOINT request").execute(&mut *tx).await?;
-                        heads = before;
-                        results.push(Err(e));
+                        tx.rollback().await?;
+                        return Ok(Err((i, e)));
                     }
                 }
+                i += 1;
             }
-            insert_entries(&mut tx, &deferred).await?;
-            for (c, h) in &heads {
-                if start_heads.get(c) != Some(h) {
-                    store_head(&mut tx, *c, *h).await?;
+            let changed: Vec<(Chain, ChainHead)> = heads.iter().filter(|(c, h)| start_heads.get(c) != Some(h)).map(|(c, h)| (*c, *h)).collect();
+            if let Err(e) = finish_batch(&mut tx, &deferred, &dirty, &changed, now).await {
+                if isolate {
+                    return Err(e);
                 }
+                tx.rollback().await?;
+                return Ok(Err((0, e)));
             }
             tx.commit().await?;
             Ok(Ok(results))
@@ -944,3 +1000,300 @@ macro_rules! backend_impl {
 }
 
 pub(crate) use backend_impl;
+
+/// SQLite's bulk statements: multi-row `VALUES` lists. A statement's rows are padded
+/// with all-NULL rows (which it filters out) up to a power of two, so a handful of
+/// statement texts serve every batch size and stay prepared in the connection's cache.
+macro_rules! bulk_sqlite {
+    () => {
+        const ENTRY_COLUMNS: &str = "chain_id, seq, entry_id, recorded_at, actor_id, actor_name, action, entity_type, entity_id, field, old_value, new_value, reason, request_id, site_id, subject_id, prev_hash, hash";
+
+        /// Rows a statement for `n` rows (at most `max`, a power of two) is padded to.
+        fn padded(n: usize, max: usize) -> usize {
+            n.next_power_of_two().clamp(8, max)
+        }
+
+        /// `(?, ?), (?, ?), ...`: `rows` rows of `cols` placeholders. Anonymous `?`s, because
+        /// binding numbered ones looks each name up in a list (quadratic in a long statement).
+        fn values_sql(rows: usize, cols: usize) -> String {
+            let row = format!("({})", vec!["?"; cols].join(", "));
+            vec![row; rows].join(", ")
+        }
+
+        /// Reads the heads of `chains` (the transaction's `BEGIN IMMEDIATE` already excludes other writers).
+        async fn lock_heads(conn: &mut Conn, chains: &[Chain]) -> Result<BTreeMap<Chain, ChainHead>> {
+            let mut heads = BTreeMap::new();
+            for chunk in chains.chunks(256) {
+                let n = padded(chunk.len(), 256);
+                let sql = format!("SELECT chain_id, seq, hash FROM chain_heads WHERE chain_id IN (SELECT column1 FROM (VALUES {}))", values_sql(n, 1));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for c in chunk {
+                    q = q.bind(c.id());
+                }
+                for _ in chunk.len()..n {
+                    q = q.bind(None::<Uuid>);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    heads.insert(
+                        Chain::from_id(row.try_get("chain_id")?),
+                        ChainHead { seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0), hash: hash32(row.try_get("hash")?, "chain_heads.hash")? },
+                    );
+                }
+            }
+            Ok(heads)
+        }
+
+        /// For each (study, subject, key): the subject's site (no row if there is no such
+        /// subject) and the item's current row, if any.
+        async fn read_items(conn: &mut Conn, keys: &[(Uuid, Uuid, Option<&str>)]) -> Result<Vec<ItemRow>> {
+            let mut out = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(512) {
+                let n = padded(chunk.len(), 512);
+                // CROSS JOIN keeps the key list as the outer loop, probing both primary keys.
+                let sql = format!(
+                    "WITH k(st, su, ik) AS (VALUES {}) \
+                     SELECT s.study_id, s.subject_id, s.site_id, v.item_key, v.value FROM k CROSS JOIN subjects s \
+                     ON s.study_id = k.st AND s.subject_id = k.su \
+                     LEFT JOIN item_values v ON v.study_id = k.st AND v.subject_id = k.su AND v.item_key = k.ik",
+                    values_sql(n, 3)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (st, su, ik) in chunk {
+                    q = q.bind(*st).bind(*su).bind(*ik);
+                }
+                for _ in chunk.len()..n {
+                    q = q.bind(None::<Uuid>).bind(None::<Uuid>).bind(None::<&str>);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    out.push(ItemRow {
+                        study: row.try_get("study_id")?,
+                        subject: row.try_get("subject_id")?,
+                        site: row.try_get("site_id")?,
+                        key: row.try_get("item_key")?,
+                        value: row.try_get("value")?,
+                    });
+                }
+            }
+            Ok(out)
+        }
+
+        /// Inserts or updates item rows.
+        async fn write_items(conn: &mut Conn, rows: &BTreeMap<ItemKey, Option<String>>, now: UtcMicros) -> Result<()> {
+            let rows: Vec<_> = rows.iter().collect();
+            for chunk in rows.chunks(1024) {
+                let n = padded(chunk.len(), 1024);
+                let sql = format!(
+                    "INSERT INTO item_values (study_id, subject_id, item_key, value, updated_at) \
+                     SELECT column1, column2, column3, column4, column5 FROM (VALUES {}) WHERE column1 IS NOT NULL \
+                     ON CONFLICT (study_id, subject_id, item_key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    values_sql(n, 5)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for ((st, su, k), v) in chunk {
+                    q = q.bind(*st).bind(*su).bind(k.as_str()).bind(v.as_deref()).bind(now.as_micros());
+                }
+                for _ in chunk.len()..n {
+                    q = q.bind(None::<Uuid>).bind(None::<Uuid>).bind(None::<&str>).bind(None::<&str>).bind(None::<i64>);
+                }
+                q.execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Inserts entries with multi-row statements (18 parameters a row, up to 256 rows a statement).
+        async fn insert_entries(conn: &mut Conn, entries: &[StoredEntry]) -> Result<()> {
+            for chunk in entries.chunks(256) {
+                let n = padded(chunk.len(), 256);
+                let sql = format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL", values_sql(n, 18));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for e in chunk {
+                    let b = &e.body;
+                    q = q
+                        .bind(e.chain.id())
+                        .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+                        .bind(b.entry_id)
+                        .bind(b.recorded_at.as_micros())
+                        .bind(b.actor_id)
+                        .bind(b.actor_name.as_str())
+                        .bind(b.action.as_str())
+                        .bind(b.entity_type.as_str())
+                        .bind(b.entity_id.as_str())
+                        .bind(b.field.as_deref())
+                        .bind(b.old_value.as_deref())
+                        .bind(b.new_value.as_deref())
+                        .bind(b.reason.as_deref())
+                        .bind(b.request_id.as_deref())
+                        .bind(b.site_id)
+                        .bind(b.subject_id)
+                        .bind(e.prev_hash.as_slice())
+                        .bind(e.hash.as_slice());
+                }
+                for _ in chunk.len()..n {
+                    for _ in 0..18 {
+                        q = q.bind(None::<i64>);
+                    }
+                }
+                q.execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// The end of a batch: its audit entries, its remaining item rows and the new chain heads.
+        async fn finish_batch(conn: &mut Conn, entries: &[StoredEntry], items: &BTreeMap<ItemKey, Option<String>>, heads: &[(Chain, ChainHead)], now: UtcMicros) -> Result<()> {
+            insert_entries(conn, entries).await?;
+            write_items(conn, items, now).await?;
+            for chunk in heads.chunks(256) {
+                let n = padded(chunk.len(), 256);
+                let sql = format!(
+                    "INSERT INTO chain_heads (chain_id, seq, hash) SELECT column1, column2, column3 FROM (VALUES {}) WHERE column1 IS NOT NULL \
+                     ON CONFLICT (chain_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                    values_sql(n, 3)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (c, h) in chunk {
+                    q = q.bind(c.id()).bind(i64::try_from(h.seq).unwrap_or(i64::MAX)).bind(h.hash.as_slice());
+                }
+                for _ in chunk.len()..n {
+                    q = q.bind(None::<Uuid>).bind(None::<i64>).bind(None::<&[u8]>);
+                }
+                q.execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use bulk_sqlite;
+
+/// PostgreSQL's bulk statements: constant texts over `UNNEST` of arrays, so each is
+/// prepared once per connection whatever the batch size, and a batch's writes
+/// (audit entries, item rows, chain heads) go in one statement: one round trip.
+macro_rules! bulk_postgres {
+    () => {
+        const ENTRY_COLUMNS: &str = "chain_id, seq, entry_id, recorded_at, actor_id, actor_name, action, entity_type, entity_id, field, old_value, new_value, reason, request_id, site_id, subject_id, prev_hash, hash";
+
+        /// `SELECT * FROM UNNEST(...)` over the entry columns as parameters `$1..$18`.
+        const ENTRY_UNNEST: &str = "SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::uuid[], $4::int8[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], \
+            $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::uuid[], $16::uuid[], $17::bytea[], $18::bytea[])";
+
+        /// Locks the heads of `chains` (sorted) in chain order and reads them.
+        async fn lock_heads(conn: &mut Conn, chains: &[Chain]) -> Result<BTreeMap<Chain, ChainHead>> {
+            let ids: Vec<Uuid> = chains.iter().map(|c| c.id()).collect();
+            let rows = sqlx::query("SELECT chain_id, seq, hash FROM chain_heads WHERE chain_id = ANY($1) ORDER BY chain_id FOR UPDATE")
+                .bind(ids)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut heads = BTreeMap::new();
+            for row in rows {
+                heads.insert(
+                    Chain::from_id(row.try_get("chain_id")?),
+                    ChainHead { seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0), hash: hash32(row.try_get("hash")?, "chain_heads.hash")? },
+                );
+            }
+            Ok(heads)
+        }
+
+        /// For each (study, subject, key): the subject's site (no row if there is no such
+        /// subject) and the item's current row, if any.
+        async fn read_items(conn: &mut Conn, keys: &[(Uuid, Uuid, Option<&str>)]) -> Result<Vec<ItemRow>> {
+            let rows = sqlx::query(
+                "SELECT s.study_id, s.subject_id, s.site_id, v.item_key, v.value \
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS k(st, su, ik) \
+                 JOIN subjects s ON s.study_id = k.st AND s.subject_id = k.su \
+                 LEFT JOIN item_values v ON v.study_id = k.st AND v.subject_id = k.su AND v.item_key = k.ik",
+            )
+            .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ItemRow {
+                        study: row.try_get("study_id")?,
+                        subject: row.try_get("subject_id")?,
+                        site: row.try_get("site_id")?,
+                        key: row.try_get("item_key")?,
+                        value: row.try_get("value")?,
+                    })
+                })
+                .collect()
+        }
+
+        type Q<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+        fn bind_entries<'q>(q: Q<'q>, entries: &[StoredEntry]) -> Q<'q> {
+            q.bind(entries.iter().map(|e| e.chain.id()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| i64::try_from(e.seq).unwrap_or(i64::MAX)).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.entry_id).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.recorded_at.as_micros()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.actor_id).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.actor_name.as_str()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.action.as_str()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.entity_type.as_str()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.entity_id.as_str()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.field.as_deref()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.old_value.as_deref()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.new_value.as_deref()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.reason.as_deref()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.request_id.as_deref()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.site_id).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.body.subject_id).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.prev_hash.as_slice()).collect::<Vec<_>>())
+                .bind(entries.iter().map(|e| e.hash.as_slice()).collect::<Vec<_>>())
+        }
+
+        fn bind_items<'q>(q: Q<'q>, rows: &BTreeMap<ItemKey, Option<String>>) -> Q<'q> {
+            q.bind(rows.keys().map(|k| k.0).collect::<Vec<_>>())
+                .bind(rows.keys().map(|k| k.1).collect::<Vec<_>>())
+                .bind(rows.keys().map(|k| k.2.as_str()).collect::<Vec<_>>())
+                .bind(rows.values().map(Option::as_deref).collect::<Vec<_>>())
+        }
+
+        /// Inserts or updates item rows in one statement.
+        async fn write_items(conn: &mut Conn, rows: &BTreeMap<ItemKey, Option<String>>, now: UtcMicros) -> Result<()> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            bind_items(sqlx::query(
+                "INSERT INTO item_values (study_id, subject_id, item_key, value, updated_at) \
+                 SELECT k.st, k.su, k.ik, k.v, $5 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS k(st, su, ik, v) \
+                 ON CONFLICT (study_id, subject_id, item_key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+            ), rows)
+            .bind(now.as_micros())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Inserts entries with one constant statement per 10,000.
+        async fn insert_entries(conn: &mut Conn, entries: &[StoredEntry]) -> Result<()> {
+            for chunk in entries.chunks(10_000) {
+                let sql = format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) {ENTRY_UNNEST}");
+                bind_entries(sqlx::query(sqlx::AssertSqlSafe(sql)), chunk).execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// The end of a batch in one statement: its audit entries, its remaining item rows and the new chain heads.
+        async fn finish_batch(conn: &mut Conn, entries: &[StoredEntry], items: &BTreeMap<ItemKey, Option<String>>, heads: &[(Chain, ChainHead)], now: UtcMicros) -> Result<()> {
+            let sql = format!(
+                "WITH a AS (INSERT INTO audit_entries ({ENTRY_COLUMNS}) {ENTRY_UNNEST}), \
+                 i AS (INSERT INTO item_values (study_id, subject_id, item_key, value, updated_at) \
+                   SELECT k.st, k.su, k.ik, k.v, $23 FROM UNNEST($19::uuid[], $20::uuid[], $21::text[], $22::text[]) AS k(st, su, ik, v) \
+                   ON CONFLICT (study_id, subject_id, item_key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at) \
+                 UPDATE chain_heads SET seq = h.seq, hash = h.hash FROM UNNEST($24::uuid[], $25::int8[], $26::bytea[]) AS h(chain_id, seq, hash) \
+                 WHERE chain_heads.chain_id = h.chain_id"
+            );
+            let q = bind_items(bind_entries(sqlx::query(sqlx::AssertSqlSafe(sql)), entries), items)
+                .bind(now.as_micros())
+                .bind(heads.iter().map(|(c, _)| c.id()).collect::<Vec<_>>())
+                .bind(heads.iter().map(|(_, h)| i64::try_from(h.seq).unwrap_or(i64::MAX)).collect::<Vec<_>>())
+                .bind(heads.iter().map(|(_, h)| h.hash.as_slice()).collect::<Vec<_>>());
+            q.execute(&mut *conn).await?;
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use bulk_postgres;

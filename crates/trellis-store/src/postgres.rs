@@ -11,6 +11,7 @@ crate::backend::backend_impl!(
     begin = "BEGIN",
     lock_suffix = " FOR UPDATE"
 );
+crate::backend::bulk_postgres!();
 
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,

@@ -13,6 +13,7 @@ crate::backend::backend_impl!(
     begin = "BEGIN IMMEDIATE",
     lock_suffix = ""
 );
+crate::backend::bulk_sqlite!();
 
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,

@@ -472,3 +472,117 @@ async fn audit_filters_and_cursor_pagination() {
         assert_eq!(by_site.len(), 4);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_saves_of_one_item_chain_their_old_values_and_refusals_leave_no_trace() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let mut tasks = Vec::new();
+        for i in 0..48 {
+            let store = db.store.clone();
+            let value = format!("{i}");
+            let mut req = match i % 6 {
+                // Changes without a reason are refused once the item has a value (all but maybe the first).
+                0 => WriteRequest::new(actor(), vec![save(&s, &[("HR", Some(&value))])]),
+                // A request with two saves whose second is refused: its first must not land either.
+                1 => WriteRequest::new(
+                    actor(),
+                    vec![
+                        save(&s, &[(&format!("ONLY{i}"), Some("x"))]),
+                        save(&s, &[("bad key", Some("x"))]),
+                    ],
+                ),
+                // A save for a subject that does not exist.
+                2 => WriteRequest::new(
+                    actor(),
+                    vec![Mutation::SaveItems {
+                        study: s.study,
+                        subject: SubjectId::new(),
+                        values: vec![("HR".into(), Some(value.clone()))],
+                    }],
+                ),
+                // A save mixed with another mutation in one request.
+                3 => WriteRequest::new(
+                    actor(),
+                    vec![
+                        save(&s, &[("HR", Some(&value)), (&format!("MIX{i}"), Some("m"))]),
+                        Mutation::SetSubjectStatus {
+                            study: s.study,
+                            id: s.subject,
+                            status: if i % 12 == 3 {
+                                SubjectStatus::Enrolled
+                            } else {
+                                SubjectStatus::Screening
+                            },
+                        },
+                    ],
+                )
+                .with_reason("correction"),
+                // Clearing the item.
+                4 => WriteRequest::new(actor(), vec![save(&s, &[("HR", None)])])
+                    .with_reason("not done"),
+                _ => WriteRequest::new(actor(), vec![save(&s, &[("HR", Some(&value))])])
+                    .with_reason("correction"),
+            };
+            req = req.with_request_id(format!("r{i}"));
+            tasks.push(tokio::spawn(async move { (i, store.write(req).await) }));
+        }
+        let mut accepted = std::collections::BTreeMap::new();
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            match (i % 6, r) {
+                (1, r) => assert_eq!(r.unwrap_err().code(), "invalid_value"),
+                (2, r) => assert_eq!(r.unwrap_err().code(), "not_found"),
+                (0, Err(e)) => assert_eq!(e.code(), "reason_required"),
+                (_, Err(e)) => panic!("request {i} refused: {e}"),
+                (_, Ok(receipt)) => {
+                    accepted.insert(format!("r{i}"), receipt);
+                }
+            }
+        }
+        let entries = db
+            .store
+            .chain_page(Chain::Study(s.study), 0, 10_000)
+            .await
+            .unwrap();
+        // Only accepted requests left entries, and each receipt names exactly its entries.
+        for e in &entries {
+            if let Some(r) = &e.body.request_id {
+                assert!(accepted[r].entries.contains(&(e.chain, e.seq)), "{r}");
+            }
+        }
+        let mine: usize = accepted.values().map(|r| r.entries.len()).sum();
+        assert_eq!(
+            mine,
+            entries
+                .iter()
+                .filter(|e| e.body.request_id.is_some())
+                .count()
+        );
+        // The item's entries, in chain order, each start from the value the previous one left.
+        let mut current: Option<Option<String>> = None;
+        for e in entries
+            .iter()
+            .filter(|e| e.body.field.as_deref() == Some("HR"))
+        {
+            match &current {
+                None => {
+                    assert_eq!(e.body.action, "create");
+                    assert_eq!(e.body.old_value, None);
+                }
+                Some(prev) => {
+                    assert_eq!(e.body.action, "update");
+                    assert_eq!(e.body.old_value, Some(prev.clone().unwrap_or_default()));
+                    assert_ne!(&e.body.new_value, prev);
+                }
+            }
+            current = Some(e.body.new_value.clone());
+        }
+        let vals = db.store.item_values(s.study, s.subject).await.unwrap();
+        let hr = vals.iter().find(|(k, _)| k == "HR").map(|(_, v)| v.clone());
+        assert_eq!(hr, current);
+        assert!(!vals.iter().any(|(k, _)| k.starts_with("ONLY")));
+        assert_eq!(vals.iter().filter(|(k, _)| k.starts_with("MIX")).count(), 8);
+        db.store.verify_audit(None).await.unwrap();
+    });
+}
