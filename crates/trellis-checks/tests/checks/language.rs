@@ -522,3 +522,25 @@ fn expressions_of_any_type_for_conditions_and_derivations() {
         Ok(Some(true))
     );
 }
+
+#[test]
+fn readme_examples_compile_on_the_vitals_form() {
+    let form = Form::vitals();
+    for src in [
+        "{I.SYSBP} >= 60 and {I.SYSBP} <= 250",
+        "{I.DIABP} < {I.SYSBP}",
+        "{I.SEX} in (\"M\", \"F\", \"U\")",
+        "{I.SEX} != \"F\" or present({I.PREG})",
+        "{I.AEYN} = true or blank({I.AETERM})",
+        "{I.VSDAT} >= {F.DM/I.CONSDAT}",
+        "days_between({F.DM/I.CONSDAT}, {I.VSDAT}) <= 28",
+        "age_years(earliest({I.BRTHDAT}), {I.VSDAT}) >= 18",
+        "{SE.SCREEN/F.VS/I.WEIGHT} > 0\n  and abs({I.WEIGHT} - {SE.SCREEN/F.VS/I.WEIGHT}) / {SE.SCREEN/F.VS/I.WEIGHT} <= 0.1",
+        "{I.VSDAT} <= today() // not in the future",
+        "{I.AEENDAT} >= {I.AESTDAT}",
+    ] {
+        if let Err(e) = compile(&form, src) {
+            panic!("{src}: {e}");
+        }
+    }
+}

@@ -101,3 +101,21 @@ fn partial_dates_against_dates_and_literals() {
         );
     }
 }
+
+#[test]
+fn readme_partial_date_table() {
+    let form = Form::new(&[]);
+    let rows = [
+        ("date'2023' < date'2024-03'", T),
+        ("date'2024-02' < date'2024-03-01'", T),
+        ("date'2024-03' < date'2024-03-15'", U),
+        ("date'2024-03' <= date'2024-03-31'", T),
+        ("date'2024-03' = date'2024-03'", U),
+        ("date'2024-03' = date'2024-04-02'", F),
+        ("date'2024-03-05' = date'05-MAR-2024'", T),
+    ];
+    for (src, want) in rows {
+        let check = compile(&form, src).expect("compiles");
+        assert_eq!(check.evaluate(&form.values(&[]), &env()), Ok(want), "{src}");
+    }
+}
