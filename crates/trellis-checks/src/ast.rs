@@ -423,3 +423,65 @@ impl fmt::Display for Expr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(kind: ExprKind) -> Box<Expr> {
+        Box::new(Expr::new(kind, Pos::default()))
+    }
+    fn int(i: i64) -> Box<Expr> {
+        at(ExprKind::Literal(Literal::Integer(i)))
+    }
+    fn bin(op: BinaryOp, l: Box<Expr>, r: Box<Expr>) -> Box<Expr> {
+        at(ExprKind::Binary {
+            op,
+            left: l,
+            right: r,
+        })
+    }
+
+    #[test]
+    fn prints_the_fewest_parentheses() {
+        let e = bin(BinaryOp::Mul, bin(BinaryOp::Add, int(1), int(2)), int(3));
+        assert_eq!(e.to_string(), "(1 + 2) * 3");
+        let e = bin(BinaryOp::Sub, int(1), bin(BinaryOp::Sub, int(2), int(3)));
+        assert_eq!(e.to_string(), "1 - (2 - 3)");
+        let e = bin(BinaryOp::Sub, bin(BinaryOp::Sub, int(1), int(2)), int(3));
+        assert_eq!(e.to_string(), "1 - 2 - 3");
+        let e = bin(BinaryOp::Lt, bin(BinaryOp::Lt, int(1), int(2)), int(3));
+        assert_eq!(e.to_string(), "(1 < 2) < 3");
+        let e = at(ExprKind::Not(bin(BinaryOp::Eq, int(1), int(2))));
+        assert_eq!(e.to_string(), "not 1 = 2");
+        let e = bin(BinaryOp::Eq, at(ExprKind::Not(int(1))), int(2));
+        assert_eq!(e.to_string(), "(not 1) = 2");
+        let e = at(ExprKind::Neg(at(ExprKind::Neg(int(1)))));
+        assert_eq!(e.to_string(), "--1");
+    }
+
+    #[test]
+    fn prints_literals_and_references() {
+        assert_eq!(Literal::Decimal(5.0).to_string(), "5.0");
+        assert_eq!(Literal::Decimal(0.1).to_string(), "0.1");
+        assert_eq!(
+            Literal::Text("a\"b\\c\nd".into()).to_string(),
+            r#""a\"b\\c\nd""#
+        );
+        let r = ItemRef::from_parts(&["SE.1", "F.VS", "IG.VS", "I.X"]).expect("valid");
+        assert_eq!(r.to_string(), "{SE.1/F.VS/IG.VS/I.X}");
+        assert_eq!(
+            ItemRef::from_parts(&["F", "I"]).map(|r| r.form),
+            Some(Some("F".into()))
+        );
+        assert_eq!(ItemRef::from_parts(&["a b"]), None);
+        assert_eq!(ItemRef::from_parts(&[]), None);
+        assert_eq!(
+            Function::from_name("DAYS_BETWEEN"),
+            Some(Function::DaysBetween)
+        );
+        for f in Function::ALL {
+            assert_eq!(Function::from_name(f.name()), Some(f));
+        }
+    }
+}

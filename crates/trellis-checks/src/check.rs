@@ -428,3 +428,59 @@ pub fn range_check(
         targets: vec![item.clone()],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_source_reads_back_as_the_value() {
+        let schema = |_: &ItemRef| None;
+        let env = Env {
+            today: jiff::civil::date(2024, 1, 1),
+        };
+        for (ty, s) in [
+            (ValueType::Integer, "-42"),
+            (ValueType::Integer, "-9223372036854775808"),
+            (ValueType::Decimal, "0.1"),
+            (ValueType::Decimal, "-1e-7"),
+            (ValueType::Text, "say \"hi\"\\\n"),
+            (ValueType::Boolean, "0"),
+            (ValueType::Date, "29-FEB-2024"),
+            (ValueType::PartialDate, "UN-UNK-0001"),
+            (ValueType::PartialDate, "2024-03-05"),
+            (ValueType::Time, "23:59:59.000000001"),
+            (ValueType::DateTime, "2024-03-05T00:00"),
+        ] {
+            let v = Value::parse(ty, s).expect("valid");
+            let src = literal_source(&v).expect("not blank");
+            let e = CompiledExpression::compile("L", &src, &schema).expect("compiles");
+            let back = e.evaluate_value(&Vec::new(), &env).expect("evaluates");
+            // A complete partial date reads back as a date.
+            let want = match v {
+                Value::PartialDate(p) => p.complete().map_or(v, Value::Date),
+                v => v,
+            };
+            assert_eq!(back, want, "{s} -> {src}");
+        }
+        assert_eq!(literal_source(&Value::Missing), None);
+    }
+
+    #[test]
+    fn check_error_display_and_codes() {
+        let e = CheckError::at(
+            "AGE_RANGE",
+            Pos {
+                line: 1,
+                column: 14,
+            },
+            CheckErrorKind::Type,
+            "cannot compare Date with Integer".into(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "check AGE_RANGE, line 1, column 14: cannot compare Date with Integer"
+        );
+        assert_eq!(e.code(), "check_type");
+    }
+}

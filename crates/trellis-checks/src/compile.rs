@@ -440,3 +440,73 @@ fn literal(l: &Literal) -> Typed {
     let ty = v.value_type().unwrap_or(ValueType::Text);
     (Node::Const(v), ty)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+
+    fn compiled(src: &str) -> Result<Typed, CompileError> {
+        let schema = |r: &ItemRef| match r.item.as_str() {
+            "I" => Some((Slot(0), ValueType::Integer)),
+            "D" => Some((Slot(1), ValueType::Decimal)),
+            "P" => Some((Slot(2), ValueType::PartialDate)),
+            _ => None,
+        };
+        let mut c = Compiler {
+            schema: &schema,
+            inputs: Vec::new(),
+            uses_today: false,
+        };
+        c.compile(&parse(src).map_err(|e| CompileError {
+            pos: e.pos,
+            unknown_item: false,
+            message: e.message,
+        })?)
+    }
+
+    #[test]
+    fn integers_meeting_decimals_become_decimals() {
+        let (node, ty) = compiled("{I} + 1.5").expect("compiles");
+        assert_eq!(ty, ValueType::Decimal);
+        let Node::Arith(ArithOp::AddDec, l, r) = node else {
+            panic!("{node:?}")
+        };
+        assert_eq!(
+            *l,
+            Node::IntToDec(Box::new(Node::Load(Slot(0), ValueType::Integer)))
+        );
+        assert_eq!(*r, Node::Const(Value::Decimal(1.5)));
+        // Integer constants are converted at compile time.
+        let (node, _) = compiled("{D} < 2").expect("compiles");
+        let Node::Cmp(CmpOp::Lt, _, r) = node else {
+            panic!("{node:?}")
+        };
+        assert_eq!(*r, Node::Const(Value::Decimal(2.0)));
+        assert_eq!(compiled("{I} * 2").map(|t| t.1), Ok(ValueType::Integer));
+        assert_eq!(compiled("{I} / 2").map(|t| t.1), Ok(ValueType::Decimal));
+    }
+
+    #[test]
+    fn unify_rules() {
+        use ValueType as T;
+        assert_eq!(unify([T::Integer, T::Integer]), Some(T::Integer));
+        assert_eq!(unify([T::Integer, T::Decimal]), Some(T::Decimal));
+        assert_eq!(
+            unify([T::Date, T::PartialDate, T::Date]),
+            Some(T::PartialDate)
+        );
+        assert_eq!(unify([T::Date, T::DateTime]), None);
+        assert_eq!(unify([T::Text, T::Integer]), None);
+        assert_eq!(unify([]), None);
+    }
+
+    #[test]
+    fn unknown_items_are_marked() {
+        let e = compiled("{X} > 1").expect_err("unknown");
+        assert!(e.unknown_item);
+        assert_eq!((e.pos.line, e.pos.column), (1, 1));
+        let e = compiled("{P} + 1 > 1").expect_err("type");
+        assert!(!e.unknown_item);
+    }
+}

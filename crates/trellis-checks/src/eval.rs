@@ -53,6 +53,8 @@ pub enum EvalError {
         expected: ValueType,
         found: ValueType,
     },
+    #[error("slot {} holds a decimal that is not a finite number", .0.0)]
+    NotFinite(Slot),
     #[error("division by zero")]
     DivisionByZero,
     #[error("number out of range")]
@@ -72,6 +74,7 @@ impl EvalError {
         match self {
             EvalError::NoSuchSlot(_) => "check_no_such_slot",
             EvalError::TypeMismatch { .. } => "check_value_type_mismatch",
+            EvalError::NotFinite(_) => "check_not_finite",
             EvalError::DivisionByZero => "check_division_by_zero",
             EvalError::Overflow => "check_overflow",
             EvalError::DateOutOfRange => "check_date_out_of_range",
@@ -114,7 +117,11 @@ fn load<S: SlotValues + ?Sized>(values: &S, slot: Slot, ty: ValueType) -> Result
     Ok(match (ty, v) {
         (_, Value::Missing) => V::U,
         (ValueType::Integer, Value::Integer(i)) => V::I(*i),
-        (ValueType::Decimal, Value::Decimal(d)) if d.is_finite() => V::D(*d),
+        // Value::parse never makes NaN or infinities, but a caller could build them.
+        (ValueType::Decimal, Value::Decimal(d)) if !d.is_finite() => {
+            return Err(EvalError::NotFinite(slot));
+        }
+        (ValueType::Decimal, Value::Decimal(d)) => V::D(*d),
         (ValueType::Decimal, Value::Integer(i)) => V::D(*i as f64),
         // Blank text is missing however the caller built the value.
         (ValueType::Text, Value::Text(t)) if t.trim().is_empty() => V::U,

@@ -565,3 +565,101 @@ pub(crate) fn parse(source: &str) -> Result<Expr, SyntaxError> {
     }
     Ok(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The canonical print of `src`, fully parenthesised by the tree's shape.
+    fn shape(e: &Expr) -> String {
+        match &e.kind {
+            ExprKind::Literal(l) => l.to_string(),
+            ExprKind::Item(r) => r.to_string(),
+            ExprKind::Neg(x) => format!("(-{})", shape(x)),
+            ExprKind::Not(x) => format!("(not {})", shape(x)),
+            ExprKind::Binary { op, left, right } => {
+                format!("({} {} {})", shape(left), op.symbol(), shape(right))
+            }
+            ExprKind::In {
+                negated,
+                expr,
+                list,
+            } => {
+                let items: Vec<String> = list.iter().map(shape).collect();
+                let kw = if *negated { "not in" } else { "in" };
+                format!("({} {kw} [{}])", shape(expr), items.join(", "))
+            }
+            ExprKind::Call { function, args } => {
+                let items: Vec<String> = args.iter().map(shape).collect();
+                format!("{}[{}]", function.name(), items.join(", "))
+            }
+        }
+    }
+
+    fn parsed(src: &str) -> String {
+        shape(&parse(src).unwrap_or_else(|e| panic!("{src}: {e:?}")))
+    }
+
+    #[test]
+    fn precedence_and_associativity() {
+        assert_eq!(parsed("1 + 2 * 3"), "(1 + (2 * 3))");
+        assert_eq!(parsed("1 - 2 - 3"), "((1 - 2) - 3)");
+        assert_eq!(parsed("8 / 4 / 2"), "((8 / 4) / 2)");
+        assert_eq!(parsed("-2 * 3"), "((-2) * 3)");
+        assert_eq!(parsed("1 - -2"), "(1 - (-2))");
+    }
+
+    #[test]
+    fn logic_binds_looser_than_comparison() {
+        assert_eq!(
+            parsed("true or false and false"),
+            "(true or (false and false))"
+        );
+        assert_eq!(parsed("not {A} = 1 and {B}"), "((not ({A} = 1)) and {B})");
+        assert_eq!(parsed("not not true"), "(not (not true))");
+        assert_eq!(
+            parsed("{A} + 1 in (1, 2 + 3)"),
+            "(({A} + 1) in [1, (2 + 3)])"
+        );
+        assert_eq!(parsed("{A} NOT IN (1)"), "({A} not in [1])");
+        assert_eq!(
+            parsed("present({A}) and today() > date'2024'"),
+            "(present[{A}] and (today[] > date'2024'))"
+        );
+    }
+
+    #[test]
+    fn positions_are_line_and_character_column() {
+        let e = parse("\"é\" = {A} or\n  {B}").expect("parses");
+        assert_eq!(
+            e.pos,
+            Pos {
+                line: 1,
+                column: 11
+            }
+        );
+        let ExprKind::Binary { left, right, .. } = &e.kind else {
+            panic!("not binary")
+        };
+        assert_eq!(left.pos, Pos { line: 1, column: 5 });
+        assert_eq!(right.pos, Pos { line: 2, column: 3 });
+    }
+
+    #[test]
+    fn literals() {
+        assert_eq!(parsed("date'2024-03'"), "date'2024-03'");
+        assert_eq!(parsed("DATE'05-MAR-2024'"), "date'2024-03-05'");
+        assert_eq!(parsed("time'08:00'"), "time'08:00:00'");
+        assert_eq!(parsed("\"a\\\"b\""), "\"a\\\"b\"");
+        for bad in [
+            "time'8:00'",
+            "date'2024-3'",
+            "datetime'2024-03-05'",
+            "1.",
+            "\"\\q\"",
+            "a(1)",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}

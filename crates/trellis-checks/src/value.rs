@@ -118,8 +118,8 @@ impl PartialDate {
 
     /// First day the partial date can stand for (imputation to the start).
     pub fn earliest(self) -> Date {
-        // The constructor validated the parts, so `constant` cannot be out of range; the
-        // fallback keeps this total without a panic path.
+        // The constructor validated the parts, so `Date::new` succeeds; the fallback only
+        // keeps this total without a panic path.
         let m = self.month.unwrap_or(1);
         let d = self.day.unwrap_or(1);
         Date::new(self.year, m, d).unwrap_or(Date::MIN)
