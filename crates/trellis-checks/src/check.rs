@@ -81,6 +81,15 @@ impl CompiledExpression {
         source: &str,
         schema: &S,
     ) -> Result<CompiledExpression, CheckError> {
+        CompiledExpression::compile_tree(check, source, schema).map(|(compiled, _)| compiled)
+    }
+
+    /// As `compile`, also returning the syntax tree.
+    fn compile_tree<S: Schema + ?Sized>(
+        check: &str,
+        source: &str,
+        schema: &S,
+    ) -> Result<(CompiledExpression, Expr), CheckError> {
         let expr = parse_expression(check, source)?;
         let mut c = Compiler {
             schema,
@@ -91,12 +100,13 @@ impl CompiledExpression {
             .compile(&expr)
             .map_err(|e| CheckError::compile(check, e))?;
         c.inputs.sort_unstable();
-        Ok(CompiledExpression {
+        let compiled = CompiledExpression {
             root,
             value_type,
             inputs: c.inputs,
             uses_today: c.uses_today,
-        })
+        };
+        Ok((compiled, expr))
     }
 
     pub fn value_type(&self) -> ValueType {
@@ -203,7 +213,8 @@ pub struct CompiledCheck {
 impl CheckDef {
     /// Parses, resolves and type-checks the check. The expression must be Boolean.
     pub fn compile<S: Schema + ?Sized>(&self, schema: &S) -> Result<CompiledCheck, CheckError> {
-        let expression = CompiledExpression::compile(&self.id, &self.expression, schema)?;
+        let (expression, tree) =
+            CompiledExpression::compile_tree(&self.id, &self.expression, schema)?;
         let start = Pos { line: 1, column: 1 };
         if expression.value_type != ValueType::Boolean {
             return Err(CheckError::at(
@@ -218,7 +229,7 @@ impl CheckDef {
         }
         let wanted: Vec<ItemRef> = if self.targets.is_empty() {
             let mut seen = Vec::new();
-            for r in parse_expression(&self.id, &self.expression)?.items() {
+            for r in tree.items() {
                 if !seen.contains(r) {
                     seen.push(r.clone());
                 }
