@@ -119,3 +119,15 @@ sign-valid = gültig
 sign-invalid = nicht mehr gültig: der Inhalt wurde nach der Unterschrift geändert
 sign-done = Unterschrieben.
 sign-wrong-password = Das Passwort ist falsch; es wurde nichts unterschrieben.
+
+crf-reason = Änderungsgrund
+crf-reason-help = Pflicht, wenn Sie einen bereits gespeicherten Wert ändern (21 CFR 11.10(e)).
+crf-required = Pflichtfeld
+crf-no-answer = Keine Angabe
+crf-day = Tag
+crf-month = Monat
+crf-year = Jahr
+crf-row = Eintrag
+crf-not-collected = Für diese Person nicht erhoben (Sprunglogik).
+crf-derived = Aus anderen Feldern berechnet.
+crf-history = Änderungshistorie

@@ -119,3 +119,15 @@ sign-valid = valid
 sign-invalid = no longer valid: the content changed after signing
 sign-done = Signed.
 sign-wrong-password = The password is incorrect; nothing was signed.
+
+crf-reason = Reason for change
+crf-reason-help = Required when you change a value that was already saved (21 CFR 11.10(e)).
+crf-required = required
+crf-no-answer = No answer
+crf-day = Day
+crf-month = Month
+crf-year = Year
+crf-row = Entry
+crf-not-collected = Not collected for this subject (skip logic).
+crf-derived = Calculated from other items.
+crf-history = Audit history

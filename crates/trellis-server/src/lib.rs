@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod authz;
+pub mod crf;
 pub mod demo;
 pub mod i18n;
 pub mod openapi;

@@ -67,6 +67,9 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Study definitions in CDISC ODM: check and import.
+    #[command(subcommand)]
+    Study(StudyCommand),
     /// Pharmacovigilance signal detection (PRR, ROR, BCPNN, MGPS).
     #[command(subcommand)]
     Signal(trellis_signal::cli::SignalCommand),
@@ -182,6 +185,17 @@ pub enum AuditCommand {
 pub enum ExportFormat {
     Csv,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// Read an ODM 1.3.x file and build its studies without touching the database:
+    /// prints what would be imported, every warning (vendor extensions, unsupported
+    /// elements) and every error with its line. Exits 1 if the file would be refused.
+    CheckOdm {
+        /// The ODM XML file (REDCap, OpenClinica, CDISC and other EDC exports).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

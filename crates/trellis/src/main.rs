@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod config;
+mod study;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Pure-compute commands need neither the database nor the async runtime.
         Command::Signal(cmd) => return trellis_signal::cli::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Stats(cmd) => return trellis_stats::cli::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Study(cli::StudyCommand::CheckOdm { file }) => return study::check_odm(&file),
         _ => {}
     }
     init_logging(common.log_format);
@@ -76,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("snapshot of {} written to {}", store.url(), out.display());
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Signal(_) | Command::Stats(_) => Ok(ExitCode::SUCCESS),
+            Command::Signal(_) | Command::Stats(_) | Command::Study(_) => Ok(ExitCode::SUCCESS),
         }
     })
 }
