@@ -155,11 +155,11 @@ macro_rules! backend_impl {
         /// An item value's identity: (study, subject, item key).
         type ItemKey = (Uuid, Uuid, String);
 
-        /// A row of the bulk item read: the subject's site and, if a row exists, one item.
+        /// A row of the bulk item read: a subject's site, or an item row that exists.
         struct ItemRow {
             study: Uuid,
             subject: Uuid,
-            site: Uuid,
+            site: Option<Uuid>,
             key: Option<String>,
             value: Option<String>,
         }
@@ -178,23 +178,31 @@ macro_rules! backend_impl {
         impl Items {
             /// Reads the sites of the saves' subjects and the current values of all their keys.
             async fn load<'a>(conn: &mut Conn, saves: impl Iterator<Item = (&'a StudyId, &'a SubjectId, &'a [(String, Option<String>)])>) -> Result<Items> {
-                let mut seen: HashSet<(Uuid, Uuid, Option<&'a str>)> = HashSet::new();
+                let mut subjects = Vec::new();
+                let mut seen_subjects = HashSet::new();
                 let mut keys = Vec::new();
+                let mut seen: HashSet<(Uuid, Uuid, &'a str)> = HashSet::new();
                 for (study, subject, values) in saves {
                     let (st, su) = (study.as_uuid(), subject.as_uuid());
-                    // A key-less probe finds the subject even for a save without values.
-                    let probe = values.is_empty().then_some(None);
-                    for k in probe.into_iter().chain(values.iter().map(|(k, _)| Some(k.as_str()))) {
-                        if seen.insert((st, su, k)) {
-                            keys.push((st, su, k));
+                    if seen_subjects.insert((st, su)) {
+                        subjects.push((st, su));
+                    }
+                    for (k, _) in values {
+                        if seen.insert((st, su, k.as_str())) {
+                            keys.push((st, su, k.as_str()));
                         }
                     }
                 }
                 let mut items = Items::default();
-                for row in read_items(conn, &keys).await? {
-                    items.sites.insert((row.study, row.subject), row.site);
-                    if let Some(k) = row.key {
-                        items.rows.insert((row.study, row.subject, k), row.value);
+                for row in read_items(conn, &subjects, &keys).await? {
+                    match (row.site, row.key) {
+                        (Some(site), _) => {
+                            items.sites.insert((row.study, row.subject), site);
+                        }
+                        (None, Some(k)) => {
+                            items.rows.insert((row.study, row.subject, k), row.value);
+                        }
+                        (None, None) => {}
                     }
                 }
                 Ok(items)
@@ -1002,15 +1010,33 @@ macro_rules! backend_impl {
 pub(crate) use backend_impl;
 
 /// SQLite's bulk statements: multi-row `VALUES` lists. A statement's rows are padded
-/// with all-NULL rows (which it filters out) up to a power of two, so a handful of
+/// with all-NULL rows (which it filters out) up to one of a few sizes, so a few dozen
 /// statement texts serve every batch size and stay prepared in the connection's cache.
 macro_rules! bulk_sqlite {
     () => {
         const ENTRY_COLUMNS: &str = "chain_id, seq, entry_id, recorded_at, actor_id, actor_name, action, entity_type, entity_id, field, old_value, new_value, reason, request_id, site_id, subject_id, prev_hash, hash";
 
-        /// Rows a statement for `n` rows (at most `max`, a power of two) is padded to.
+        /// Rows a statement for `n` rows (at most `max`, a multiple of 32) is padded to:
+        /// 8, 16, 32, then multiples of 32, so a few NULL rows are bound at most.
         fn padded(n: usize, max: usize) -> usize {
-            n.next_power_of_two().clamp(8, max)
+            if n <= 32 { n.next_power_of_two().max(8) } else { n.div_ceil(32) * 32 }.min(max)
+        }
+
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        enum SqlKind {
+            LockHeads,
+            ReadItems,
+            WriteItems,
+            InsertEntries,
+            StoreHeads,
+        }
+
+        /// The text of a padded statement, built once per kind and size: under a hundred
+        /// texts in all (see `padded`), kept for the life of the process.
+        fn cached_sql(kind: SqlKind, rows: usize, make: impl FnOnce() -> String) -> &'static str {
+            static CACHE: std::sync::Mutex<Option<HashMap<(SqlKind, usize), &'static str>>> = std::sync::Mutex::new(None);
+            let mut guard = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            guard.get_or_insert_with(HashMap::new).entry((kind, rows)).or_insert_with(|| Box::leak(make().into_boxed_str()))
         }
 
         /// `(?, ?), (?, ?), ...`: `rows` rows of `cols` placeholders. Anonymous `?`s, because
@@ -1025,8 +1051,10 @@ macro_rules! bulk_sqlite {
             let mut heads = BTreeMap::new();
             for chunk in chains.chunks(256) {
                 let n = padded(chunk.len(), 256);
-                let sql = format!("SELECT chain_id, seq, hash FROM chain_heads WHERE chain_id IN (SELECT column1 FROM (VALUES {}))", values_sql(n, 1));
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let sql = cached_sql(SqlKind::LockHeads, n, || {
+                    format!("SELECT chain_id, seq, hash FROM chain_heads WHERE chain_id IN (SELECT column1 FROM (VALUES {}))", values_sql(n, 1))
+                });
+                let mut q = sqlx::query(sql);
                 for c in chunk {
                     q = q.bind(c.id());
                 }
@@ -1043,25 +1071,37 @@ macro_rules! bulk_sqlite {
             Ok(heads)
         }
 
-        /// For each (study, subject, key): the subject's site (no row if there is no such
-        /// subject) and the item's current row, if any.
-        async fn read_items(conn: &mut Conn, keys: &[(Uuid, Uuid, Option<&str>)]) -> Result<Vec<ItemRow>> {
-            let mut out = Vec::with_capacity(keys.len());
-            for chunk in keys.chunks(512) {
-                let n = padded(chunk.len(), 512);
-                // CROSS JOIN keeps the key list as the outer loop, probing both primary keys.
-                let sql = format!(
-                    "WITH k(st, su, ik) AS (VALUES {}) \
-                     SELECT s.study_id, s.subject_id, s.site_id, v.item_key, v.value FROM k CROSS JOIN subjects s \
-                     ON s.study_id = k.st AND s.subject_id = k.su \
-                     LEFT JOIN item_values v ON v.study_id = k.st AND v.subject_id = k.su AND v.item_key = k.ik",
-                    values_sql(n, 3)
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (st, su, ik) in chunk {
+        /// The sites of `subjects` (one row each that exists) and the item rows of `keys` that exist.
+        async fn read_items(conn: &mut Conn, subjects: &[(Uuid, Uuid)], keys: &[(Uuid, Uuid, &str)]) -> Result<Vec<ItemRow>> {
+            let mut out = Vec::new();
+            let chunks = subjects.len().max(keys.len()).div_ceil(512);
+            for c in 0..chunks {
+                let sub = subjects.get(c * 512..subjects.len().min((c + 1) * 512)).unwrap_or(&[]);
+                let key = keys.get(c * 512..keys.len().min((c + 1) * 512)).unwrap_or(&[]);
+                let n = padded(sub.len().max(key.len()), 512);
+                // CROSS JOIN keeps the lists as the outer loops, probing the primary keys.
+                let sql = cached_sql(SqlKind::ReadItems, n, || {
+                    format!(
+                        "WITH sk(st, su) AS (VALUES {}), k(st, su, ik) AS (VALUES {}) \
+                         SELECT s.study_id, s.subject_id, s.site_id, NULL AS item_key, NULL AS value \
+                         FROM sk CROSS JOIN subjects s ON s.study_id = sk.st AND s.subject_id = sk.su \
+                         UNION ALL SELECT v.study_id, v.subject_id, NULL, v.item_key, v.value \
+                         FROM k CROSS JOIN item_values v ON v.study_id = k.st AND v.subject_id = k.su AND v.item_key = k.ik",
+                        values_sql(n, 2),
+                        values_sql(n, 3)
+                    )
+                });
+                let mut q = sqlx::query(sql);
+                for (st, su) in sub {
+                    q = q.bind(*st).bind(*su);
+                }
+                for _ in sub.len()..n {
+                    q = q.bind(None::<Uuid>).bind(None::<Uuid>);
+                }
+                for (st, su, ik) in key {
                     q = q.bind(*st).bind(*su).bind(*ik);
                 }
-                for _ in chunk.len()..n {
+                for _ in key.len()..n {
                     q = q.bind(None::<Uuid>).bind(None::<Uuid>).bind(None::<&str>);
                 }
                 for row in q.fetch_all(&mut *conn).await? {
@@ -1082,13 +1122,15 @@ macro_rules! bulk_sqlite {
             let rows: Vec<_> = rows.iter().collect();
             for chunk in rows.chunks(1024) {
                 let n = padded(chunk.len(), 1024);
-                let sql = format!(
-                    "INSERT INTO item_values (study_id, subject_id, item_key, value, updated_at) \
-                     SELECT column1, column2, column3, column4, column5 FROM (VALUES {}) WHERE column1 IS NOT NULL \
-                     ON CONFLICT (study_id, subject_id, item_key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    values_sql(n, 5)
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let sql = cached_sql(SqlKind::WriteItems, n, || {
+                    format!(
+                        "INSERT INTO item_values (study_id, subject_id, item_key, value, updated_at) \
+                         SELECT column1, column2, column3, column4, column5 FROM (VALUES {}) WHERE column1 IS NOT NULL \
+                         ON CONFLICT (study_id, subject_id, item_key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        values_sql(n, 5)
+                    )
+                });
+                let mut q = sqlx::query(sql);
                 for ((st, su, k), v) in chunk {
                     q = q.bind(*st).bind(*su).bind(k.as_str()).bind(v.as_deref()).bind(now.as_micros());
                 }
@@ -1104,8 +1146,10 @@ macro_rules! bulk_sqlite {
         async fn insert_entries(conn: &mut Conn, entries: &[StoredEntry]) -> Result<()> {
             for chunk in entries.chunks(256) {
                 let n = padded(chunk.len(), 256);
-                let sql = format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL", values_sql(n, 18));
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let sql = cached_sql(SqlKind::InsertEntries, n, || {
+                    format!("INSERT INTO audit_entries ({ENTRY_COLUMNS}) SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL", values_sql(n, 18))
+                });
+                let mut q = sqlx::query(sql);
                 for e in chunk {
                     let b = &e.body;
                     q = q
@@ -1144,12 +1188,14 @@ macro_rules! bulk_sqlite {
             write_items(conn, items, now).await?;
             for chunk in heads.chunks(256) {
                 let n = padded(chunk.len(), 256);
-                let sql = format!(
-                    "INSERT INTO chain_heads (chain_id, seq, hash) SELECT column1, column2, column3 FROM (VALUES {}) WHERE column1 IS NOT NULL \
-                     ON CONFLICT (chain_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                    values_sql(n, 3)
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let sql = cached_sql(SqlKind::StoreHeads, n, || {
+                    format!(
+                        "INSERT INTO chain_heads (chain_id, seq, hash) SELECT column1, column2, column3 FROM (VALUES {}) WHERE column1 IS NOT NULL \
+                         ON CONFLICT (chain_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                        values_sql(n, 3)
+                    )
+                });
+                let mut q = sqlx::query(sql);
                 for (c, h) in chunk {
                     q = q.bind(c.id()).bind(i64::try_from(h.seq).unwrap_or(i64::MAX)).bind(h.hash.as_slice());
                 }
@@ -1193,15 +1239,17 @@ macro_rules! bulk_postgres {
             Ok(heads)
         }
 
-        /// For each (study, subject, key): the subject's site (no row if there is no such
-        /// subject) and the item's current row, if any.
-        async fn read_items(conn: &mut Conn, keys: &[(Uuid, Uuid, Option<&str>)]) -> Result<Vec<ItemRow>> {
+        /// The sites of `subjects` (one row each that exists) and the item rows of `keys` that exist.
+        async fn read_items(conn: &mut Conn, subjects: &[(Uuid, Uuid)], keys: &[(Uuid, Uuid, &str)]) -> Result<Vec<ItemRow>> {
             let rows = sqlx::query(
-                "SELECT s.study_id, s.subject_id, s.site_id, v.item_key, v.value \
-                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS k(st, su, ik) \
-                 JOIN subjects s ON s.study_id = k.st AND s.subject_id = k.su \
-                 LEFT JOIN item_values v ON v.study_id = k.st AND v.subject_id = k.su AND v.item_key = k.ik",
+                "SELECT s.study_id, s.subject_id, s.site_id, NULL::text AS item_key, NULL::text AS value \
+                 FROM UNNEST($1::uuid[], $2::uuid[]) AS sk(st, su) JOIN subjects s ON s.study_id = sk.st AND s.subject_id = sk.su \
+                 UNION ALL SELECT v.study_id, v.subject_id, NULL::uuid, v.item_key, v.value \
+                 FROM UNNEST($3::uuid[], $4::uuid[], $5::text[]) AS k(st, su, ik) \
+                 JOIN item_values v ON v.study_id = k.st AND v.subject_id = k.su AND v.item_key = k.ik",
             )
+            .bind(subjects.iter().map(|k| k.0).collect::<Vec<_>>())
+            .bind(subjects.iter().map(|k| k.1).collect::<Vec<_>>())
             .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
             .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
             .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())

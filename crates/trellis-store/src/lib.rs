@@ -360,10 +360,23 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<Job>, max_batch: us
             return;
         };
         let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+        // The first request to arrive wakes this task at once, often while the
+        // requesters acknowledged by the previous commit are still queued to run and
+        // resubmit; yielding lets them, so a batch takes everyone who is ready instead
+        // of alternating small and large batches. Stops as soon as a round brings none.
+        loop {
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            if batch.len() >= max_batch {
+                break;
+            }
+            tokio::task::yield_now().await;
+            if rx.is_empty() {
+                break;
             }
         }
         match &backend {

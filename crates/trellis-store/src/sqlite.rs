@@ -57,7 +57,14 @@ pub(crate) async fn open(
         .max_connections(1)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(60))
-        .connect_with(base.clone().create_if_missing(create))
+        // The write path's padded bulk statements stay prepared, and a bulk read's rows
+        // cross from the worker thread without waiting for the reader row by row.
+        .connect_with(
+            base.clone()
+                .create_if_missing(create)
+                .statement_cache_capacity(256)
+                .row_buffer_size(1024),
+        )
         .await?;
     let reader = SqlitePoolOptions::new()
         .max_connections(readers.max(1))
