@@ -170,6 +170,47 @@ pub struct AncovaArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+pub struct MmrmArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Response column (e.g. CHG)
+    #[arg(long)]
+    pub response: String,
+    /// Subject identifier column (e.g. USUBJID)
+    #[arg(long)]
+    pub subject: String,
+    /// Visit column (e.g. AVISIT); ordered naturally ("Week 2" before "Week 12") unless
+    /// --visit-order is given
+    #[arg(long)]
+    pub visit: String,
+    /// Treatment column (e.g. TRT01P): LS means per arm and visit, differences vs --ref
+    #[arg(long)]
+    pub by: String,
+    /// Reference levels, e.g. TRT01P=Placebo (the reference arm) and factor covariates'
+    /// reference levels (comma separated)
+    #[arg(long = "ref", value_delimiter = ',', value_parser = parse_ref)]
+    pub reference: Vec<(String, String)>,
+    /// Covariates (e.g. BASE): character columns are factors, numeric ones continuous
+    #[arg(long, value_delimiter = ',')]
+    pub covariates: Vec<String>,
+    /// Numeric covariates to treat as factors
+    #[arg(long, value_delimiter = ',')]
+    pub factors: Vec<String>,
+    /// Add continuous covariate × visit terms (e.g. baseline × visit)
+    #[arg(long)]
+    pub visit_by_covariate: bool,
+    /// Visit order (comma separated visit values)
+    #[arg(long, value_delimiter = ',')]
+    pub visit_order: Vec<String>,
+    /// Within-subject covariance structure
+    #[arg(long, value_enum, default_value_t = crate::mmrm::CovStructure::Us)]
+    pub cov: crate::mmrm::CovStructure,
+    /// Denominator degrees of freedom
+    #[arg(long, value_enum, default_value_t = crate::mmrm::DfMethod::Satterthwaite)]
+    pub df: crate::mmrm::DfMethod,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct LogisticArgs {
     #[command(flatten)]
     pub common: Common,
@@ -242,6 +283,9 @@ pub enum StatsCommand {
     Cox(CoxArgs),
     /// ANCOVA / linear model: type III tests, LS means with CIs, pairwise differences
     Ancova(AncovaArgs),
+    /// Mixed model for repeated measures (REML, unstructured covariance, Satterthwaite df):
+    /// LS means by visit and differences vs a reference arm
+    Mmrm(MmrmArgs),
     /// Logistic regression with odds ratios
     Logistic(LogisticArgs),
     /// Contingency table: Pearson chi-square, Fisher's exact (2×2), CMH (with --strata)
@@ -381,6 +425,40 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                 &a.common,
                 &serde_json::to_value(&fit)?,
                 &render::ancova_tables(&fit, &title),
+            )
+        }
+        StatsCommand::Mmrm(a) => {
+            check_alpha(a.common.alpha)?;
+            let ds = load(&a.common.data)?;
+            let (trt_ref, factor_refs): (Vec<_>, Vec<_>) = a
+                .reference
+                .iter()
+                .cloned()
+                .partition(|(c, _)| c.eq_ignore_ascii_case(&a.by));
+            let spec = crate::mmrm::MmrmSpec {
+                response: a.response.clone(),
+                subject: a.subject.clone(),
+                visit: a.visit.clone(),
+                treatment: a.by.clone(),
+                reference: trt_ref.into_iter().next().map(|(_, l)| l),
+                covariates: a.covariates.clone(),
+                factors: a.factors.clone(),
+                factor_refs,
+                visit_by_covariate: a.visit_by_covariate,
+                cov: a.cov,
+                visit_order: (!a.visit_order.is_empty()).then(|| a.visit_order.clone()),
+            };
+            let fit = crate::mmrm::mmrm(&ds, &spec, a.common.alpha)?;
+            let title = a.common.title.clone().unwrap_or_else(|| {
+                format!(
+                    "Mixed Model for Repeated Measures of {} by {}",
+                    a.response, a.visit
+                )
+            });
+            emit(
+                &a.common,
+                &serde_json::to_value(&fit)?,
+                &render::mmrm_tables(&fit, &title),
             )
         }
         StatsCommand::Logistic(a) => {

@@ -4,6 +4,8 @@
 //! * [`data`]: column-oriented datasets read from CSV or XPORT.
 //! * [`survival`]: Kaplan–Meier, log-rank (stratified), Cox proportional hazards.
 //! * [`linear`]: linear models / ANCOVA with type III tests and LS means; logistic regression.
+//! * [`mmrm`]: mixed model for repeated measures (REML, unstructured/CS/AR(1) covariance,
+//!   Satterthwaite df, LS means by visit).
 //! * [`freq`]: Fisher's exact test, Pearson chi-square, Cochran–Mantel–Haenszel.
 //! * [`describe`]: descriptive summaries by group.
 
@@ -15,6 +17,7 @@ pub mod error;
 pub mod freq;
 pub mod linalg;
 pub mod linear;
+pub mod mmrm;
 pub mod render;
 pub mod survival;
 pub mod xport;

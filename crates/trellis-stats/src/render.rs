@@ -4,6 +4,7 @@
 use crate::describe::{Describe, VarSummary};
 use crate::freq::FreqResult;
 use crate::linear::{AncovaFit, LogisticFit};
+use crate::mmrm::{CovStructure, MmrmFit};
 use crate::survival::{CoxFit, KmResult};
 use std::fmt::Write as _;
 
@@ -519,6 +520,102 @@ pub fn ancova_tables(a: &AncovaFit, title: &str) -> Vec<Table> {
         a.r2,
         a.mse.sqrt()
     ));
+    vec![t1, t2, t3]
+}
+
+/// MMRM tables: LS means by visit and arm with differences vs the reference arm (the CSR
+/// table), fixed effects, and the estimated covariance matrix.
+pub fn mmrm_tables(a: &MmrmFit, title: &str) -> Vec<Table> {
+    let cl = ((1.0 - a.alpha) * 100.0).round();
+    let cov = match a.cov {
+        CovStructure::Us => "unstructured",
+        CovStructure::Cs => "compound symmetry",
+        CovStructure::Ar1 => "AR(1)",
+    };
+    let mut t1 = Table {
+        titles: vec![
+            title.to_string(),
+            format!(
+                "LS means of {} by {} and {}",
+                a.response, a.visit, a.treatment
+            ),
+        ],
+        headers: vec![
+            a.visit.clone(),
+            a.treatment.clone(),
+            "n".into(),
+            "LS mean (SE)".into(),
+            format!("{cl}% CI"),
+            format!("Difference vs {} (SE)", a.reference),
+            format!("{cl}% CI"),
+            "p-value".into(),
+        ],
+        ..Default::default()
+    };
+    for m in &a.lsmeans {
+        let d = a
+            .diffs
+            .iter()
+            .find(|d| d.visit == m.visit && d.arm == m.arm);
+        let mut row = vec![
+            m.visit.clone(),
+            m.arm.clone(),
+            m.n.to_string(),
+            format!("{} ({})", f(m.estimate, 2), f(m.se, 3)),
+            format!("({}, {})", f(m.lo, 2), f(m.hi, 2)),
+        ];
+        match d {
+            Some(d) => row.extend([
+                format!("{} ({})", f(d.estimate, 2), f(d.se, 3)),
+                format!("({}, {})", f(d.lo, 2), f(d.hi, 2)),
+                fp(d.p),
+            ]),
+            None => row.extend([String::new(), String::new(), String::new()]),
+        }
+        t1.rows.push(row);
+    }
+    t1.footnotes.push(format!(
+        "MMRM fitted by REML with {cov} covariance over visits; Satterthwaite degrees of freedom. {} subjects, {} observations. -2 REML log-likelihood {:.3}; AIC {:.3}; BIC {:.3}.",
+        a.n_subjects, a.n_obs, a.deviance, a.aic, a.bic
+    ));
+    t1.footnotes.push(
+        "LS means at the mean of continuous covariates over the analysis rows, equal weights over levels of factor covariates."
+            .into(),
+    );
+    let mut t2 = Table {
+        titles: vec![format!("Fixed effects ({})", a.response)],
+        headers: vec![
+            "Term".into(),
+            "Estimate (SE)".into(),
+            "DF".into(),
+            "t".into(),
+            "p-value".into(),
+        ],
+        ..Default::default()
+    };
+    for c in &a.coefficients {
+        t2.rows.push(vec![
+            c.term.clone(),
+            format!("{} ({})", f(c.estimate, 4), f(c.se, 4)),
+            f(c.df, 1),
+            f(c.t, 2),
+            fp(c.p),
+        ]);
+    }
+    let mut t3 = Table {
+        titles: vec![format!("Estimated covariance matrix ({cov})")],
+        headers: std::iter::once(a.visit.clone())
+            .chain(a.visits.iter().cloned())
+            .collect(),
+        ..Default::default()
+    };
+    for (v, row) in a.visits.iter().zip(&a.covariance) {
+        t3.rows.push(
+            std::iter::once(v.clone())
+                .chain(row.iter().map(|x| f(*x, 4)))
+                .collect(),
+        );
+    }
     vec![t1, t2, t3]
 }
 

@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""Independent reference implementation of MMRM (REML) for trellis-stats' tests.
+
+No Python package fits an MMRM, so this script implements one directly with numpy/scipy and
+shares nothing with the Rust code path:
+
+* the REML deviance is computed by generalised least squares on the stacked subject blocks
+  (batched per missing-visit pattern with numpy einsum), straight from the formula
+      D(theta) = sum_i log|Sigma_i| + log|X'V^-1 X| + r'V^-1 r + (n - p) log(2 pi);
+  (Rust instead accumulates per-pattern cross-product statistics and has an analytic
+  gradient);
+* the optimiser is scipy BFGS on finite-difference gradients, polished by Newton steps on
+  a finite-difference (Richardson-extrapolated) Hessian;
+* Satterthwaite degrees of freedom use numerical derivatives only: the Hessian of D and the
+  Jacobian of (X'V^-1 X)^-1 with respect to theta, both by central differences with
+  Richardson extrapolation.
+
+Usage:
+    python reference/mmrm_reference.py            # writes fixtures/admmrm.csv and mmrm_reference.json
+    python reference/mmrm_reference.py fit CSV RESPONSE SUBJECT VISIT BY REF COVS [vbc] [us|cs|ar1]
+                                                  # prints one fit as JSON (for one-off checks)
+    python reference/mmrm_reference.py bench CSV  # times one fit (benches/stats.rs)
+"""
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import scipy
+import scipy.linalg as sla
+import scipy.optimize as so
+import scipy.stats as st
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "fixtures")
+
+
+def natural_key(s):
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", str(s))]
+
+
+# ---------------------------------------------------------------------------------------
+# covariance structures: theta -> Sigma (m x m)
+# ---------------------------------------------------------------------------------------
+def sigma_us(theta, m):
+    L = np.zeros((m, m))
+    L[np.diag_indices(m)] = np.exp(theta[:m])
+    L[np.tril_indices(m, -1)] = theta[m:]
+    return L @ L.T
+
+
+def sigma_cs(theta, m):
+    s2 = np.exp(theta[0])
+    lo = -1.0 / (m - 1)
+    rho = lo + (1.0 - lo) / (1.0 + np.exp(-theta[1]))
+    return s2 * ((1 - rho) * np.eye(m) + rho * np.ones((m, m)))
+
+
+def sigma_ar1(theta, m):
+    s2 = np.exp(theta[0])
+    rho = np.tanh(theta[1])
+    i = np.arange(m)
+    return s2 * rho ** np.abs(i[:, None] - i[None, :])
+
+
+COV = {"us": sigma_us, "cs": sigma_cs, "ar1": sigma_ar1}
+
+
+def ntheta(cov, m):
+    return m * (m + 1) // 2 if cov == "us" else 2
+
+
+# ---------------------------------------------------------------------------------------
+# design
+# ---------------------------------------------------------------------------------------
+def build(df, response, subject, visit, by, ref, covariates, vbc, factors_ref=None):
+    """Long data -> per-pattern blocks. Returns dict with X blocks, names, L vectors."""
+    factors_ref = factors_ref or {}
+    used = [response, subject, visit, by] + covariates
+    d = df.copy()
+    for c in used:
+        if not pd.api.types.is_numeric_dtype(d[c]):
+            d[c] = d[c].where(d[c].astype(str).str.strip() != "", np.nan)
+    d = d.dropna(subset=used).reset_index(drop=True)
+    vis = sorted(d[visit].astype(str).unique(), key=natural_key)
+    arms = sorted(d[by].astype(str).unique())
+    arms.remove(ref)
+    arms = [ref] + arms
+    m = len(vis)
+    cols = []  # (name, function(row-frame) -> vector)
+    names = ["Intercept"]
+    X = [np.ones(len(d))]
+    trt = d[by].astype(str).values
+    vv = d[visit].astype(str).values
+    for a in arms[1:]:
+        names.append(f"{by}={a}")
+        X.append((trt == a).astype(float))
+    for v in vis[1:]:
+        names.append(f"{visit}={v}")
+        X.append((vv == v).astype(float))
+    for a in arms[1:]:
+        for v in vis[1:]:
+            names.append(f"{by}={a}:{visit}={v}")
+            X.append(((trt == a) & (vv == v)).astype(float))
+    cont_means = {}
+    fac_levels = {}
+    for c in covariates:
+        if not pd.api.types.is_numeric_dtype(d[c]):
+            lv = sorted(d[c].astype(str).unique())
+            r = factors_ref.get(c, lv[0])
+            lv.remove(r)
+            lv = [r] + lv
+            fac_levels[c] = lv
+            for l in lv[1:]:
+                names.append(f"{c}={l}")
+                X.append((d[c].astype(str).values == l).astype(float))
+        else:
+            x = d[c].astype(float).values
+            cont_means[c] = x.mean()
+            names.append(c)
+            X.append(x)
+    if vbc:
+        for c in covariates:
+            if c in cont_means:
+                x = d[c].astype(float).values
+                for v in vis[1:]:
+                    names.append(f"{c}:{visit}={v}")
+                    X.append(x * (vv == v))
+    X = np.column_stack(X)
+    y = d[response].astype(float).values
+    vidx = np.array([vis.index(v) for v in vv])
+    subj = d[subject].astype(str).values
+    # group rows by subject, sort by visit
+    order = np.lexsort((vidx, subj))
+    X, y, vidx, subj = X[order], y[order], vidx[order], subj[order]
+    _, start = np.unique(subj, return_index=True)
+    start = np.sort(start)
+    bounds = list(start) + [len(y)]
+    pats = {}
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        key = tuple(vidx[s:e])
+        if len(set(key)) != len(key):
+            raise SystemExit("duplicate visit within a subject")
+        pats.setdefault(key, []).append((s, e))
+    blocks = []
+    for key, rng in pats.items():
+        idx = np.array(key)
+        Xb = np.stack([X[s:e] for s, e in rng])
+        yb = np.stack([y[s:e] for s, e in rng])
+        blocks.append((idx, Xb, yb))
+
+    # LS-mean vectors: covariates at their means over the analysis rows, equal weights over
+    # factor levels (emmeans / SAS LSMEANS defaults)
+    def lvec(a, v):
+        l = np.zeros(len(names))
+        l[0] = 1
+        if a > 0:
+            l[names.index(f"{by}={arms[a]}")] = 1
+        if v > 0:
+            l[names.index(f"{visit}={vis[v]}")] = 1
+        if a > 0 and v > 0:
+            l[names.index(f"{by}={arms[a]}:{visit}={vis[v]}")] = 1
+        for c, lv in fac_levels.items():
+            for lname in lv[1:]:
+                l[names.index(f"{c}={lname}")] = 1.0 / len(lv)
+        for c, mu in cont_means.items():
+            l[names.index(c)] = mu
+            if vbc and v > 0:
+                l[names.index(f"{c}:{visit}={vis[v]}")] = mu
+        return l
+
+    counts = {(a, v): int(((trt == arms[a]) & (vv == vis[v])).sum()) for a in range(len(arms)) for v in range(m)}
+    return dict(blocks=blocks, names=names, m=m, vis=vis, arms=arms, lvec=lvec, n=len(y),
+                nsubj=len(bounds) - 1, p=X.shape[1], counts=counts)
+
+
+# ---------------------------------------------------------------------------------------
+# REML
+# ---------------------------------------------------------------------------------------
+def gls(theta, D, cov):
+    S = COV[cov](theta, D["m"])
+    p = D["p"]
+    XtWX = np.zeros((p, p))
+    XtWy = np.zeros(p)
+    ldet = 0.0
+    Ws = []
+    for idx, Xb, yb in D["blocks"]:
+        Sk = S[np.ix_(idx, idx)]
+        c = sla.cho_factor(Sk, lower=True)
+        W = sla.cho_solve(c, np.eye(len(idx)))
+        Ws.append(W)
+        ldet += Xb.shape[0] * 2 * np.log(np.diag(c[0])).sum()
+        WX = np.einsum("ab,nbp->nap", W, Xb)
+        XtWX += np.einsum("nap,naq->pq", Xb, WX)
+        XtWy += np.einsum("nap,na->p", WX, yb)
+    return S, Ws, XtWX, XtWy, ldet
+
+
+def deviance(theta, D, cov, full=False):
+    try:
+        S, Ws, M, b, ldet = gls(theta, D, cov)
+        cM = sla.cho_factor(M, lower=True)
+    except (np.linalg.LinAlgError, ValueError):
+        return np.inf if not full else None
+    beta = sla.cho_solve(cM, b)
+    q = 0.0
+    for (idx, Xb, yb), W in zip(D["blocks"], Ws):
+        r = yb - np.einsum("nap,p->na", Xb, beta)
+        q += np.einsum("na,ab,nb->", r, W, r)
+    dev = ldet + 2 * np.log(np.diag(cM[0])).sum() + q + (D["n"] - D["p"]) * np.log(2 * np.pi)
+    if full:
+        return dev, beta, sla.cho_solve(cM, np.eye(D["p"])), S
+    return dev
+
+
+def num_grad(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for j in range(len(x)):
+        e = np.zeros_like(x)
+        e[j] = h
+        g[j] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+def num_hess(f, x, h=1e-3):
+    """Central second differences, Richardson-extrapolated over steps 2h and h."""
+    def H(h):
+        k = len(x)
+        out = np.zeros((k, k))
+        for i in range(k):
+            for j in range(i, k):
+                ei = np.zeros(k)
+                ej = np.zeros(k)
+                ei[i] = h
+                ej[j] = h
+                v = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h * h)
+                out[i, j] = out[j, i] = v
+        return out
+    return (4 * H(h) - H(2 * h)) / 3
+
+
+def num_jac(f, x, h=1e-4):
+    """Jacobian of an array-valued f by central differences, Richardson over 2h and h."""
+    def J(h):
+        cols = []
+        for j in range(len(x)):
+            e = np.zeros_like(x)
+            e[j] = h
+            cols.append((f(x + e) - f(x - e)) / (2 * h))
+        return np.stack(cols)
+    return (4 * J(h) - J(2 * h)) / 3
+
+
+def start_theta(D, cov):
+    # OLS residual variance per visit
+    p, m = D["p"], D["m"]
+    XtX = np.zeros((p, p))
+    Xty = np.zeros(p)
+    for idx, Xb, yb in D["blocks"]:
+        XtX += np.einsum("nap,naq->pq", Xb, Xb)
+        Xty += np.einsum("nap,na->p", Xb, yb)
+    beta = np.linalg.solve(XtX, Xty)
+    ss = np.zeros(m)
+    cnt = np.zeros(m)
+    for idx, Xb, yb in D["blocks"]:
+        r = yb - np.einsum("nap,p->na", Xb, beta)
+        ss[idx] += (r * r).sum(0)
+        cnt[idx] += Xb.shape[0]
+    var = ss / cnt
+    if cov == "us":
+        return np.concatenate([0.5 * np.log(var), np.zeros(m * (m - 1) // 2)])
+    return np.array([np.log(var.mean()), 0.0])
+
+
+def fit(D, cov="us", alpha=0.05):
+    f = lambda t: deviance(t, D, cov)
+    t0 = start_theta(D, cov)
+    r = so.minimize(f, t0, jac=lambda t: num_grad(f, t), method="BFGS",
+                    options=dict(gtol=1e-7, maxiter=2000))
+    theta = r.x
+    for _ in range(8):  # Newton polish
+        g = num_grad(f, theta)
+        H = num_hess(f, theta)
+        step = np.linalg.solve(H, g)
+        theta = theta - step
+        if np.max(np.abs(step)) < 1e-11:
+            break
+    dev, beta, Phi, S = deviance(theta, D, cov, full=True)
+    H = num_hess(f, theta)
+    A = 2 * np.linalg.inv(H)  # asymptotic covariance of theta-hat (H: Hessian of -2 logL_R)
+    Jphi = num_jac(lambda t: deviance(t, D, cov, full=True)[2], theta)  # (q, p, p)
+
+    def sat(l):
+        v = l @ Phi @ l
+        g = np.einsum("p,jpq,q->j", l, Jphi, l)
+        return v, 2 * v * v / (g @ A @ g)
+
+    q = len(theta)
+    coefs = []
+    for j, nm in enumerate(D["names"]):
+        l = np.zeros(D["p"])
+        l[j] = 1
+        v, df = sat(l)
+        se = np.sqrt(v)
+        t = beta[j] / se
+        coefs.append(dict(term=nm, estimate=beta[j], se=se, df=df, t=t, p=2 * st.t.sf(abs(t), df)))
+    lsm, diffs = [], []
+    arms, vis = D["arms"], D["vis"]
+    for v in range(D["m"]):
+        for a in range(len(arms)):
+            l = D["lvec"](a, v)
+            var, df = sat(l)
+            est = l @ beta
+            se = np.sqrt(var)
+            tq = st.t.ppf(1 - alpha / 2, df)
+            lsm.append(dict(arm=arms[a], visit=vis[v], n=D["counts"][(a, v)], estimate=est, se=se, df=df,
+                            lo=est - tq * se, hi=est + tq * se))
+        for a in range(1, len(arms)):
+            l = D["lvec"](a, v) - D["lvec"](0, v)
+            var, df = sat(l)
+            est = l @ beta
+            se = np.sqrt(var)
+            tq = st.t.ppf(1 - alpha / 2, df)
+            t = est / se
+            diffs.append(dict(arm=arms[a], reference=arms[0], visit=vis[v], estimate=est, se=se, df=df,
+                              lo=est - tq * se, hi=est + tq * se, t=t, p=2 * st.t.sf(abs(t), df)))
+    return dict(deviance=dev, loglik=-dev / 2, aic=dev + 2 * q, bic=dev + q * np.log(D["nsubj"]),
+                n_obs=D["n"], n_subjects=D["nsubj"], n_theta=q, theta=theta.tolist(),
+                grad_norm=float(np.max(np.abs(num_grad(f, theta)))),
+                covariance=S.tolist(), coefficients=coefs, lsmeans=lsm, diffs=diffs)
+
+
+def clean(o):
+    if isinstance(o, dict):
+        return {k: clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [clean(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+# ---------------------------------------------------------------------------------------
+# fixture data
+# ---------------------------------------------------------------------------------------
+def make_data():
+    rng = np.random.default_rng(20261125)
+    n = 180
+    vis = ["Week 2", "Week 4", "Week 8", "Week 12"]
+    Sigma = np.array([[16.0, 8.0, 6.0, 5.0], [8.0, 20.0, 11.0, 9.0], [6.0, 11.0, 25.0, 15.0],
+                      [5.0, 9.0, 15.0, 36.0]])
+    Lc = np.linalg.cholesky(Sigma)
+    arms = np.array(["Placebo", "Low", "High"])[rng.integers(0, 3, n)]
+    region = np.array(["EUR", "USA", "ROW"])[rng.integers(0, 3, n)]
+    base = np.round(rng.normal(50, 8, n), 1)
+    eff = {"Placebo": [0, 0, 0, 0], "Low": [-0.5, -1.0, -1.8, -2.5], "High": [-1.0, -2.0, -3.0, -4.5]}
+    rows = []
+    for i in range(n):
+        e = Lc @ rng.normal(size=4)
+        # monotone dropout plus intermittent missing visits
+        last = 4 if rng.uniform() > 0.25 else rng.integers(1, 4)
+        for v in range(4):
+            if v >= last or rng.uniform() < 0.07:
+                continue
+            mu = -1.0 - 0.6 * v + eff[arms[i]][v] - 0.15 * (base[i] - 50) * (1 + 0.3 * v) \
+                + {"EUR": 0.0, "USA": 0.8, "ROW": -0.5}[region[i]]
+            rows.append(dict(USUBJID=f"S{i + 1:04d}", TRT01P=arms[i], AVISIT=vis[v], AVISITN=v + 1,
+                             REGION=region[i], BASE=base[i], CHG=round(mu + e[v], 3)))
+    # a few subjects with a missing response row kept in the file (dropped by the analysis)
+    rows.append(dict(USUBJID="S0001", TRT01P=arms[0], AVISIT="Week 16", AVISITN=5, REGION=region[0],
+                     BASE=base[0], CHG=np.nan))
+    return pd.DataFrame(rows)
+
+
+MODELS = [
+    # name, covariates, visit-by-covariate, covariance
+    ("us_base_vbc", ["BASE"], True, "us"),
+    ("us_base_region", ["BASE", "REGION"], False, "us"),
+    ("cs_base", ["BASE"], False, "cs"),
+    ("ar1_base", ["BASE"], False, "ar1"),
+]
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "fit":
+        _, _, csv, resp, subj, visit, by, ref, covs, *rest = sys.argv
+        vbc = "vbc" in rest
+        cov = next((r for r in rest if r in COV), "us")
+        refs = dict(kv.split("=", 1) for kv in rest if "=" in kv)
+        df = pd.read_csv(csv)
+        D = build(df, resp, subj, visit, by, ref, [c for c in covs.split(",") if c], vbc, refs)
+        print(json.dumps(clean(fit(D, cov)), indent=1))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "bench":
+        df = pd.read_csv(sys.argv[2])
+        t0 = time.perf_counter()
+        D = build(df, "CHG", "USUBJID", "AVISIT", "TRT01P", "Placebo", ["BASE"], True)
+        r = fit(D, "us")
+        print(json.dumps({"seconds": time.perf_counter() - t0, "deviance": r["deviance"]}))
+        return
+    os.makedirs(OUT, exist_ok=True)
+    df = make_data()
+    path = os.path.join(OUT, "admmrm.csv")
+    df.to_csv(path, index=False)
+    df = pd.read_csv(path)
+    out = dict(source=dict(script="reference/mmrm_reference.py", numpy=np.__version__,
+                           scipy=scipy.__version__, pandas=pd.__version__,
+                           python=sys.version.split()[0]), models={})
+    for name, covs, vbc, cov in MODELS:
+        D = build(df, "CHG", "USUBJID", "AVISIT", "TRT01P", "Placebo", covs, vbc)
+        r = fit(D, cov)
+        r.update(covariates=covs, visit_by_covariate=vbc, cov=cov)
+        out["models"][name] = r
+        print(name, "deviance", r["deviance"], "max|grad|", r["grad_norm"], file=sys.stderr)
+    with open(os.path.join(OUT, "mmrm_reference.json"), "w") as fh:
+        json.dump(clean(out), fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
