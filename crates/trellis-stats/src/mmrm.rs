@@ -472,8 +472,8 @@ impl MmrmData {
         // K = [[Φ, 0], [0, 0]] + u uᵀ with u = (−β, 1)
         let mut k = vec![0.0; pp * pp];
         let mut u = vec![0.0; pp];
-        for r in 0..p {
-            u[r] = -ev.beta[r];
+        for (ur, b) in u.iter_mut().zip(&ev.beta) {
+            *ur = -b;
         }
         u[p] = 1.0;
         for r in 0..pp {
@@ -613,8 +613,8 @@ impl MmrmData {
         let l = linalg::cholesky(&xtx, p).map_err(|j| StatsError::Degenerate(format!("{j}")))?;
         let beta = linalg::chol_solve(&l, p, &xty);
         let mut u = vec![0.0; pp];
-        for r in 0..p {
-            u[r] = -beta[r];
+        for (ur, b) in u.iter_mut().zip(&beta) {
+            *ur = -b;
         }
         u[p] = 1.0;
         let mut ss = vec![0.0; self.m];
@@ -713,11 +713,12 @@ fn optimise(data: &MmrmData, cm: &CovModel) -> Result<Solution> {
         let mut accepted = None;
         for _ in 0..50 {
             let cand: Vec<f64> = theta.iter().zip(&step).map(|(a, s)| a - t * s).collect();
-            if let Some(e) = data.eval(cm, &cand) {
-                if e.dev <= ev.dev - 1e-4 * t * decrement {
+            match data.eval(cm, &cand) {
+                Some(e) if e.dev <= ev.dev - 1e-4 * t * decrement => {
                     accepted = Some((cand, e));
                     break;
                 }
+                _ => {}
             }
             t *= 0.5;
         }
@@ -1218,7 +1219,7 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
             });
         }
         let l0 = lvec(0, v);
-        for a in 1..na {
+        for (a, arm) in arms.iter().enumerate().skip(1) {
             let l: Vec<f64> = lvec(a, v).iter().zip(&l0).map(|(x, y)| x - y).collect();
             let (var, df) = sat(&l);
             let est = dot(&l, &beta);
@@ -1227,7 +1228,7 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
             let t = est / se;
             diffs.push(MmrmDiff {
                 visit: visits[v].clone(),
-                arm: arms[a].clone(),
+                arm: arm.clone(),
                 reference: reference.clone(),
                 estimate: est,
                 se,

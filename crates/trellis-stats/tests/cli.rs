@@ -416,3 +416,84 @@ fn confidence_level_follows_alpha_in_tables_and_figures() {
             .contains("Estimate (90% CI)")
     );
 }
+
+#[test]
+fn mmrm_json_and_tables() {
+    let csv = fixture("admmrm.csv");
+    let c = csv.to_str().unwrap();
+    let base = [
+        "mmrm",
+        "--data",
+        c,
+        "--response",
+        "CHG",
+        "--subject",
+        "USUBJID",
+        "--visit",
+        "AVISIT",
+        "--by",
+        "TRT01P",
+        "--ref",
+        "TRT01P=Placebo",
+        "--covariates",
+        "BASE",
+        "--visit-by-covariate",
+    ];
+    let j = json_of(&base);
+    for k in [
+        "deviance",
+        "aic",
+        "bic",
+        "loglik",
+        "covariance",
+        "coefficients",
+        "vcov",
+        "lsmeans",
+        "diffs",
+        "visits",
+        "arms",
+        "theta",
+    ] {
+        assert!(j.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(j["cov"], "us");
+    assert_eq!(j["df_method"], "satterthwaite");
+    assert_eq!(j["reference"], "Placebo");
+    assert_eq!(j["lsmeans"].as_array().unwrap().len(), 12);
+    assert_eq!(j["diffs"].as_array().unwrap().len(), 8);
+    let want = &serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(fixture("mmrm_reference.json")).unwrap(),
+    )
+    .unwrap()["models"]["us_base_vbc"];
+    close("deviance", f(&j["deviance"]), f(&want["deviance"]), 1e-10);
+
+    let dir = tempfile::tempdir().unwrap();
+    for (fmt, needle) in [
+        ("csv", "Week 12,High,39,"),
+        ("html", "Difference vs Placebo (SE)"),
+        ("rtf", "Estimated covariance matrix (unstructured)"),
+    ] {
+        let out = dir.path().join(format!("t.{fmt}"));
+        let mut a = base.to_vec();
+        a.extend_from_slice(&["--format", fmt, "--out", out.to_str().unwrap()]);
+        stats(&a).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains(needle), "{fmt}: {text}");
+    }
+    // CS and AR(1) through the CLI
+    for cov in ["cs", "ar1"] {
+        let mut a = base.to_vec();
+        a.extend_from_slice(&["--cov", cov]);
+        let j = json_of(&a);
+        assert_eq!(j["cov"], cov);
+        assert_eq!(j["n_theta"], 2);
+    }
+    // a column that does not exist is named
+    let mut a = base.to_vec();
+    a[8] = "VISIT";
+    let e = stats(&a).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("column `VISIT` not found"),
+        "{e:#}"
+    );
+}
