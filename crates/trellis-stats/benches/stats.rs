@@ -5,7 +5,12 @@
 //! * `BENCH_N` rows (default 1,000,000).
 //! * `BENCH_PYTHON` python with lifelines, statsmodels, pandas, pyreadstat (default
 //!   /work/venv-stats/bin/python; set to `none` to skip the Python peers).
-//! * `BENCH_SLOW=1` also runs statsmodels PHReg on continuous times (about 3 minutes at 1M).
+//! * `BENCH_SLOW=1` also runs statsmodels PHReg on continuous times (about 3 minutes at 1M) and
+//!   the numpy MMRM reference at 100k subjects (minutes).
+//! * MMRM (`BENCH_ONLY=mmrm`): 5,000 subjects × 4 visits and 100,000 subjects × 4 visits with
+//!   dropout (≈2.8 observed visits each, as in the research note's 280k-row anchor), unstructured
+//!   covariance, treatment × visit and baseline × visit; the peer is
+//!   `reference/mmrm_reference.py bench` (numpy/scipy) on the same data.
 //!
 //! Synthetic data as in shared/research/pv-and-stats.md B.3: 5 covariates (2 binary, 3 N(0,1)),
 //! log-HR (0.5, −0.3, 0.2, 0, −0.1), exponential baseline, uniform(0, 5) censoring; day-tied
@@ -102,6 +107,79 @@ fn make_data(n: usize) -> Dataset {
     Dataset {
         name: "BENCH".into(),
         columns,
+        ..Default::default()
+    }
+}
+
+/// Long repeated-measures data: 3 arms, visits Week 2/4/8/12, unstructured errors; with
+/// `dropout`, monotone dropout (≈ 2.8 observed visits per subject) plus 5% intermittent gaps.
+fn make_mmrm_data(subjects: usize, dropout: bool) -> Dataset {
+    let mut r = Rng(7 + subjects as u64);
+    let sigma = [
+        [16.0, 8.0, 6.0, 5.0],
+        [8.0, 20.0, 11.0, 9.0],
+        [6.0, 11.0, 25.0, 15.0],
+        [5.0, 9.0, 15.0, 36.0],
+    ];
+    let mut l = [[0.0f64; 4]; 4];
+    for i in 0..4 {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            l[i][j] = if i == j {
+                (sigma[i][i] - s).sqrt()
+            } else {
+                (sigma[i][j] - s) / l[j][j]
+            };
+        }
+    }
+    let visits = ["Week 2", "Week 4", "Week 8", "Week 12"];
+    let arms = ["Placebo", "Low", "High"];
+    let (mut subj, mut trt, mut vis, mut base, mut chg) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..subjects {
+        let a = (r.unif() * 3.0) as usize;
+        let b = 50.0 + 8.0 * r.normal();
+        let z: Vec<f64> = (0..4).map(|_| r.normal()).collect();
+        let last = if dropout {
+            let u = r.unif();
+            if u < 0.15 {
+                1
+            } else if u < 0.3 {
+                2
+            } else if u < 0.5 {
+                3
+            } else {
+                4
+            }
+        } else {
+            4
+        };
+        for v in 0..last {
+            if v > 0 && r.unif() < 0.05 {
+                continue;
+            }
+            let e: f64 = (0..=v).map(|k| l[v][k] * z[k]).sum();
+            subj.push(format!("S{i:06}"));
+            trt.push(arms[a].to_string());
+            vis.push(visits[v].to_string());
+            base.push(b);
+            chg.push(
+                -1.0 - 0.6 * v as f64
+                    - 0.7 * a as f64 * (v + 1) as f64
+                    - 0.15 * (b - 50.0) * (1.0 + 0.3 * v as f64)
+                    + e,
+            );
+        }
+    }
+    Dataset {
+        name: "ADMMRM".into(),
+        columns: vec![
+            Column::character("USUBJID", subj),
+            Column::character("TRT01P", trt),
+            Column::character("AVISIT", vis),
+            Column::numeric("BASE", base),
+            Column::numeric("CHG", chg),
+        ],
         ..Default::default()
     }
 }
@@ -405,8 +483,76 @@ fn main() {
         cpu.insert("xport_write_1m_x20", last_cpu());
     }
 
+    let mmrm_spec = trellis_stats::mmrm::MmrmSpec {
+        response: "CHG".into(),
+        subject: "USUBJID".into(),
+        visit: "AVISIT".into(),
+        treatment: "TRT01P".into(),
+        reference: Some("Placebo".into()),
+        covariates: vec!["BASE".into()],
+        visit_by_covariate: true,
+        ..Default::default()
+    };
     let mut peers: BTreeMap<String, f64> = BTreeMap::new();
-    if py != "none" && std::path::Path::new(&py).exists() {
+    for (task, subjects, dropout, runs) in [
+        ("mmrm_us_5k_subjects", 5_000usize, false, 3usize),
+        ("mmrm_us_100k_subjects", 100_000, true, 3),
+    ] {
+        if !wanted(task) {
+            continue;
+        }
+        let d = make_mmrm_data(subjects, dropout);
+        let (t, fit) = time(runs, || {
+            trellis_stats::mmrm::mmrm(&d, &mmrm_spec, 0.05).expect("mmrm")
+        });
+        rust.insert(task, t);
+        cpu.insert(task, last_cpu());
+        notes.insert(
+            task,
+            format!(
+                "{} obs, deviance {:.6}, {} Newton iterations, High-Placebo at Week 12 {:.6} (df {:.2})",
+                fit.n_obs,
+                fit.deviance,
+                fit.iterations,
+                fit.diffs.last().map_or(f64::NAN, |x| x.estimate),
+                fit.diffs.last().map_or(f64::NAN, |x| x.df)
+            ),
+        );
+        let run_py =
+            py != "none" && std::path::Path::new(&py).exists() && (subjects <= 10_000 || slow);
+        if run_py {
+            let path = dir.path().join(format!("{task}.csv"));
+            trellis_stats::data::write_csv(
+                std::io::BufWriter::new(std::fs::File::create(&path).expect("csv")),
+                &d,
+            )
+            .expect("write csv");
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("reference/mmrm_reference.py");
+            println!("running the numpy MMRM reference on {task} ...");
+            match std::process::Command::new(&py)
+                .arg(&script)
+                .arg("bench")
+                .arg(&path)
+                .output()
+            {
+                Ok(o) if o.status.success() => {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&o.stdout).unwrap_or_default();
+                    if let Some(sec) = v["seconds"].as_f64() {
+                        peers.insert(format!("numpy_reference_{task}"), sec);
+                    }
+                    if let Some(dv) = v["deviance"].as_f64() {
+                        peers.insert(format!("check_{task}_deviance_numpy"), dv);
+                    }
+                }
+                Ok(o) => println!("numpy MMRM failed: {}", String::from_utf8_lossy(&o.stderr)),
+                Err(e) => println!("numpy MMRM not run: {e}"),
+            }
+        }
+    }
+    let others = rust.keys().any(|k| !k.starts_with("mmrm"));
+    if others && py != "none" && std::path::Path::new(&py).exists() {
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/bench_peers.py");
         println!("running Python peers ({py}) ...");
@@ -478,6 +624,14 @@ fn main() {
             &["pandas_read_sas_xport", "pyreadstat_read_xport"],
         ),
         ("xport_write_1m_x20", &["pyreadstat_write_xport"]),
+        (
+            "mmrm_us_5k_subjects",
+            &["numpy_reference_mmrm_us_5k_subjects"],
+        ),
+        (
+            "mmrm_us_100k_subjects",
+            &["numpy_reference_mmrm_us_100k_subjects"],
+        ),
     ];
     let mut so = std::io::stdout().lock();
     let _ = writeln!(
