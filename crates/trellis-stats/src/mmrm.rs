@@ -208,17 +208,35 @@ impl MmrmData {
 struct Builder {
     data: MmrmData,
     index: HashMap<Vec<usize>, usize>,
+    /// f64 values held in `blocks` (memory guard).
+    stored: usize,
 }
+
+/// Subjects per accumulation chunk.
+const CHUNK: usize = 4096;
+/// Chunks accumulated concurrently before merging.
+const CHUNKS_PER_BATCH: usize = 8;
+/// Largest number of cross-product values one chunk may hold (160 MB).
+const MAX_STORED: usize = 20_000_000;
 
 impl Builder {
     /// `rows`: one subject's observations sorted by visit position; each row is a sparse
     /// `z = (x, y)` (the y entry has column index p).
-    fn add_subject(&mut self, visits: &[usize], rows: &[Vec<(usize, f64)>]) {
+    fn add_subject(&mut self, visits: &[usize], rows: &[Vec<(usize, f64)>]) -> Result<()> {
         let pp = self.data.p + 1;
         let s = visits.len();
         let k = match self.index.get(visits) {
             Some(&k) => k,
             None => {
+                self.stored += s * (s + 1) / 2 * pp * pp;
+                if self.stored > MAX_STORED {
+                    return Err(StatsError::Invalid(format!(
+                        "{} distinct missing-visit patterns with {} fixed effects need more than {} MB of cross products per {CHUNK} subjects; reduce the number of visits or model terms",
+                        self.data.patterns.len() + 1,
+                        self.data.p,
+                        MAX_STORED * 8 / 1_000_000
+                    )));
+                }
                 self.data.patterns.push(Pattern {
                     visits: visits.to_vec(),
                     n: 0,
@@ -244,6 +262,31 @@ impl Builder {
         }
         self.data.n_obs += s;
         self.data.n_subj += 1;
+        Ok(())
+    }
+}
+
+impl Builder {
+    /// Adds another builder's patterns (same m and p).
+    fn merge(&mut self, other: Builder) {
+        for pat in other.data.patterns {
+            match self.index.get(&pat.visits) {
+                Some(&k) => {
+                    let mine = &mut self.data.patterns[k];
+                    mine.n += pat.n;
+                    for (a, b) in mine.blocks.iter_mut().zip(&pat.blocks) {
+                        *a += b;
+                    }
+                }
+                None => {
+                    self.index
+                        .insert(pat.visits.clone(), self.data.patterns.len());
+                    self.data.patterns.push(pat);
+                }
+            }
+        }
+        self.data.n_obs += other.data.n_obs;
+        self.data.n_subj += other.data.n_subj;
     }
 }
 
@@ -1024,28 +1067,55 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
     // group rows by subject, ordered by visit
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_unstable_by_key(|&r| (subj.codes[r], vpos[r]));
+    // subject boundaries in `order`
+    let mut bounds = vec![0usize];
+    for k in 1..n {
+        if subj.codes[order[k]] != subj.codes[order[k - 1]] {
+            bounds.push(k);
+        }
+    }
+    bounds.push(n);
+    // Cross products per pattern, accumulated over fixed chunks of subjects in parallel and
+    // merged in chunk order: the sums do not depend on the number of threads. At most
+    // CHUNKS_PER_BATCH chunk accumulators exist at a time.
+    let n_subj = bounds.len() - 1;
+    let n_chunks = n_subj.div_ceil(CHUNK);
+    let chunk = |c: usize| -> Result<Builder> {
+        let mut b = Builder {
+            data: MmrmData::new(m, p),
+            index: HashMap::new(),
+            stored: 0,
+        };
+        for k in c * CHUNK..((c + 1) * CHUNK).min(n_subj) {
+            let rs = &order[bounds[k]..bounds[k + 1]];
+            let vs: Vec<usize> = rs.iter().map(|&r| vpos[r]).collect();
+            if let Some(w) = vs.windows(2).find(|w| w[0] == w[1]) {
+                return Err(StatsError::Invalid(format!(
+                    "subject `{}` has more than one row at visit `{}`",
+                    subj.levels[subj.codes[rs[0]] as usize], visits[w[0]]
+                )));
+            }
+            let zs: Vec<Vec<(usize, f64)>> = rs.iter().map(|&r| zrow(r)).collect();
+            b.add_subject(&vs, &zs)?;
+        }
+        Ok(b)
+    };
     let mut b = Builder {
         data: MmrmData::new(m, p),
         index: HashMap::new(),
+        stored: 0,
     };
-    let mut start = 0;
-    while start < n {
-        let s = subj.codes[order[start]];
-        let mut end = start;
-        while end < n && subj.codes[order[end]] == s {
-            end += 1;
+    let mut c0 = 0;
+    while c0 < n_chunks {
+        let c1 = (c0 + CHUNKS_PER_BATCH).min(n_chunks);
+        let parts: Vec<Result<Builder>> = {
+            use rayon::prelude::*;
+            (c0..c1).into_par_iter().map(chunk).collect()
+        };
+        for part in parts {
+            b.merge(part?);
         }
-        let rs = &order[start..end];
-        let vs: Vec<usize> = rs.iter().map(|&r| vpos[r]).collect();
-        if let Some(w) = vs.windows(2).find(|w| w[0] == w[1]) {
-            return Err(StatsError::Invalid(format!(
-                "subject `{}` has more than one row at visit `{}`",
-                subj.levels[s as usize], visits[w[0]]
-            )));
-        }
-        let zs: Vec<Vec<(usize, f64)>> = rs.iter().map(|&r| zrow(r)).collect();
-        b.add_subject(&vs, &zs);
-        start = end;
+        c0 = c1;
     }
     let data = b.data;
     if data.n_obs <= p {
@@ -1081,7 +1151,27 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
             ))
         })?;
     }
-    // visits observed per position (US needs ≥ 1 subject per visit pair to estimate it)
+    // US needs every pair of visits observed together in some subject
+    if spec.cov == CovStructure::Us {
+        let mut together = vec![false; m * m];
+        for pat in &data.patterns {
+            for &a in &pat.visits {
+                for &b in &pat.visits {
+                    together[a * m + b] = true;
+                }
+            }
+        }
+        for a in 0..m {
+            for b in 0..a {
+                if !together[a * m + b] {
+                    return degenerate(format!(
+                        "visits `{}` and `{}` are never observed in the same subject: their covariance is not estimable with an unstructured matrix (use --cov cs or ar1)",
+                        visits[b], visits[a]
+                    ));
+                }
+            }
+        }
+    }
     let cm = CovModel { kind: spec.cov, m };
     let sol = optimise(&data, &cm)?;
     let q = cm.n_theta();
@@ -1299,6 +1389,7 @@ mod tests {
         let mut b = Builder {
             data: MmrmData::new(3, 2),
             index: HashMap::new(),
+            stored: 0,
         };
         let mut s = 1u64;
         let mut u = || {
@@ -1317,7 +1408,7 @@ mod tests {
                 .iter()
                 .map(|&v| vec![(0, 1.0), (1, v as f64 + u()), (2, 3.0 * u() + v as f64)])
                 .collect();
-            b.add_subject(&vis, &rows);
+            b.add_subject(&vis, &rows).unwrap();
         }
         let data = b.data;
         for kind in [CovStructure::Us, CovStructure::Cs, CovStructure::Ar1] {

@@ -246,6 +246,32 @@ fn empty_treatment_visit_cell_is_a_singular_design() {
     );
 }
 
+/// Week 4 and Week 8 never observed in the same subject: σ(Week 4, Week 8) has no data.
+#[test]
+fn visit_pair_never_observed_together_is_refused_for_us_only() {
+    let ds = load("admmrm.csv");
+    let subj = ds.column("USUBJID").unwrap();
+    let vis = ds.column("AVISIT").unwrap();
+    let with8: std::collections::HashSet<String> = (0..ds.nrows())
+        .filter(|&i| vis.text(i) == "Week 8")
+        .map(|i| subj.text(i))
+        .collect();
+    let rows: Vec<usize> = (0..ds.nrows())
+        .filter(|&i| !(vis.text(i) == "Week 4" && with8.contains(&subj.text(i))))
+        .collect();
+    let d = take_rows(&ds, &rows);
+    let mut s = base_spec();
+    s.visit_by_covariate = false;
+    let e = mmrm(&d, &s, 0.05).unwrap_err().to_string();
+    assert!(
+        e.contains("visits `Week 4` and `Week 8` are never observed in the same subject"),
+        "{e}"
+    );
+    s.cov = CovStructure::Cs;
+    let fit = mmrm(&d, &s, 0.05).unwrap();
+    assert!(fit.diffs.iter().all(|x| x.se.is_finite() && x.df > 10.0));
+}
+
 #[test]
 fn unknown_reference_arm_is_refused() {
     let ds = load("admmrm.csv");
