@@ -432,9 +432,13 @@ macro_rules! backend_impl {
 
         /// Chains a request's pending entries onto the heads locked for the batch.
         fn chain_entries(heads: &mut BTreeMap<Chain, ChainHead>, pending: Vec<Pending>, receipt: &mut Receipt, out: &mut Vec<StoredEntry>) -> Result<()> {
+            // Every chain a batch's mutations name is locked before any of them runs;
+            // checked before any head moves, so a refusal here leaves the heads as they were.
+            if let Some(p) = pending.iter().find(|p| !heads.contains_key(&p.chain)) {
+                return Err(StoreError::invalid("chain", format!("chain {} was not locked for this batch", p.chain.id())));
+            }
             for p in pending {
-                // Every chain a batch's mutations name is locked before any of them runs.
-                let head = *heads.get(&p.chain).ok_or_else(|| StoreError::invalid("chain", format!("chain {} was not locked for this batch", p.chain.id())))?;
+                let Some(&head) = heads.get(&p.chain) else { continue };
                 let seq = head.seq + 1;
                 let hash = entry_hash(p.chain, seq, &head.hash, &p.body);
                 heads.insert(p.chain, ChainHead { seq, hash });

@@ -493,7 +493,7 @@ async fn concurrent_saves_of_one_item_chain_their_old_values_and_refusals_leave_
                     ],
                 ),
                 // A save for a subject that does not exist.
-                2 => WriteRequest::new(
+                2 if i % 12 == 2 => WriteRequest::new(
                     actor(),
                     vec![Mutation::SaveItems {
                         study: s.study,
@@ -501,6 +501,17 @@ async fn concurrent_saves_of_one_item_chain_their_old_values_and_refusals_leave_
                         values: vec![("HR".into(), Some(value.clone()))],
                     }],
                 ),
+                // A refused request that is not a save: its batch is retried with a
+                // savepoint per request.
+                2 => WriteRequest::new(
+                    actor(),
+                    vec![Mutation::SetSubjectStatus {
+                        study: s.study,
+                        id: SubjectId::new(),
+                        status: SubjectStatus::Enrolled,
+                    }],
+                )
+                .with_reason("correction"),
                 // A save mixed with another mutation in one request.
                 3 => WriteRequest::new(
                     actor(),
