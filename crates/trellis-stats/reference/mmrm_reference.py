@@ -69,6 +69,34 @@ def sigma_ar1(theta, m):
 COV = {"us": sigma_us, "cs": sigma_cs, "ar1": sigma_ar1}
 
 
+# SAS parametrisations (Kenward-Roger's R term depends on the parametrisation; SAS uses these)
+def nat_us(phi, m):
+    S = np.zeros((m, m))
+    S[np.tril_indices(m)] = phi  # row by row: (0,0), (1,0), (1,1), (2,0), ...
+    return S + np.tril(S, -1).T
+
+
+def nat_cs(phi, m):
+    return phi[0] * np.ones((m, m)) + phi[1] * np.eye(m)
+
+
+def nat_ar1(phi, m):
+    i = np.arange(m)
+    return phi[0] * phi[1] ** np.abs(i[:, None] - i[None, :])
+
+
+def to_nat(cov, S):
+    m = S.shape[0]
+    if cov == "us":
+        return S[np.tril_indices(m)]
+    if cov == "cs":
+        return np.array([S[0, 1], S[0, 0] - S[0, 1]])
+    return np.array([S[0, 0], S[0, 1] / S[0, 0]])
+
+
+NAT = {"us": nat_us, "cs": nat_cs, "ar1": nat_ar1}
+
+
 def ntheta(cov, m):
     return m * (m + 1) // 2 if cov == "us" else 2
 
@@ -76,7 +104,7 @@ def ntheta(cov, m):
 # ---------------------------------------------------------------------------------------
 # design
 # ---------------------------------------------------------------------------------------
-def build(df, response, subject, visit, by, ref, covariates, vbc, factors_ref=None):
+def build(df, response, subject, visit, by, ref, covariates, vbc, factors_ref=None, visit_terms=True):
     """Long data -> per-pattern blocks. Returns dict with X blocks, names, L vectors."""
     factors_ref = factors_ref or {}
     used = [response, subject, visit, by] + covariates
@@ -98,10 +126,10 @@ def build(df, response, subject, visit, by, ref, covariates, vbc, factors_ref=No
     for a in arms[1:]:
         names.append(f"{by}={a}")
         X.append((trt == a).astype(float))
-    for v in vis[1:]:
+    for v in vis[1:] if visit_terms else []:
         names.append(f"{visit}={v}")
         X.append((vv == v).astype(float))
-    for a in arms[1:]:
+    for a in arms[1:] if visit_terms else []:
         for v in vis[1:]:
             names.append(f"{by}={a}:{visit}={v}")
             X.append(((trt == a) & (vv == v)).astype(float))
@@ -159,9 +187,9 @@ def build(df, response, subject, visit, by, ref, covariates, vbc, factors_ref=No
         l[0] = 1
         if a > 0:
             l[names.index(f"{by}={arms[a]}")] = 1
-        if v > 0:
+        if v > 0 and visit_terms:
             l[names.index(f"{visit}={vis[v]}")] = 1
-        if a > 0 and v > 0:
+        if a > 0 and v > 0 and visit_terms:
             l[names.index(f"{by}={arms[a]}:{visit}={vis[v]}")] = 1
         for c, lv in fac_levels.items():
             for lname in lv[1:]:
@@ -180,8 +208,9 @@ def build(df, response, subject, visit, by, ref, covariates, vbc, factors_ref=No
 # ---------------------------------------------------------------------------------------
 # REML
 # ---------------------------------------------------------------------------------------
-def gls(theta, D, cov):
-    S = COV[cov](theta, D["m"])
+def gls(theta, D, cov, S=None):
+    if S is None:
+        S = COV[cov](theta, D["m"])
     p = D["p"]
     XtWX = np.zeros((p, p))
     XtWy = np.zeros(p)
@@ -199,9 +228,9 @@ def gls(theta, D, cov):
     return S, Ws, XtWX, XtWy, ldet
 
 
-def deviance(theta, D, cov, full=False):
+def deviance(theta, D, cov, full=False, S=None):
     try:
-        S, Ws, M, b, ldet = gls(theta, D, cov)
+        S, Ws, M, b, ldet = gls(theta, D, cov, S)
         cM = sla.cho_factor(M, lower=True)
     except (np.linalg.LinAlgError, ValueError):
         return np.inf if not full else None
@@ -226,32 +255,82 @@ def num_grad(f, x, h=1e-6):
 
 
 def num_hess(f, x, h=1e-3):
-    """Central second differences, Richardson-extrapolated over steps 2h and h."""
-    def H(h):
+    """Central second differences, Richardson-extrapolated over steps 2h and h (h may be a
+    vector of per-coordinate steps)."""
+    hv = np.broadcast_to(np.asarray(h, dtype=float), x.shape)
+
+    def H(mult):
         k = len(x)
         out = np.zeros((k, k))
         for i in range(k):
             for j in range(i, k):
                 ei = np.zeros(k)
                 ej = np.zeros(k)
-                ei[i] = h
-                ej[j] = h
-                v = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h * h)
+                ei[i] = mult * hv[i]
+                ej[j] = mult * hv[j]
+                v = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * ei[i] * ej[j])
                 out[i, j] = out[j, i] = v
         return out
-    return (4 * H(h) - H(2 * h)) / 3
+    return (4 * H(1.0) - H(2.0)) / 3
 
 
 def num_jac(f, x, h=1e-4):
-    """Jacobian of an array-valued f by central differences, Richardson over 2h and h."""
-    def J(h):
+    """Jacobian of an array-valued f by central differences, Richardson over 2h and h (h may
+    be a vector of per-coordinate steps)."""
+    hv = np.broadcast_to(np.asarray(h, dtype=float), x.shape)
+
+    def J(mult):
         cols = []
         for j in range(len(x)):
             e = np.zeros_like(x)
-            e[j] = h
-            cols.append((f(x + e) - f(x - e)) / (2 * h))
+            e[j] = mult * hv[j]
+            cols.append((f(x + e) - f(x - e)) / (2 * e[j]))
         return np.stack(cols)
-    return (4 * J(h) - J(2 * h)) / 3
+    return (4 * J(1.0) - J(2.0)) / 3
+
+
+def kr_adjusted(D, cov, theta):
+    """Kenward-Roger adjusted covariance of beta-hat, everything by numerical differentiation
+    in SAS's parametrisation phi: W from the numerical Hessian of the REML deviance in phi,
+    P_h = d(X'V^-1 X)/dphi_h, Q_hj = sum_i X_i' dW_h Sigma_i dW_j X_i with dW the numerical
+    derivative of Sigma_i^-1, R_hj = sum_i X_i' W_i d2Sigma_i W_i X_i with numerical d2Sigma."""
+    m, p = D["m"], D["p"]
+    S0 = COV[cov](theta, m)
+    phi0 = to_nat(cov, S0)
+    Sf = lambda ph: NAT[cov](ph, m)
+    step = 1e-4 * np.maximum(np.abs(phi0), 1e-2)
+    Dphi = lambda ph: deviance(None, D, cov, S=Sf(ph))
+    W = 2 * np.linalg.inv(num_hess(Dphi, phi0, step * 10))
+    Mf = lambda ph: gls(None, D, cov, S=Sf(ph))[2]
+    P = num_jac(Mf, phi0, step)  # (q, p, p)
+    Phi = np.linalg.inv(Mf(phi0))
+    q = len(phi0)
+    Q = np.zeros((q, q, p, p))
+    R = np.zeros((q, q, p, p))
+    d2S = np.zeros((q, q, m, m))
+    for h in range(q):
+        for j in range(q):
+            eh = np.zeros(q)
+            ej = np.zeros(q)
+            eh[h] = step[h] * 10
+            ej[j] = step[j] * 10
+            d2S[h, j] = (Sf(phi0 + eh + ej) - Sf(phi0 + eh - ej) - Sf(phi0 - eh + ej)
+                         + Sf(phi0 - eh - ej)) / (4 * eh[h] * ej[j])
+    for idx, Xb, yb in D["blocks"]:
+        Sk = S0[np.ix_(idx, idx)]
+        Wk = np.linalg.inv(Sk)
+        dW = num_jac(lambda ph: np.linalg.inv(Sf(ph)[np.ix_(idx, idx)]), phi0, step)
+        for h in range(q):
+            A = dW[h] @ Sk
+            for j in range(q):
+                G = A @ dW[j]
+                Q[h, j] += np.einsum("nap,ab,nbq->pq", Xb, G, Xb)
+                R[h, j] += np.einsum("nap,ab,nbq->pq", Xb, Wk @ d2S[h, j][np.ix_(idx, idx)] @ Wk, Xb)
+    mid = np.zeros((p, p))
+    for h in range(q):
+        for j in range(q):
+            mid += W[h, j] * (Q[h, j] - P[h] @ Phi @ P[j] - 0.25 * R[h, j])
+    return Phi + 2 * Phi @ mid @ Phi
 
 
 def start_theta(D, cov):
@@ -275,7 +354,7 @@ def start_theta(D, cov):
     return np.array([np.log(var.mean()), 0.0])
 
 
-def fit(D, cov="us", alpha=0.05):
+def fit(D, cov="us", alpha=0.05, df_method="satterthwaite"):
     f = lambda t: deviance(t, D, cov)
     t0 = start_theta(D, cov)
     r = so.minimize(f, t0, jac=lambda t: num_grad(f, t), method="BFGS",
@@ -292,11 +371,13 @@ def fit(D, cov="us", alpha=0.05):
     H = num_hess(f, theta)
     A = 2 * np.linalg.inv(H)  # asymptotic covariance of theta-hat (H: Hessian of -2 logL_R)
     Jphi = num_jac(lambda t: deviance(t, D, cov, full=True)[2], theta)  # (q, p, p)
+    V = Phi if df_method == "satterthwaite" else kr_adjusted(D, cov, theta)
 
     def sat(l):
+        # df: Satterthwaite with the unadjusted Phi (also the 1-d Kenward-Roger df)
         v = l @ Phi @ l
         g = np.einsum("p,jpq,q->j", l, Jphi, l)
-        return v, 2 * v * v / (g @ A @ g)
+        return l @ V @ l, 2 * v * v / (g @ A @ g)
 
     q = len(theta)
     coefs = []
@@ -327,7 +408,7 @@ def fit(D, cov="us", alpha=0.05):
             t = est / se
             diffs.append(dict(arm=arms[a], reference=arms[0], visit=vis[v], estimate=est, se=se, df=df,
                               lo=est - tq * se, hi=est + tq * se, t=t, p=2 * st.t.sf(abs(t), df)))
-    return dict(deviance=dev, loglik=-dev / 2, aic=dev + 2 * q, bic=dev + q * np.log(D["nsubj"]),
+    return dict(df_method=df_method, deviance=dev, loglik=-dev / 2, aic=dev + 2 * q, bic=dev + q * np.log(D["nsubj"]),
                 n_obs=D["n"], n_subjects=D["nsubj"], n_theta=q, theta=theta.tolist(),
                 grad_norm=float(np.max(np.abs(num_grad(f, theta)))),
                 covariance=S.tolist(), coefficients=coefs, lsmeans=lsm, diffs=diffs)
@@ -378,11 +459,14 @@ def make_data():
 
 
 MODELS = [
-    # name, covariates, visit-by-covariate, covariance
-    ("us_base_vbc", ["BASE"], True, "us"),
-    ("us_base_region", ["BASE", "REGION"], False, "us"),
-    ("cs_base", ["BASE"], False, "cs"),
-    ("ar1_base", ["BASE"], False, "ar1"),
+    # name, covariates, visit-by-covariate, covariance, df method
+    ("us_base_vbc", ["BASE"], True, "us", "satterthwaite"),
+    ("us_base_region", ["BASE", "REGION"], False, "us", "satterthwaite"),
+    ("cs_base", ["BASE"], False, "cs", "satterthwaite"),
+    ("ar1_base", ["BASE"], False, "ar1", "satterthwaite"),
+    ("us_base_vbc_kr", ["BASE"], True, "us", "kr"),
+    ("cs_base_kr", ["BASE"], False, "cs", "kr"),
+    ("ar1_base_kr", ["BASE"], False, "ar1", "kr"),
 ]
 
 
@@ -393,8 +477,10 @@ def main():
         cov = next((r for r in rest if r in COV), "us")
         refs = dict(kv.split("=", 1) for kv in rest if "=" in kv)
         df = pd.read_csv(csv)
-        D = build(df, resp, subj, visit, by, ref, [c for c in covs.split(",") if c], vbc, refs)
-        print(json.dumps(clean(fit(D, cov)), indent=1))
+        D = build(df, resp, subj, visit, by, ref, [c for c in covs.split(",") if c], vbc, refs,
+                  visit_terms="novisit" not in rest)
+        dfm = "kr" if "kr" in rest else "satterthwaite"
+        print(json.dumps(clean(fit(D, cov, df_method=dfm)), indent=1))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "bench":
         df = pd.read_csv(sys.argv[2])
@@ -411,9 +497,9 @@ def main():
     out = dict(source=dict(script="reference/mmrm_reference.py", numpy=np.__version__,
                            scipy=scipy.__version__, pandas=pd.__version__,
                            python=sys.version.split()[0]), models={})
-    for name, covs, vbc, cov in MODELS:
+    for name, covs, vbc, cov, dfm in MODELS:
         D = build(df, "CHG", "USUBJID", "AVISIT", "TRT01P", "Placebo", covs, vbc)
-        r = fit(D, cov)
+        r = fit(D, cov, df_method=dfm)
         r.update(covariates=covs, visit_by_covariate=vbc, cov=cov)
         out["models"][name] = r
         print(name, "deviance", r["deviance"], "max|grad|", r["grad_norm"], file=sys.stderr)

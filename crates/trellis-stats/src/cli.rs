@@ -205,7 +205,8 @@ pub struct MmrmArgs {
     /// Within-subject covariance structure
     #[arg(long, value_enum, default_value_t = crate::mmrm::CovStructure::Us)]
     pub cov: crate::mmrm::CovStructure,
-    /// Denominator degrees of freedom
+    /// Degrees of freedom / SE method: satterthwaite (model-based SEs) or kr (Kenward–Roger
+    /// adjusted SEs)
     #[arg(long, value_enum, default_value_t = crate::mmrm::DfMethod::Satterthwaite)]
     pub df: crate::mmrm::DfMethod,
 }
@@ -446,6 +447,7 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                 factor_refs,
                 visit_by_covariate: a.visit_by_covariate,
                 cov: a.cov,
+                df: a.df,
                 visit_order: (!a.visit_order.is_empty()).then(|| a.visit_order.clone()),
             };
             let fit = crate::mmrm::mmrm(&ds, &spec, a.common.alpha)?;

@@ -34,6 +34,15 @@
 //! at `θ̂`. LS means are evaluated with continuous covariates at their mean over the analysis
 //! rows (and covariate × visit columns at that mean times the visit indicator) and equal
 //! weights over the levels of factor covariates: the emmeans and SAS `LSMEANS` defaults.
+//!
+//! Kenward–Roger (`DfMethod::KenwardRoger`): `Cov(β̂) = Φ_A = Φ + 2Φ{Σ_hj W_hj (Q_hj −
+//! P_h Φ P_j − ¼ R_hj)}Φ` (Kenward & Roger 1997; mmrm's `kenward.Rmd`) with `P_h = Xᵀ ∂V⁻¹/∂φ_h X`,
+//! `Q_hj = Xᵀ ∂V⁻¹/∂φ_h V ∂V⁻¹/∂φ_j X`, `R_hj = Xᵀ V⁻¹ ∂²V/∂φ_h∂φ_j V⁻¹ X` and `W` the
+//! covariance of the covariance parameters, evaluated in SAS's parametrisation φ (only `R`
+//! depends on it): UN entries `σ_ab` and CS `(σ₁, σ²)` are linear, so `R = 0` there (this is
+//! mmrm's "Kenward-Roger-Linear", which its tests match to SAS `DDFM=KR`), AR(1) `(σ², ρ)`.
+//! The df of a one-dimensional contrast reduce to the Satterthwaite formula with the
+//! unadjusted Φ (mmrm's `h_kr_df` with one row), which is what is reported.
 
 use crate::data::Dataset;
 use crate::dist::{t_p2, t_ppf};
@@ -62,6 +71,11 @@ pub enum DfMethod {
     /// Satterthwaite approximation (SAS `DDFM=SATTERTHWAITE`, mmrm default).
     #[default]
     Satterthwaite,
+    /// Kenward–Roger: SEs from the Kenward–Roger adjusted covariance of β̂ (SAS
+    /// `DDFM=KR`), df as for Satterthwaite (see the module notes).
+    #[value(name = "kr")]
+    #[serde(rename = "kenward-roger")]
+    KenwardRoger,
 }
 
 /// Column roles and options of an MMRM.
@@ -82,6 +96,7 @@ pub struct MmrmSpec {
     /// Adds continuous covariate × visit terms (e.g. baseline × visit).
     pub visit_by_covariate: bool,
     pub cov: CovStructure,
+    pub df: DfMethod,
     /// Visit order; default: natural sort of the visit values ("Week 2" < "Week 12").
     pub visit_order: Option<Vec<String>>,
 }
@@ -423,6 +438,105 @@ impl CovModel {
     }
 }
 
+/// The covariance parameters SAS uses (Kenward–Roger is not invariant to the
+/// parametrisation through its second-derivative term): UN the entries `σ_ab` (a ≥ b, row
+/// by row), CS `(σ₁, σ²)` with `Σ = σ₁J + σ²I`, AR(1) `(σ², ρ)`.
+struct Natural {
+    /// `∂φ/∂θ` (q×q, row-major: row = φ).
+    g: Vec<f64>,
+    /// `∂Σ/∂φ_h` (m×m each).
+    d1: Vec<Vec<f64>>,
+    /// The non-zero second derivatives `∂²Σ/∂φ_h∂φ_j` as `(h, j, m×m)`.
+    d2: Vec<(usize, usize, Vec<f64>)>,
+}
+
+impl Natural {
+    /// `Σ_hj w_hj ∂²Σ/∂φ_h∂φ_j` (m×m) for weights `w` (q×q).
+    fn d2w(&self, w: &[f64], q: usize, m: usize) -> Vec<f64> {
+        let mut out = vec![0.0; m * m];
+        for (h, j, d) in &self.d2 {
+            let c = w[h * q + j];
+            for (o, x) in out.iter_mut().zip(d) {
+                *o += c * x;
+            }
+        }
+        out
+    }
+}
+
+impl CovModel {
+    fn natural(&self, theta: &[f64]) -> Natural {
+        let m = self.m;
+        let q = self.n_theta();
+        let ds = self.dsigma(theta);
+        let sig = self.sigma(theta);
+        let mut g = vec![0.0; q * q];
+        let mut d1 = Vec::with_capacity(q);
+        match self.kind {
+            CovStructure::Us => {
+                let mut h = 0;
+                for a in 0..m {
+                    for b in 0..=a {
+                        for (j, d) in ds.iter().enumerate() {
+                            g[h * q + j] = d[a * m + b];
+                        }
+                        let mut e = vec![0.0; m * m];
+                        e[a * m + b] = 1.0;
+                        e[b * m + a] = 1.0;
+                        d1.push(e);
+                        h += 1;
+                    }
+                }
+                Natural { g, d1, d2: vec![] }
+            }
+            CovStructure::Cs => {
+                for (j, d) in ds.iter().enumerate() {
+                    g[j] = d[1];
+                    g[q + j] = d[0] - d[1];
+                }
+                d1.push(vec![1.0; m * m]);
+                let mut id = vec![0.0; m * m];
+                for a in 0..m {
+                    id[a * m + a] = 1.0;
+                }
+                d1.push(id);
+                Natural { g, d1, d2: vec![] }
+            }
+            CovStructure::Ar1 => {
+                let s2 = sig[0];
+                let rho = sig[1] / s2;
+                for (j, d) in ds.iter().enumerate() {
+                    g[j] = d[0];
+                    g[q + j] = (d[1] - rho * d[0]) / s2;
+                }
+                let pw = |k: i32| if k < 0 { 0.0 } else { rho.powi(k) };
+                let mut a0 = vec![0.0; m * m];
+                let mut a1 = vec![0.0; m * m];
+                let mut a01 = vec![0.0; m * m];
+                let mut a11 = vec![0.0; m * m];
+                for a in 0..m {
+                    for b in 0..m {
+                        let k = a.abs_diff(b) as i32;
+                        let kf = k as f64;
+                        a0[a * m + b] = pw(k);
+                        a1[a * m + b] = s2 * kf * pw(k - 1);
+                        a01[a * m + b] = kf * pw(k - 1);
+                        a11[a * m + b] = s2 * kf * (kf - 1.0) * pw(k - 2);
+                    }
+                }
+                d1.push(a0);
+                d1.push(a1);
+                // ∂²Σ/∂σ²² = 0
+                Natural {
+                    g,
+                    d1,
+                    d2: vec![(0, 1, a01.clone()), (1, 0, a01), (1, 1, a11)],
+                }
+            }
+        }
+    }
+}
+
 /// Everything known at one θ.
 struct Eval {
     dev: f64,
@@ -588,6 +702,128 @@ impl MmrmData {
                 matmul(&matmul(&ev.phi, &txx, p), &ev.phi, p)
             })
             .collect()
+    }
+
+    /// Kenward–Roger adjusted covariance of β̂ (on the centred design):
+    /// `Φ_A = Φ + 2Φ{Σ_hj W_hj (Q_hj − P_h Φ P_j − ¼ R_hj)}Φ` in the SAS parametrisation,
+    /// with `W = G A Gᵀ`, `A = 2H⁻¹` the covariance of θ̂ and `G = ∂φ/∂θ`.
+    fn kr_adjusted(&self, cm: &CovModel, theta: &[f64], ev: &Eval, hinv: &[f64]) -> Vec<f64> {
+        let m = self.m;
+        let p = self.p;
+        let pp = p + 1;
+        let q = cm.n_theta();
+        let nat = cm.natural(theta);
+        // W = G (2 H⁻¹) Gᵀ
+        let mut gh = vec![0.0; q * q];
+        for i in 0..q {
+            for j in 0..q {
+                gh[i * q + j] = (0..q)
+                    .map(|k| nat.g[i * q + k] * 2.0 * hinv[k * q + j])
+                    .sum();
+            }
+        }
+        let mut w = vec![0.0; q * q];
+        for i in 0..q {
+            for j in 0..q {
+                w[i * q + j] = (0..q).map(|k| gh[i * q + k] * nat.g[j * q + k]).sum();
+            }
+        }
+        let xx = |t: &[f64]| -> Vec<f64> {
+            let mut o = vec![0.0; p * p];
+            for r in 0..p {
+                o[r * p..r * p + p].copy_from_slice(&t[r * pp..r * pp + p]);
+            }
+            o
+        };
+        // per pattern U_h = W_k D_h (s×s)
+        let mut th = vec![Vec::new(); q]; // T_h = Xᵀ V⁻¹ D_h V⁻¹ X = −P_h
+        let mut ksum: Vec<Vec<f64>> = Vec::with_capacity(self.patterns.len());
+        let mut e_h: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(self.patterns.len()); q];
+        for (pat, wk) in self.patterns.iter().zip(&ev.w) {
+            let s = pat.visits.len();
+            let u: Vec<Vec<f64>> = nat
+                .d1
+                .iter()
+                .map(|d| matmul(wk, &linalg::submatrix(d, m, &pat.visits), s))
+                .collect();
+            for h in 0..q {
+                e_h[h].push(matmul(&u[h], wk, s));
+            }
+            // Σ_hj W_hj U_h U_j W_k
+            let mut acc = vec![0.0; s * s];
+            for h in 0..q {
+                let mut vh = vec![0.0; s * s];
+                for j in 0..q {
+                    let c = w[h * q + j];
+                    if c != 0.0 {
+                        for (a, b) in vh.iter_mut().zip(&u[j]) {
+                            *a += c * b;
+                        }
+                    }
+                }
+                let t = matmul(&u[h], &vh, s);
+                for (a, b) in acc.iter_mut().zip(&t) {
+                    *a += b;
+                }
+            }
+            let mut kk = matmul(&acc, wk, s);
+            for a in 0..s {
+                for b in 0..a {
+                    let v = 0.5 * (kk[a * s + b] + kk[b * s + a]);
+                    kk[a * s + b] = v;
+                    kk[b * s + a] = v;
+                }
+            }
+            ksum.push(kk);
+        }
+        for h in 0..q {
+            th[h] = xx(&self.weighted(&e_h[h]));
+        }
+        let qsum = xx(&self.weighted(&ksum));
+        let d2 = nat.d2w(&w, q, m);
+        let rw: Vec<Vec<f64>> = self
+            .patterns
+            .iter()
+            .zip(&ev.w)
+            .map(|(pat, wk)| {
+                let s = pat.visits.len();
+                matmul(
+                    &matmul(wk, &linalg::submatrix(&d2, m, &pat.visits), s),
+                    wk,
+                    s,
+                )
+            })
+            .collect();
+        let rsum = xx(&self.weighted(&rw));
+        // S = Σ_hj W_hj T_h Φ T_j
+        let mut ssum = vec![0.0; p * p];
+        for h in 0..q {
+            let mut yh = vec![0.0; p * p];
+            for j in 0..q {
+                let c = w[h * q + j];
+                if c != 0.0 {
+                    for (a, b) in yh.iter_mut().zip(&th[j]) {
+                        *a += c * b;
+                    }
+                }
+            }
+            let t = matmul(&matmul(&th[h], &ev.phi, p), &yh, p);
+            for (a, b) in ssum.iter_mut().zip(&t) {
+                *a += b;
+            }
+        }
+        let mut mid = vec![0.0; p * p];
+        for i in 0..p * p {
+            mid[i] = qsum[i] - ssum[i] - 0.25 * rsum[i];
+        }
+        let adj = matmul(&matmul(&ev.phi, &mid, p), &ev.phi, p);
+        let mut out = vec![0.0; p * p];
+        for i in 0..p {
+            for j in 0..p {
+                out[i * p + j] = ev.phi[i * p + j] + (adj[i * p + j] + adj[j * p + i]);
+            }
+        }
+        out
     }
 
     /// Hessian of D by central differences of the analytic gradient, Richardson-extrapolated
@@ -1231,11 +1467,18 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
         StatsError::Degenerate("MMRM: REML Hessian not positive definite at the estimate".into())
     })?;
     let hinv = linalg::chol_inverse(&lh, q);
+    // covariance used for SEs: model-based Φ, or the Kenward–Roger adjusted Φ_A
+    let vcov = match spec.df {
+        DfMethod::Satterthwaite => phi.clone(),
+        DfMethod::KenwardRoger => transform(&data.kr_adjusted(&cm, &sol.theta, &sol.ev, &hinv)),
+    };
+    // (variance for the SE, df): df = 2 (lᵀΦl)² / (gᵀ A g) with the unadjusted Φ for both
+    // methods (one-dimensional Kenward–Roger df reduce to this; mmrm does the same)
     let sat = |l: &[f64]| -> (f64, f64) {
         let v = linalg::quad(&phi, p, l, l);
         let g: Vec<f64> = dphi.iter().map(|d| linalg::quad(d, p, l, l)).collect();
         let denom = 2.0 * linalg::quad(&hinv, q, &g, &g);
-        (v, 2.0 * v * v / denom)
+        (linalg::quad(&vcov, p, l, l), 2.0 * v * v / denom)
     };
     let coefficients: Vec<MmrmCoef> = (0..p)
         .map(|j| {
@@ -1339,7 +1582,7 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
         treatment: spec.treatment.clone(),
         reference,
         cov: spec.cov,
-        df_method: DfMethod::Satterthwaite,
+        df_method: spec.df,
         method: "REML",
         n_obs: data.n_obs as u64,
         n_subjects: data.n_subj as u64,
@@ -1355,7 +1598,7 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
         max_gradient: sol.grad.iter().map(|g| g.abs()).fold(0.0, f64::max),
         covariance: (0..m).map(|i| sig[i * m..i * m + m].to_vec()).collect(),
         coefficients,
-        vcov: (0..p).map(|i| phi[i * p..i * p + p].to_vec()).collect(),
+        vcov: (0..p).map(|i| vcov[i * p..i * p + p].to_vec()).collect(),
         lsmeans,
         diffs,
         alpha,

@@ -574,8 +574,12 @@ pub fn mmrm_tables(a: &MmrmFit, title: &str) -> Vec<Table> {
         }
         t1.rows.push(row);
     }
+    let dfm = match a.df_method {
+        crate::mmrm::DfMethod::Satterthwaite => "model-based SEs, Satterthwaite degrees of freedom",
+        crate::mmrm::DfMethod::KenwardRoger => "Kenward-Roger adjusted SEs and degrees of freedom",
+    };
     t1.footnotes.push(format!(
-        "MMRM fitted by REML with {cov} covariance over visits; Satterthwaite degrees of freedom. {} subjects, {} observations. -2 REML log-likelihood {:.3}; AIC {:.3}; BIC {:.3}.",
+        "MMRM fitted by REML with {cov} covariance over visits; {dfm}. {} subjects, {} observations. -2 REML log-likelihood {:.3}; AIC {:.3}; BIC {:.3}.",
         a.n_subjects, a.n_obs, a.deviance, a.aic, a.bic
     ));
     t1.footnotes.push(

@@ -488,6 +488,21 @@ fn mmrm_json_and_tables() {
         assert_eq!(j["cov"], cov);
         assert_eq!(j["n_theta"], 2);
     }
+    // Kenward–Roger through the CLI
+    let mut a = base.to_vec();
+    a.extend_from_slice(&["--df", "kr"]);
+    let k = json_of(&a);
+    assert_eq!(k["df_method"], "kenward-roger");
+    let want_kr = &serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(fixture("mmrm_reference.json")).unwrap(),
+    )
+    .unwrap()["models"]["us_base_vbc_kr"];
+    close(
+        "KR diff SE",
+        f(&k["diffs"][7]["se"]),
+        f(&want_kr["diffs"][7]["se"]),
+        1e-7,
+    );
     // a column that does not exist is named
     let mut a = base.to_vec();
     a[8] = "VISIT";

@@ -40,6 +40,11 @@ fn spec_for(m: &serde_json::Value) -> MmrmSpec {
             "ar1" => CovStructure::Ar1,
             other => panic!("unknown structure {other}"),
         },
+        df: match m["df_method"].as_str().unwrap() {
+            "satterthwaite" => DfMethod::Satterthwaite,
+            "kr" => DfMethod::KenwardRoger,
+            other => panic!("unknown df method {other}"),
+        },
         ..Default::default()
     }
 }
@@ -138,6 +143,39 @@ fn compound_symmetry_matches_reference() {
 #[test]
 fn ar1_matches_reference() {
     check_model("ar1_base");
+}
+
+/// Kenward–Roger: the reference computes P, Q, R and W by numerical differentiation in
+/// SAS's parametrisation; here they are analytic.
+#[test]
+fn kenward_roger_unstructured_matches_reference() {
+    check_model("us_base_vbc_kr");
+}
+
+#[test]
+fn kenward_roger_cs_matches_reference() {
+    check_model("cs_base_kr");
+}
+
+#[test]
+fn kenward_roger_ar1_matches_reference() {
+    check_model("ar1_base_kr");
+}
+
+/// The KR adjustment only inflates: every SE at least the model-based one, same df.
+#[test]
+fn kenward_roger_inflates_standard_errors() {
+    let ds = load("admmrm.csv");
+    let a = mmrm(&ds, &base_spec(), 0.05).unwrap();
+    let mut s = base_spec();
+    s.df = DfMethod::KenwardRoger;
+    let b = mmrm(&ds, &s, 0.05).unwrap();
+    assert_eq!(b.df_method, DfMethod::KenwardRoger);
+    for (x, y) in a.diffs.iter().zip(&b.diffs) {
+        assert!(y.se > x.se && y.se < 1.1 * x.se, "{} {}", x.se, y.se);
+        close("df", y.df, x.df, 1e-12);
+        close("estimate", y.estimate, x.estimate, 1e-12);
+    }
 }
 
 fn base_spec() -> MmrmSpec {
