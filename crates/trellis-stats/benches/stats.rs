@@ -542,6 +542,9 @@ fn main() {
                     if let Some(sec) = v["seconds"].as_f64() {
                         peers.insert(format!("numpy_reference_{task}"), sec);
                     }
+                    if let Some(sec) = v["fit_seconds"].as_f64() {
+                        peers.insert(format!("numpy_bfgs_only_{task}"), sec);
+                    }
                     if let Some(dv) = v["deviance"].as_f64() {
                         peers.insert(format!("check_{task}_deviance_numpy"), dv);
                     }
@@ -626,11 +629,17 @@ fn main() {
         ("xport_write_1m_x20", &["pyreadstat_write_xport"]),
         (
             "mmrm_us_5k_subjects",
-            &["numpy_reference_mmrm_us_5k_subjects"],
+            &[
+                "numpy_reference_mmrm_us_5k_subjects",
+                "numpy_bfgs_only_mmrm_us_5k_subjects",
+            ],
         ),
         (
             "mmrm_us_100k_subjects",
-            &["numpy_reference_mmrm_us_100k_subjects"],
+            &[
+                "numpy_reference_mmrm_us_100k_subjects",
+                "numpy_bfgs_only_mmrm_us_100k_subjects",
+            ],
         ),
     ];
     let mut so = std::io::stdout().lock();
@@ -640,7 +649,9 @@ fn main() {
         "task", "trellis s", "cpu s", "peer", "peer s", "speed-up"
     );
     for (task, ps) in pairs {
-        let rt = rust.get(task).copied().unwrap_or(f64::NAN);
+        let Some(rt) = rust.get(task).copied() else {
+            continue; // not run (BENCH_ONLY)
+        };
         let mut first = true;
         for p in ps.iter() {
             let ct = cpu.get(task).copied().unwrap_or(f64::NAN);

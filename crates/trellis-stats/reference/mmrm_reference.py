@@ -354,12 +354,16 @@ def start_theta(D, cov):
     return np.array([np.log(var.mean()), 0.0])
 
 
+TIMES = {}
+
+
 def fit(D, cov="us", alpha=0.05, df_method="satterthwaite"):
     f = lambda t: deviance(t, D, cov)
     t0 = start_theta(D, cov)
     r = so.minimize(f, t0, jac=lambda t: num_grad(f, t), method="BFGS",
                     options=dict(gtol=1e-7, maxiter=2000))
     theta = r.x
+    TIMES["bfgs_done"] = time.perf_counter()
     for _ in range(8):  # Newton polish
         g = num_grad(f, theta)
         H = num_hess(f, theta)
@@ -487,7 +491,11 @@ def main():
         t0 = time.perf_counter()
         D = build(df, "CHG", "USUBJID", "AVISIT", "TRT01P", "Placebo", ["BASE"], True)
         r = fit(D, "us")
-        print(json.dumps({"seconds": time.perf_counter() - t0, "deviance": r["deviance"]}))
+        t1 = time.perf_counter()
+        # "fit_seconds": design + BFGS on the REML deviance (what the research note's 59 s
+        # anchor measures); "seconds": everything incl. the Newton polish and Satterthwaite df
+        print(json.dumps({"seconds": t1 - t0, "fit_seconds": TIMES["bfgs_done"] - t0,
+                          "deviance": r["deviance"]}))
         return
     os.makedirs(OUT, exist_ok=True)
     df = make_data()

@@ -1478,7 +1478,10 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
         let v = linalg::quad(&phi, p, l, l);
         let g: Vec<f64> = dphi.iter().map(|d| linalg::quad(d, p, l, l)).collect();
         let denom = 2.0 * linalg::quad(&hinv, q, &g, &g);
-        (linalg::quad(&vcov, p, l, l), 2.0 * v * v / denom)
+        // a contrast whose variance does not depend on θ has infinite df: cap it (t ≈ normal)
+        let df = 2.0 * v * v / denom;
+        let df = if df.is_nan() || df > 1e9 { 1e9 } else { df };
+        (linalg::quad(&vcov, p, l, l), df)
     };
     let coefficients: Vec<MmrmCoef> = (0..p)
         .map(|j| {

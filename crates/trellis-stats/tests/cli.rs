@@ -512,3 +512,60 @@ fn mmrm_json_and_tables() {
         "{e:#}"
     );
 }
+
+/// The same analysis from an XPORT file (the usual ADaM delivery) and with a numeric visit
+/// column.
+#[test]
+fn mmrm_from_xpt_and_numeric_visit() {
+    let dir = tempfile::tempdir().unwrap();
+    let xpt = dir.path().join("admmrm.xpt");
+    let csv = fixture("admmrm.csv");
+    stats(&[
+        "convert",
+        "--data",
+        csv.to_str().unwrap(),
+        "--out",
+        xpt.to_str().unwrap(),
+    ])
+    .unwrap();
+    let args = |data: &str, visit: &str| -> Vec<String> {
+        [
+            "mmrm",
+            "--data",
+            data,
+            "--response",
+            "CHG",
+            "--subject",
+            "USUBJID",
+            "--visit",
+            visit,
+            "--by",
+            "TRT01P",
+            "--ref",
+            "TRT01P=Placebo",
+            "--covariates",
+            "BASE",
+            "--visit-by-covariate",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let a = args(xpt.to_str().unwrap(), "AVISIT");
+    let j = json_of(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let want = &serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(fixture("mmrm_reference.json")).unwrap(),
+    )
+    .unwrap()["models"]["us_base_vbc"];
+    close("deviance", f(&j["deviance"]), f(&want["deviance"]), 1e-10);
+    // AVISITN (1..4) orders the visits the same way; the row with AVISITN 5 has no CHG
+    let a = args(csv.to_str().unwrap(), "AVISITN");
+    let n = json_of(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert_eq!(n["visits"], serde_json::json!(["1", "2", "3", "4"]));
+    close("deviance", f(&n["deviance"]), f(&want["deviance"]), 1e-10);
+    close(
+        "last diff",
+        f(&n["diffs"][7]["estimate"]),
+        f(&want["diffs"][7]["estimate"]),
+        1e-7,
+    );
+}
