@@ -201,8 +201,27 @@ def build(df, response, subject, visit, by, ref, covariates, vbc, factors_ref=No
         return l
 
     counts = {(a, v): int(((trt == arms[a]) & (vv == vis[v])).sum()) for a in range(len(arms)) for v in range(m)}
+    # type III hypotheses from LS-mean vectors (equal weights over the other factor)
+    na = len(arms)
+    P = X.shape[1]
+    e = lambda nm: np.eye(P)[names.index(nm)]
+    type3 = [(by, [np.mean([lvec(a, v) - lvec(0, v) for v in range(m)], axis=0) for a in range(1, na)])]
+    if visit_terms:
+        type3.append((visit, [np.mean([lvec(a, v) - lvec(a, 0) for a in range(na)], axis=0) for v in range(1, m)]))
+        type3.append((f"{by}*{visit}", [lvec(a, v) - lvec(0, v) - lvec(a, 0) + lvec(0, 0)
+                                        for a in range(1, na) for v in range(1, m)]))
+    for c in covariates:
+        if c in fac_levels:
+            type3.append((c, [e(f"{c}={l}") for l in fac_levels[c][1:]]))
+        else:
+            l = e(c)
+            if vbc:
+                l = l + sum(e(f"{c}:{visit}={v}") for v in vis[1:]) / m
+            type3.append((c, [l]))
+            if vbc:
+                type3.append((f"{c}*{visit}", [e(f"{c}:{visit}={v}") for v in vis[1:]]))
     return dict(blocks=blocks, names=names, m=m, vis=vis, arms=arms, lvec=lvec, n=len(y),
-                nsubj=len(bounds) - 1, p=X.shape[1], counts=counts)
+                nsubj=len(bounds) - 1, p=X.shape[1], counts=counts, type3=type3)
 
 
 # ---------------------------------------------------------------------------------------
@@ -384,6 +403,47 @@ def fit(D, cov="us", alpha=0.05, df_method="satterthwaite"):
         return l @ V @ l, 2 * v * v / (g @ A @ g)
 
     q = len(theta)
+    type3 = []
+    for term, rows in D["type3"]:
+        L = np.array(rows)
+        c = L.shape[0]
+        if df_method == "satterthwaite":
+            # eigen-directions of L Phi L', each with its 1-d df (SAS / mmrm h_df_md_sat)
+            vals, vecs = np.linalg.eigh(L @ Phi @ L.T)
+            order = np.argsort(vals)[::-1]
+            vals, vecs = vals[order], vecs[:, order]
+            r = int((vals > np.sqrt(np.finfo(float).eps) * max(vals[0], 0)).sum())
+            Lk = vecs[:, :r].T @ L
+            F = sum((lk @ beta) ** 2 / vk for lk, vk in zip(Lk, vals[:r])) / r
+            nus = np.array([sat(lk)[1] for lk in Lk])
+            if r == 1:
+                dfd = nus[0]
+            elif np.all(np.abs(np.diff(nus)) < np.sqrt(np.finfo(float).eps)):
+                dfd = nus.mean()
+            elif np.any(nus <= 2):
+                dfd = 2.0
+            else:
+                E = (nus / (nus - 2)).sum()
+                dfd = 2 * E / (E - r)
+        else:
+            # Kenward & Roger (1997) df and scale, P from the numerical Jacobian of Phi
+            r = c
+            M = L.T @ np.linalg.inv(L @ Phi @ L.T) @ L
+            MP = [-M @ J for J in Jphi]  # M Phi P_h Phi = -M dPhi/dtheta_h
+            a1 = sum(A[i, j] * np.trace(MP[i]) * np.trace(MP[j]) for i in range(q) for j in range(q))
+            a2 = sum(A[i, j] * np.trace(MP[i] @ MP[j]) for i in range(q) for j in range(q))
+            b = (a1 + 6 * a2) / (2 * c)
+            es = 1 / (1 - a2 / c)
+            g = ((c + 1) * a1 - (c + 4) * a2) / ((c + 2) * a2)
+            den = 3 * c + 2 - 2 * g
+            c1, c2, c3 = g / den, (c - g) / den, (c + 2 - g) / den
+            vs = 2 / c * (1 + c1 * b) / (1 - c2 * b) ** 2 / (1 - c3 * b)
+            rho = vs / (2 * es ** 2)
+            dfd = 4 + (c + 2) / (c * rho - 1)
+            lam = dfd / (es * (dfd - 2))
+            Lb = L @ beta
+            F = lam * (Lb @ np.linalg.solve(L @ V @ L.T, Lb)) / c
+        type3.append(dict(term=term, num_df=r, den_df=dfd, f=F, p=st.f.sf(F, r, dfd)))
     coefs = []
     for j, nm in enumerate(D["names"]):
         l = np.zeros(D["p"])
@@ -415,7 +475,7 @@ def fit(D, cov="us", alpha=0.05, df_method="satterthwaite"):
     return dict(df_method=df_method, deviance=dev, loglik=-dev / 2, aic=dev + 2 * q, bic=dev + q * np.log(D["nsubj"]),
                 n_obs=D["n"], n_subjects=D["nsubj"], n_theta=q, theta=theta.tolist(),
                 grad_norm=float(np.max(np.abs(num_grad(f, theta)))),
-                covariance=S.tolist(), coefficients=coefs, lsmeans=lsm, diffs=diffs)
+                covariance=S.tolist(), coefficients=coefs, type3=type3, lsmeans=lsm, diffs=diffs)
 
 
 def clean(o):

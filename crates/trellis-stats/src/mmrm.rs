@@ -45,7 +45,7 @@
 //! unadjusted Φ (mmrm's `h_kr_df` with one row), which is what is reported.
 
 use crate::data::Dataset;
-use crate::dist::{t_p2, t_ppf};
+use crate::dist::{f_sf, t_p2, t_ppf};
 use crate::error::{Result, StatsError, degenerate};
 use crate::linalg;
 use serde::Serialize;
@@ -141,6 +141,16 @@ pub struct MmrmDiff {
     pub p: f64,
 }
 
+/// A type III F test of a model term (SAS "Type 3 Tests of Fixed Effects").
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MmrmFTest {
+    pub term: String,
+    pub num_df: usize,
+    pub den_df: f64,
+    pub f: f64,
+    pub p: f64,
+}
+
 /// MMRM result.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MmrmFit {
@@ -173,6 +183,8 @@ pub struct MmrmFit {
     pub coefficients: Vec<MmrmCoef>,
     /// Covariance of the fixed effects, in `coefficients` order.
     pub vcov: Vec<Vec<f64>>,
+    /// Type III F tests (treatment, visit, treatment × visit, covariates).
+    pub type3: Vec<MmrmFTest>,
     pub lsmeans: Vec<MmrmLsMean>,
     pub diffs: Vec<MmrmDiff>,
     pub alpha: f64,
@@ -1530,6 +1542,100 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
         }
         l
     };
+    // Type III F tests. Hypotheses in terms of LS-mean vectors (equal weights over the other
+    // factor's levels: SAS type III / emmeans joint tests), so they do not depend on coding.
+    let avg = |rows: &[Vec<f64>]| -> Vec<f64> {
+        let mut o = vec![0.0; p];
+        for r in rows {
+            for (a, b) in o.iter_mut().zip(r) {
+                *a += b / rows.len() as f64;
+            }
+        }
+        o
+    };
+    let sub = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
+    let mut tests: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
+    tests.push((
+        spec.treatment.clone(),
+        (1..na)
+            .map(|a| {
+                let d: Vec<Vec<f64>> = (0..m).map(|v| sub(&lvec(a, v), &lvec(0, v))).collect();
+                avg(&d)
+            })
+            .collect(),
+    ));
+    if m > 1 {
+        tests.push((
+            spec.visit.clone(),
+            (1..m)
+                .map(|v| {
+                    let d: Vec<Vec<f64>> = (0..na).map(|a| sub(&lvec(a, v), &lvec(a, 0))).collect();
+                    avg(&d)
+                })
+                .collect(),
+        ));
+        let mut rows = Vec::new();
+        for a in 1..na {
+            for v in 1..m {
+                rows.push(sub(
+                    &sub(&lvec(a, v), &lvec(0, v)),
+                    &sub(&lvec(a, 0), &lvec(0, 0)),
+                ));
+            }
+        }
+        tests.push((format!("{}*{}", spec.treatment, spec.visit), rows));
+    }
+    for (k, t) in terms.iter().enumerate() {
+        match t {
+            Term::Factor { name, levels, .. } => {
+                let rows = (1..levels.len())
+                    .map(|j| {
+                        let mut l = vec![0.0; p];
+                        l[term_cols[k] + j - 1] = 1.0;
+                        l
+                    })
+                    .collect();
+                tests.push((name.clone(), rows));
+            }
+            Term::Continuous { name, .. } => {
+                let mut l = vec![0.0; p];
+                l[term_cols[k]] = 1.0;
+                if vbc_cols[k] != usize::MAX {
+                    // average slope over visits
+                    for v in 1..m {
+                        l[vbc_cols[k] + v - 1] = 1.0 / m as f64;
+                    }
+                }
+                tests.push((name.clone(), vec![l]));
+                if vbc_cols[k] != usize::MAX && m > 1 {
+                    let rows = (1..m)
+                        .map(|v| {
+                            let mut l = vec![0.0; p];
+                            l[vbc_cols[k] + v - 1] = 1.0;
+                            l
+                        })
+                        .collect();
+                    tests.push((format!("{name}*{}", spec.visit), rows));
+                }
+            }
+        }
+    }
+    let type3 = tests
+        .iter()
+        .map(|(term, rows)| {
+            let (f, num_df, den_df) = match spec.df {
+                DfMethod::Satterthwaite => f_test_satterthwaite(rows, &beta, &phi, &dphi, &hinv)?,
+                DfMethod::KenwardRoger => f_test_kr(rows, &beta, &phi, &vcov, &dphi, &hinv)?,
+            };
+            Ok(MmrmFTest {
+                term: term.clone(),
+                num_df,
+                den_df,
+                f,
+                p: f_sf(f, num_df as f64, den_df),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut counts = vec![0u64; na * m];
     for r in 0..n {
         counts[tc.codes[r] as usize * m + vpos[r]] += 1;
@@ -1602,11 +1708,206 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
         covariance: (0..m).map(|i| sig[i * m..i * m + m].to_vec()).collect(),
         coefficients,
         vcov: (0..p).map(|i| vcov[i * p..i * p + p].to_vec()).collect(),
+        type3,
         lsmeans,
         diffs,
         alpha,
         dropped_rows: dropped,
     })
+}
+
+/// Eigen-decomposition of a small symmetric matrix (cyclic Jacobi): eigenvalues in
+/// decreasing order and the eigenvectors as rows.
+fn sym_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let mut a = a.to_vec();
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j] * a[i * n + j])
+            .sum();
+        let scale: f64 = (0..n).map(|i| a[i * n + i] * a[i * n + i]).sum();
+        if off <= 1e-30 * scale.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for pi in 0..n {
+            for qi in pi + 1..n {
+                let apq = a[pi * n + qi];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[qi * n + qi] - a[pi * n + pi]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let sn = t * c;
+                for k in 0..n {
+                    let akp = a[k * n + pi];
+                    let akq = a[k * n + qi];
+                    a[k * n + pi] = c * akp - sn * akq;
+                    a[k * n + qi] = sn * akp + c * akq;
+                }
+                for k in 0..n {
+                    let apk = a[pi * n + k];
+                    let aqk = a[qi * n + k];
+                    a[pi * n + k] = c * apk - sn * aqk;
+                    a[qi * n + k] = sn * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let vkp = v[k * n + pi];
+                    let vkq = v[k * n + qi];
+                    v[k * n + pi] = c * vkp - sn * vkq;
+                    v[k * n + qi] = sn * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&x, &y| a[y * n + y].total_cmp(&a[x * n + x]));
+    let vals = idx.iter().map(|&i| a[i * n + i]).collect();
+    let vecs = idx
+        .iter()
+        .map(|&i| (0..n).map(|k| v[k * n + i]).collect())
+        .collect();
+    (vals, vecs)
+}
+
+/// `L M Lᵀ` for rows `l` (c×p) and M (p×p).
+fn lml(l: &[Vec<f64>], mm: &[f64], p: usize) -> Vec<f64> {
+    let c = l.len();
+    let mut o = vec![0.0; c * c];
+    for i in 0..c {
+        for j in 0..=i {
+            let v = linalg::quad(mm, p, &l[i], &l[j]);
+            o[i * c + j] = v;
+            o[j * c + i] = v;
+        }
+    }
+    o
+}
+
+/// One-dimensional Satterthwaite df of `l`.
+fn sat_df(l: &[f64], phi: &[f64], dphi: &[Vec<f64>], hinv: &[f64]) -> f64 {
+    let p = l.len();
+    let q = dphi.len();
+    let v = linalg::quad(phi, p, l, l);
+    let g: Vec<f64> = dphi.iter().map(|d| linalg::quad(d, p, l, l)).collect();
+    let df = 2.0 * v * v / (2.0 * linalg::quad(hinv, q, &g, &g));
+    if df.is_nan() || df > 1e9 { 1e9 } else { df }
+}
+
+/// Satterthwaite F test of `L β = 0` (SAS `DDFM=SATTERTHWAITE`; mmrm `h_df_md_sat`): the
+/// contrast covariance is diagonalised, each eigen-direction gets its one-dimensional df
+/// ν_k, and the denominator df is `2E/(E − r)` with `E = Σ ν_k/(ν_k − 2)`.
+fn f_test_satterthwaite(
+    rows: &[Vec<f64>],
+    beta: &[f64],
+    phi: &[f64],
+    dphi: &[Vec<f64>],
+    hinv: &[f64],
+) -> Result<(f64, usize, f64)> {
+    let p = beta.len();
+    let c = rows.len();
+    let cov = lml(rows, phi, p);
+    let (vals, vecs) = sym_eigen(&cov, c);
+    let tol = f64::EPSILON.sqrt() * vals[0].max(0.0);
+    let rank = vals.iter().filter(|&&x| x > tol).count();
+    if rank == 0 {
+        return degenerate("F test: the hypothesis has no estimable direction");
+    }
+    let mut fsum = 0.0;
+    let mut nus = Vec::with_capacity(rank);
+    for k in 0..rank {
+        let lk: Vec<f64> = (0..p)
+            .map(|j| (0..c).map(|i| vecs[k][i] * rows[i][j]).sum())
+            .collect();
+        let est = dot(&lk, beta);
+        fsum += est * est / vals[k];
+        nus.push(sat_df(&lk, phi, dphi, hinv));
+    }
+    let f = fsum / rank as f64;
+    let df = if rank == 1 {
+        nus[0]
+    } else if nus
+        .windows(2)
+        .all(|w| (w[0] - w[1]).abs() < f64::EPSILON.sqrt())
+    {
+        nus.iter().sum::<f64>() / rank as f64
+    } else if nus.iter().any(|&nu| nu <= 2.0) {
+        2.0
+    } else {
+        let e: f64 = nus.iter().map(|nu| nu / (nu - 2.0)).sum();
+        2.0 * e / (e - rank as f64)
+    };
+    Ok((f, rank, df))
+}
+
+/// Kenward–Roger F test (Kenward & Roger 1997; mmrm `h_kr_df`): Wald F with the adjusted
+/// covariance, scaled by λ, on (c, m) df.
+fn f_test_kr(
+    rows: &[Vec<f64>],
+    beta: &[f64],
+    phi: &[f64],
+    phi_a: &[f64],
+    dphi: &[Vec<f64>],
+    hinv: &[f64],
+) -> Result<(f64, usize, f64)> {
+    let p = beta.len();
+    let c = rows.len();
+    let q = dphi.len();
+    let nl = c as f64;
+    let inv = |a: &[f64]| -> Result<Vec<f64>> {
+        let l = linalg::cholesky(a, c).map_err(|_| {
+            StatsError::Degenerate("F test: contrast covariance is singular".into())
+        })?;
+        Ok(linalg::chol_inverse(&l, c))
+    };
+    // M = Lᵀ (L Φ Lᵀ)⁻¹ L
+    let s0 = inv(&lml(rows, phi, p))?;
+    let mut mm = vec![0.0; p * p];
+    for i in 0..c {
+        for j in 0..c {
+            let w = s0[i * c + j];
+            for a in 0..p {
+                for b in 0..p {
+                    mm[a * p + b] += rows[i][a] * w * rows[j][b];
+                }
+            }
+        }
+    }
+    // M Φ P_h Φ = −M ∂Φ/∂θ_h
+    let mp: Vec<Vec<f64>> = dphi.iter().map(|d| matmul(&mm, d, p)).collect();
+    let tr = |a: &[f64]| (0..p).map(|i| a[i * p + i]).sum::<f64>();
+    let trs: Vec<f64> = mp.iter().map(|x| tr(x)).collect();
+    let (mut a1, mut a2) = (0.0, 0.0);
+    for i in 0..q {
+        for j in 0..q {
+            let w = 2.0 * hinv[i * q + j];
+            a1 += w * trs[i] * trs[j];
+            a2 += w * tr(&matmul(&mp[i], &mp[j], p));
+        }
+    }
+    let b = (a1 + 6.0 * a2) / (2.0 * nl);
+    let e_star = 1.0 / (1.0 - a2 / nl);
+    let g = ((nl + 1.0) * a1 - (nl + 4.0) * a2) / ((nl + 2.0) * a2);
+    let denom = 3.0 * nl + 2.0 - 2.0 * g;
+    let (c1, c2, c3) = (g / denom, (nl - g) / denom, (nl + 2.0 - g) / denom);
+    let v_star = 2.0 / nl * (1.0 + c1 * b) / (1.0 - c2 * b).powi(2) / (1.0 - c3 * b);
+    let rho = v_star / (2.0 * e_star * e_star);
+    let mdf = 4.0 + (nl + 2.0) / (nl * rho - 1.0);
+    let lambda = mdf / (e_star * (mdf - 2.0));
+    let lb: Vec<f64> = rows.iter().map(|r| dot(r, beta)).collect();
+    let sa = inv(&lml(rows, phi_a, p))?;
+    let f = linalg::quad(&sa, c, &lb, &lb) / nl;
+    if !(mdf.is_finite() && mdf > 0.0 && lambda.is_finite()) {
+        return degenerate(
+            "Kenward-Roger F test: degrees of freedom undefined for this hypothesis",
+        );
+    }
+    Ok((lambda * f, c, mdf))
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {

@@ -606,6 +606,26 @@ pub fn mmrm_tables(a: &MmrmFit, title: &str) -> Vec<Table> {
             fp(c.p),
         ]);
     }
+    let mut tf = Table {
+        titles: vec![format!("Type III tests of fixed effects ({})", a.response)],
+        headers: vec![
+            "Effect".into(),
+            "Num DF".into(),
+            "Den DF".into(),
+            "F".into(),
+            "p-value".into(),
+        ],
+        ..Default::default()
+    };
+    for t in &a.type3 {
+        tf.rows.push(vec![
+            t.term.clone(),
+            t.num_df.to_string(),
+            f(t.den_df, 1),
+            f(t.f, 2),
+            fp(t.p),
+        ]);
+    }
     let mut t3 = Table {
         titles: vec![format!("Estimated covariance matrix ({cov})")],
         headers: std::iter::once(a.visit.clone())
@@ -620,7 +640,7 @@ pub fn mmrm_tables(a: &MmrmFit, title: &str) -> Vec<Table> {
                 .collect(),
         );
     }
-    vec![t1, t2, t3]
+    vec![t1, tf, t2, t3]
 }
 
 /// Logistic regression table.

@@ -94,6 +94,16 @@ fn check_model(name: &str) {
         close_s(&g.term, g.t, f(&w["t"]), 1.0, EST);
         close(&g.term, g.p, f(&w["p"]), DF);
     }
+    let want = r["type3"].as_array().unwrap();
+    assert_eq!(fit.type3.len(), want.len());
+    for (g, w) in fit.type3.iter().zip(want) {
+        assert_eq!(g.term, w["term"].as_str().unwrap());
+        assert_eq!(g.num_df as u64, w["num_df"].as_u64().unwrap());
+        close(&g.term, g.f, f(&w["f"]), EST);
+        close(&g.term, g.den_df, f(&w["den_df"]), DF);
+        // p-values far in the tail (1e-40) move 1e-6 relative for a 1e-8 change in df
+        close(&g.term, g.p, f(&w["p"]), 1e-5);
+    }
     let want = r["lsmeans"].as_array().unwrap();
     assert_eq!(fit.lsmeans.len(), want.len());
     for (g, w) in fit.lsmeans.iter().zip(want) {
