@@ -419,6 +419,67 @@ macro_rules! backend_impl {
                     }
                     ctx.audit(chain, kind, "installation", "installation".into(), None, None, Some(detail.clone()), None, None);
                 }
+                Mutation::AddMetadataVersion { study, study_oid, oid, name, odm } => {
+                    for (field, v, max) in [("study_oid", study_oid, 200), ("oid", oid, 200), ("name", name, 500)] {
+                        if v.trim().is_empty() || v.chars().count() > max {
+                            return Err(StoreError::invalid(field, format!("must be 1-{max} characters")));
+                        }
+                    }
+                    if odm.len() > 50 * 1024 * 1024 {
+                        return Err(StoreError::invalid("odm", "a metadata version must be at most 50 MB of ODM"));
+                    }
+                    let st = study.as_uuid();
+                    let existing = sqlx::query("SELECT oid, study_oid FROM metadata_versions WHERE study_id = $1 ORDER BY seq")
+                        .bind(st).fetch_all(&mut *conn).await?;
+                    for r in &existing {
+                        let (o, so): (String, String) = (r.try_get("oid")?, r.try_get("study_oid")?);
+                        if &o == oid {
+                            return Err(StoreError::Conflict(format!("metadata version {oid} already exists in this study; an amendment needs a new OID")));
+                        }
+                        if &so != study_oid {
+                            return Err(StoreError::invalid("study_oid", format!("this study's ODM OID is {so}, not {study_oid}")));
+                        }
+                    }
+                    let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(odm.as_bytes()).into();
+                    let seq = existing.len() as i64 + 1;
+                    sqlx::query("INSERT INTO metadata_versions (study_id, oid, study_oid, name, seq, odm, odm_sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(st).bind(oid).bind(study_oid).bind(name).bind(seq).bind(odm).bind(sha.to_vec()).bind(now)
+                        .execute(&mut *conn).await?;
+                    for (f, v) in [("study_oid", study_oid.clone()), ("name", name.clone()), ("sequence", seq.to_string()), ("odm_sha256", hex::encode(sha))] {
+                        ctx.audit(chain, "create", "metadata_version", oid.clone(), Some(f), None, Some(v), None, None);
+                    }
+                }
+                Mutation::AssignMetadataVersion { study, subject, oid } => {
+                    let (st, su) = (study.as_uuid(), subject.as_uuid());
+                    let version = sqlx::query("SELECT seq FROM metadata_versions WHERE study_id = $1 AND oid = $2")
+                        .bind(st).bind(oid).fetch_optional(&mut *conn).await?;
+                    if version.is_none() {
+                        return Err(StoreError::NotFound { entity: "metadata version", id: oid.clone() });
+                    }
+                    let site: Option<Uuid> = sqlx::query("SELECT site_id FROM subjects WHERE study_id = $1 AND subject_id = $2")
+                        .bind(st).bind(su).fetch_optional(&mut *conn).await?
+                        .map(|r| r.try_get("site_id")).transpose()?;
+                    let Some(site) = site else {
+                        return Err(StoreError::NotFound { entity: "subject", id: subject.to_string() });
+                    };
+                    let current: Option<String> = sqlx::query("SELECT oid FROM subject_versions WHERE study_id = $1 AND subject_id = $2")
+                        .bind(st).bind(su).fetch_optional(&mut *conn).await?
+                        .map(|r| r.try_get("oid")).transpose()?;
+                    match &current {
+                        Some(c) if c == oid => {}
+                        Some(c) => {
+                            ctx.require_reason("subject", "metadata_version")?;
+                            sqlx::query("UPDATE subject_versions SET oid = $3, assigned_at = $4 WHERE study_id = $1 AND subject_id = $2")
+                                .bind(st).bind(su).bind(oid).bind(now).execute(&mut *conn).await?;
+                            ctx.audit(chain, "migrate", "subject", subject.to_string(), Some("metadata_version"), Some(c.clone()), Some(oid.clone()), Some(site), Some(su));
+                        }
+                        None => {
+                            sqlx::query("INSERT INTO subject_versions (study_id, subject_id, oid, assigned_at) VALUES ($1, $2, $3, $4)")
+                                .bind(st).bind(su).bind(oid).bind(now).execute(&mut *conn).await?;
+                            ctx.audit(chain, "create", "subject", subject.to_string(), Some("metadata_version"), None, Some(oid.clone()), Some(site), Some(su));
+                        }
+                    }
+                }
                 Mutation::Sign { study, id, signer, printed_name, meaning, entity_type, entity_id, content_hash } => {
                     sqlx::query("INSERT INTO signatures (study_id, signature_id, signer_id, printed_name, meaning, signed_at, entity_type, entity_id, content_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                         .bind(study.as_uuid()).bind(id.as_uuid()).bind(signer.as_uuid()).bind(printed_name).bind(meaning.as_str()).bind(now).bind(entity_type).bind(entity_id).bind(content_hash.to_vec())
@@ -858,6 +919,38 @@ macro_rules! backend_impl {
 
         // ---------------------------------------------------------------- sessions (operational state, not regulated data)
 
+        pub(crate) async fn metadata_versions(pool: &Pool, study: StudyId) -> Result<Vec<MetadataVersionRow>> {
+            let rows = sqlx::query("SELECT study_id, oid, study_oid, name, seq, odm_sha256, created_at FROM metadata_versions WHERE study_id = $1 ORDER BY seq")
+                .bind(study.as_uuid()).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(MetadataVersionRow {
+                        study,
+                        oid: r.try_get("oid")?,
+                        study_oid: r.try_get("study_oid")?,
+                        name: r.try_get("name")?,
+                        seq: u32::try_from(r.try_get::<i64, _>("seq")?).unwrap_or(0),
+                        odm_sha256: hash32(r.try_get("odm_sha256")?, "metadata_versions.odm_sha256")?,
+                        created_at: UtcMicros::from_micros(r.try_get("created_at")?),
+                    })
+                })
+                .collect()
+        }
+
+        pub(crate) async fn metadata_version_odm(pool: &Pool, study: StudyId, oid: &str) -> Result<Option<String>> {
+            let row = sqlx::query("SELECT odm FROM metadata_versions WHERE study_id = $1 AND oid = $2")
+                .bind(study.as_uuid()).bind(oid).fetch_optional(pool).await?;
+            Ok(row.map(|r| r.try_get("odm")).transpose()?)
+        }
+
+        pub(crate) async fn subject_versions(pool: &Pool, study: StudyId) -> Result<Vec<(SubjectId, String)>> {
+            let rows = sqlx::query("SELECT subject_id, oid FROM subject_versions WHERE study_id = $1")
+                .bind(study.as_uuid()).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((SubjectId::from_uuid(r.try_get("subject_id")?), r.try_get("oid")?)))
+                .collect()
+        }
+
         pub(crate) async fn create_session(pool: &Pool, s: &SessionRow) -> Result<()> {
             sqlx::query("INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, absolute_expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(s.token_hash.to_vec()).bind(s.user.as_uuid()).bind(&s.csrf_token).bind(s.created_at.as_micros()).bind(s.last_seen_at.as_micros()).bind(s.absolute_expires_at.as_micros())
@@ -915,6 +1008,8 @@ macro_rules! backend_impl {
                 grants: sqlx::query_as("SELECT grant_id, user_id, role, study_id, site_id, granted_at, granted_by, revoked_at FROM role_grants ORDER BY grant_id").fetch_all(pool).await?,
                 api_tokens: sqlx::query_as("SELECT token_id, token_hash, user_id, name, created_at, revoked_at FROM api_tokens ORDER BY token_id").fetch_all(pool).await?,
                 signatures: sqlx::query_as("SELECT study_id, signature_id, signer_id, printed_name, meaning, signed_at, entity_type, entity_id, content_hash FROM signatures ORDER BY study_id, signature_id").fetch_all(pool).await?,
+                metadata_versions: sqlx::query_as("SELECT study_id, oid, study_oid, name, seq, odm, odm_sha256, created_at FROM metadata_versions ORDER BY study_id, seq").fetch_all(pool).await?,
+                subject_versions: sqlx::query_as("SELECT study_id, subject_id, oid, assigned_at FROM subject_versions ORDER BY study_id, subject_id").fetch_all(pool).await?,
             })
         }
 
@@ -955,6 +1050,14 @@ macro_rules! backend_impl {
             for x in &r.signatures {
                 sqlx::query("INSERT INTO signatures (study_id, signature_id, signer_id, printed_name, meaning, signed_at, entity_type, entity_id, content_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                     .bind(x.0).bind(x.1).bind(x.2).bind(&x.3).bind(&x.4).bind(x.5).bind(&x.6).bind(&x.7).bind(&x.8).execute(&mut *conn).await?;
+            }
+            for x in &r.metadata_versions {
+                sqlx::query("INSERT INTO metadata_versions (study_id, oid, study_oid, name, seq, odm, odm_sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                    .bind(x.0).bind(&x.1).bind(&x.2).bind(&x.3).bind(x.4).bind(&x.5).bind(&x.6).bind(x.7).execute(&mut *conn).await?;
+            }
+            for x in &r.subject_versions {
+                sqlx::query("INSERT INTO subject_versions (study_id, subject_id, oid, assigned_at) VALUES ($1, $2, $3, $4)")
+                    .bind(x.0).bind(x.1).bind(&x.2).bind(x.3).execute(&mut *conn).await?;
             }
             Ok(())
         }

@@ -51,6 +51,8 @@ pub(crate) struct Rows {
         String,
         Vec<u8>,
     )>,
+    pub metadata_versions: Vec<(Uuid, String, String, String, i64, String, Vec<u8>, i64)>,
+    pub subject_versions: Vec<(Uuid, Uuid, String, i64)>,
 }
 
 macro_rules! on_target {
@@ -102,6 +104,8 @@ pub async fn copy_installation(from: &Store, to: &Store) -> Result<u64> {
         + rows.grants.len()
         + rows.api_tokens.len()
         + rows.signatures.len()
+        + rows.metadata_versions.len()
+        + rows.subject_versions.len()
         + heads.len()
         + checkpoints.len()) as u64;
     on_target!(to, |m, tx| {

@@ -288,6 +288,18 @@ impl Store {
     pub async fn signatures(&self, study: StudyId) -> Result<Vec<SignatureRow>> {
         read!(self, signatures(study))
     }
+    /// A study's metadata versions in the order they were added.
+    pub async fn metadata_versions(&self, study: StudyId) -> Result<Vec<MetadataVersionRow>> {
+        read!(self, metadata_versions(study))
+    }
+    /// The ODM 1.3.2 text of one metadata version.
+    pub async fn metadata_version_odm(&self, study: StudyId, oid: &str) -> Result<Option<String>> {
+        read!(self, metadata_version_odm(study, oid))
+    }
+    /// Which metadata version each subject's forms follow.
+    pub async fn subject_versions(&self, study: StudyId) -> Result<Vec<(SubjectId, String)>> {
+        read!(self, subject_versions(study))
+    }
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
         read!(self, checkpoints())
     }

@@ -147,6 +147,23 @@ pub enum Mutation {
         kind: String,
         detail: String,
     },
+    /// Adds a metadata version (a study definition in ODM 1.3.2: one `Study` holding this
+    /// one `MetaDataVersion`). Versions are immutable; an amendment is a new version.
+    AddMetadataVersion {
+        study: StudyId,
+        /// The ODM `Study/@OID`; every version of a study has the same one.
+        study_oid: String,
+        oid: String,
+        name: String,
+        odm: String,
+    },
+    /// Puts a subject's case report forms on a metadata version: at enrolment, or moving
+    /// to an amendment's version (a move needs a reason; captured data are kept).
+    AssignMetadataVersion {
+        study: StudyId,
+        subject: SubjectId,
+        oid: String,
+    },
     Sign {
         study: StudyId,
         id: SignatureId,
@@ -187,6 +204,8 @@ impl Mutation {
             | Mutation::CreateSubject { study, .. }
             | Mutation::SetSubjectStatus { study, .. }
             | Mutation::SaveItems { study, .. }
+            | Mutation::AddMetadataVersion { study, .. }
+            | Mutation::AssignMetadataVersion { study, .. }
             | Mutation::Sign { study, .. } => Chain::Study(*study),
             Mutation::CreateOrganization { .. }
             | Mutation::CreateUser(_)
@@ -300,6 +319,19 @@ pub struct SignatureRow {
     pub entity_type: String,
     pub entity_id: String,
     pub content_hash: [u8; 32],
+}
+
+/// A study definition version as stored (the ODM text is read separately).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetadataVersionRow {
+    pub study: StudyId,
+    pub oid: String,
+    pub study_oid: String,
+    pub name: String,
+    /// Order of import: 1 for the first version.
+    pub seq: u32,
+    pub odm_sha256: [u8; 32],
+    pub created_at: UtcMicros,
 }
 
 /// Filters for reading the audit trail; all optional and combined with AND.

@@ -13,11 +13,18 @@ crate::backend::backend_impl!(
 );
 crate::backend::bulk_postgres!();
 
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/postgres/0001_foundation.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "edc",
+        include_str!("../migrations/postgres/0002_edc.sql"),
+    ),
+];
 
 pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pool> {
     let pool = PgPoolOptions::new()

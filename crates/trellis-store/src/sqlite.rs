@@ -15,11 +15,14 @@ crate::backend::backend_impl!(
 );
 crate::backend::bulk_sqlite!();
 
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (2, "edc", include_str!("../migrations/sqlite/0002_edc.sql")),
+];
 
 /// Opens (and with `create`, creates) the database file.
 pub(crate) async fn open(

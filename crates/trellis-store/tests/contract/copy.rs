@@ -33,6 +33,26 @@ async fn copy_sqlite_to_each_backend_and_verify() {
         )
         .await
         .unwrap();
+    src.store
+        .write(WriteRequest::new(
+            actor(),
+            vec![
+                Mutation::AddMetadataVersion {
+                    study: s.study,
+                    study_oid: "ST.ACME".into(),
+                    oid: "MDV.1".into(),
+                    name: "Protocol 1.0".into(),
+                    odm: "<ODM/>".into(),
+                },
+                Mutation::AssignMetadataVersion {
+                    study: s.study,
+                    subject: s.subject,
+                    oid: "MDV.1".into(),
+                },
+            ],
+        ))
+        .await
+        .unwrap();
     let heads = src.store.chain_heads().await.unwrap();
     let all = AuditFilter {
         limit: 10_000,
@@ -51,6 +71,22 @@ async fn copy_sqlite_to_each_backend_and_verify() {
             "entries copied verbatim"
         );
         dst.store.verify_audit(None).await.unwrap();
+        assert_eq!(
+            dst.store.metadata_versions(s.study).await.unwrap(),
+            src.store.metadata_versions(s.study).await.unwrap()
+        );
+        assert_eq!(
+            dst.store
+                .metadata_version_odm(s.study, "MDV.1")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("<ODM/>")
+        );
+        assert_eq!(
+            dst.store.subject_versions(s.study).await.unwrap(),
+            [(s.subject, "MDV.1".to_owned())]
+        );
         assert_eq!(
             dst.store.item_values(s.study, s.subject).await.unwrap(),
             vec![("A".to_owned(), Some("2".to_owned()))]

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod copy;
+mod edc;
 mod harness;
 mod story;
 mod tamper;

@@ -1,0 +1,32 @@
+-- Electronic data capture: study definitions as ODM metadata versions, and the version
+-- each subject's case report forms follow. Captured values stay in item_values, keyed by
+-- their item address EVENT[n]/FORM[n]/GROUP[n]/ITEM.
+
+-- One ODM 1.3.2 document per (study, metadata version), kept verbatim and immutable: an
+-- amendment is a new version, never an edit. Its SHA-256 is in the audit trail.
+CREATE TABLE metadata_versions (
+    study_id    UUID    NOT NULL REFERENCES studies (study_id),
+    oid         TEXT    NOT NULL,
+    study_oid   TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    seq         BIGINT  NOT NULL CHECK (seq >= 1),
+    odm         TEXT    NOT NULL,
+    odm_sha256  BYTEA   NOT NULL CHECK (length(odm_sha256) = 32),
+    created_at  BIGINT  NOT NULL,
+    PRIMARY KEY (study_id, oid),
+    UNIQUE (study_id, seq)
+);
+CREATE TRIGGER metadata_versions_immutable BEFORE UPDATE OR DELETE ON metadata_versions
+    FOR EACH ROW EXECUTE FUNCTION trellis_reject_change();
+CREATE TRIGGER metadata_versions_no_truncate BEFORE TRUNCATE ON metadata_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION trellis_reject_change();
+
+CREATE TABLE subject_versions (
+    study_id     UUID    NOT NULL,
+    subject_id   UUID    NOT NULL,
+    oid          TEXT    NOT NULL,
+    assigned_at  BIGINT  NOT NULL,
+    PRIMARY KEY (study_id, subject_id),
+    FOREIGN KEY (study_id, subject_id) REFERENCES subjects (study_id, subject_id),
+    FOREIGN KEY (study_id, oid) REFERENCES metadata_versions (study_id, oid)
+);
