@@ -139,15 +139,17 @@ macro_rules! backend_impl {
         }
 
         fn check_item_key(key: &str) -> Result<()> {
+            // Item addresses (EVENT[n]/FORM[n]/GROUP[n]/ITEM) are made of ODM OIDs, which may
+            // hold any printable character.
             let ok = !key.is_empty()
-                && key.len() <= 100
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                && key.chars().count() <= 1000
+                && key.chars().all(|c| !c.is_whitespace() && !c.is_control());
             if ok {
                 Ok(())
             } else {
                 Err(StoreError::invalid(
                     format!("values.{key}"),
-                    "item keys are 1-100 characters of letters, digits, '_', '.', '-'",
+                    "item keys are 1-1000 printable characters without spaces",
                 ))
             }
         }

@@ -123,7 +123,10 @@ fn v<T>(r: Result<T, trellis_domain::ValidationError>) -> anyhow::Result<T> {
     r.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-async fn find_user(store: &Store, username: &str) -> anyhow::Result<trellis_store::User> {
+pub(crate) async fn find_user(
+    store: &Store,
+    username: &str,
+) -> anyhow::Result<trellis_store::User> {
     store
         .user_by_name(username)
         .await?
@@ -313,7 +316,10 @@ pub async fn user(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn find_study(store: &Store, code_or_id: &str) -> anyhow::Result<trellis_store::Study> {
+pub(crate) async fn find_study(
+    store: &Store,
+    code_or_id: &str,
+) -> anyhow::Result<trellis_store::Study> {
     if let Ok(id) = code_or_id.parse()
         && let Some(s) = store.study(id).await?
     {

@@ -70,6 +70,9 @@ pub enum Command {
     /// Study definitions in CDISC ODM: check and import.
     #[command(subcommand)]
     Study(StudyCommand),
+    /// Export data in standard formats.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Pharmacovigilance signal detection (PRR, ROR, BCPNN, MGPS).
     #[command(subcommand)]
     Signal(trellis_signal::cli::SignalCommand),
@@ -189,6 +192,27 @@ pub enum ExportFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum StudyCommand {
+    /// Import an ODM 1.3.x file into a study: its metadata versions (study definition)
+    /// and, if the file has them, clinical data. All or nothing: a file with any error
+    /// imports nothing and every problem is reported with its line.
+    ImportOdm {
+        file: PathBuf,
+        /// The Trellis study (code) to import into.
+        #[arg(long)]
+        study: String,
+        /// Create the study if it does not exist, for this sponsor (organization name).
+        #[arg(long)]
+        sponsor: Option<String>,
+        /// Time zone of a study created by this import.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// Site (code) for subjects the file creates without a SiteRef matching a site code.
+        #[arg(long)]
+        site: Option<String>,
+        /// The user the import is recorded for in the audit trail (default: the system).
+        #[arg(long = "as")]
+        as_user: Option<String>,
+    },
     /// Read an ODM 1.3.x file and build its studies without touching the database:
     /// prints what would be imported, every warning (vendor extensions, unsupported
     /// elements) and every error with its line. Exits 1 if the file would be refused.
@@ -196,6 +220,32 @@ pub enum StudyCommand {
         /// The ODM XML file (REDCap, OpenClinica, CDISC and other EDC exports).
         file: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Write a study as ODM 1.3.2: metadata, admin data and clinical data with its
+    /// audit records and signatures.
+    Odm {
+        /// The study (code); or --all.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        study: Option<String>,
+        /// Every study with a study definition.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        out: PathBuf,
+        /// `full`: every change as a transaction with its audit record (FileType
+        /// Transactional); `none`: current values only (Snapshot).
+        #[arg(long, value_enum, default_value = "full")]
+        audit: AuditDetail,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AuditDetail {
+    Full,
+    None,
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,6 +78,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("snapshot of {} written to {}", store.url(), out.display());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Study(cli::StudyCommand::ImportOdm {
+                file,
+                study,
+                sponsor,
+                time_zone,
+                site,
+                as_user,
+            }) => {
+                let store = open(&common, false, true).await?;
+                study::import_odm(
+                    &store,
+                    &study::ImportArgs {
+                        file,
+                        study,
+                        sponsor,
+                        time_zone,
+                        site,
+                        as_user,
+                    },
+                )
+                .await
+            }
+            Command::Export(cli::ExportCommand::Odm {
+                study,
+                all,
+                out,
+                audit,
+            }) => {
+                let store = open(&common, false, true).await?;
+                study::export_odm(&store, study.as_deref(), all, &out, audit)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
             Command::Signal(_) | Command::Stats(_) | Command::Study(_) => Ok(ExitCode::SUCCESS),
         }
     })

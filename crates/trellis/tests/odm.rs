@@ -1,0 +1,274 @@
+//! `trellis study import-odm` and `trellis export odm` against a real database file:
+//! imports are all-or-nothing, exports validate against the ODM 1.3.2 schema, and an
+//! export imports back into another study with the same values.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use trellis_domain::*;
+use trellis_store::{Actor, DatabaseUrl, Mutation, Store, StoreOptions, WriteRequest};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trellis");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../trellis-odm/tests/fixtures")
+        .join(name)
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Env {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("TRELLIS_DATABASE_URL", &self.url)
+            .env("TRELLIS_DATA_DIR", self.dir.path())
+            .env("TRELLIS_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+    async fn store(&self) -> Store {
+        Store::open(
+            &DatabaseUrl::parse(&self.url).unwrap(),
+            &StoreOptions::default(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A database with a sponsor and two studies, each with a site DE-01.
+async fn setup() -> (Env, StudyId, StudyId) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let env = Env { dir, url };
+    assert!(env.run(&["migrate"]).status.success());
+    let store = env.store().await;
+    let sponsor = OrgId::new();
+    let (a, b) = (StudyId::new(), StudyId::new());
+    let mut m = vec![Mutation::CreateOrganization {
+        id: sponsor,
+        kind: OrgKind::Sponsor,
+        name: DisplayName::parse("Acme Therapeutics").unwrap(),
+    }];
+    for (id, code) in [(a, "CARDIO-001"), (b, "CARDIO-COPY")] {
+        m.push(Mutation::CreateStudy {
+            id,
+            sponsor,
+            code: StudyCode::parse(code).unwrap(),
+            title: DisplayName::parse("Cardio").unwrap(),
+            time_zone: TzName::parse("Europe/Berlin").unwrap(),
+        });
+        m.push(Mutation::CreateSite {
+            study: id,
+            id: SiteId::new(),
+            code: SiteCode::parse("DE-01").unwrap(),
+            name: DisplayName::parse("Charité Berlin").unwrap(),
+            country: CountryCode::parse("DE").unwrap(),
+            time_zone: TzName::parse("Europe/Berlin").unwrap(),
+        });
+    }
+    store
+        .write(WriteRequest::new(Actor::system(), m))
+        .await
+        .unwrap();
+    store.close().await;
+    (env, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_export_and_import_again() {
+    let (env, a, b) = setup().await;
+    let cardio = fixture("cardio_1_3_2.xml");
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        cardio.to_str().unwrap(),
+        "--study",
+        "CARDIO-001",
+        "--site",
+        "DE-01",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("1 metadata version, 1 new subject"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("1 audit record(s) of the source system not imported"),
+        "{shown}"
+    );
+
+    // A broken file imports nothing and names the line.
+    let broken_path = env.dir.path().join("broken.xml");
+    let broken = std::fs::read_to_string(&cardio)
+        .unwrap()
+        .replace("MDV.1", "MDV.2")
+        .replace(r#"Value="152""#, r#"Value="15x""#);
+    std::fs::write(&broken_path, &broken).unwrap();
+    let store = env.store().await;
+    let heads_before = store.chain_heads().await.unwrap();
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        broken_path.to_str().unwrap(),
+        "--study",
+        "CARDIO-001",
+        "--site",
+        "DE-01",
+    ]);
+    assert!(!out.status.success());
+    let line = broken.lines().position(|l| l.contains("15x")).unwrap() + 1;
+    assert!(
+        text(&out).contains(&format!("line {line}")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("nothing would be imported"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        store.chain_heads().await.unwrap(),
+        heads_before,
+        "nothing written"
+    );
+    assert_eq!(store.metadata_versions(a).await.unwrap().len(), 1);
+
+    // Export with the full audit trail: valid ODM 1.3.2.
+    let export = env.dir.path().join("export.xml");
+    let out = env.run(&[
+        "export",
+        "odm",
+        "--study",
+        "CARDIO-001",
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let xml = std::fs::read(&export).unwrap();
+    trellis_odm::xsd::assert_valid(&xml, "the export", Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let odm = trellis_odm::read_bytes(&xml).unwrap().odm;
+    assert_eq!(odm.file_type, trellis_odm::FileType::Transactional);
+    let subject = &odm.clinical_data[0].subjects[0];
+    assert_eq!(subject.subject_key, "BER-001");
+    let first = &subject.study_events[0].forms[0].item_groups[0].items[0];
+    assert_eq!(first.item_oid, "I.BRTHDTC", "definition order");
+    let audit = first.audit_record.as_ref().unwrap();
+    assert_eq!(audit.location_oid, "LOC.DE-01");
+    assert!(audit.source_id.as_deref().unwrap().starts_with("audit "));
+
+    // The export imports into another study with the same values.
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        export.to_str().unwrap(),
+        "--study",
+        "CARDIO-COPY",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let subject_in = |study| {
+        let store = store.clone();
+        async move {
+            let s = store.subjects(study).await.unwrap();
+            let s = s
+                .iter()
+                .find(|s| s.screening_number == "BER-001")
+                .unwrap()
+                .id;
+            store.item_values(study, s).await.unwrap()
+        }
+    };
+    assert_eq!(subject_in(b).await, subject_in(a).await);
+    assert_eq!(subject_in(a).await.len(), 17);
+
+    let out = env.run(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amendment_is_a_new_version_and_a_changed_version_is_refused() {
+    let (env, a, _) = setup().await;
+    let cardio = std::fs::read_to_string(fixture("cardio_1_3_2.xml")).unwrap();
+    let definition_only = |text: &str| {
+        let end = text.find("<AdminData").unwrap();
+        format!("{}</ODM>\n", &text[..end])
+    };
+    let v1 = env.dir.path().join("v1.xml");
+    std::fs::write(&v1, definition_only(&cardio)).unwrap();
+    assert!(
+        env.run(&[
+            "study",
+            "import-odm",
+            v1.to_str().unwrap(),
+            "--study",
+            "CARDIO-001"
+        ])
+        .status
+        .success()
+    );
+
+    // Same OID, different content: refused.
+    let changed = env.dir.path().join("changed.xml");
+    std::fs::write(
+        &changed,
+        definition_only(&cardio.replace("Body temperature", "Temperature")),
+    )
+    .unwrap();
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        changed.to_str().unwrap(),
+        "--study",
+        "CARDIO-001",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("an amendment needs a new OID"),
+        "{}",
+        text(&out)
+    );
+
+    // A new OID: the amendment is added.
+    let amended = env.dir.path().join("v2.xml");
+    std::fs::write(
+        &amended,
+        definition_only(&cardio.replace("Body temperature", "Temperature").replace(
+            r#"OID="MDV.1" Name="Protocol version 1.0""#,
+            r#"OID="MDV.2" Name="Amendment 1""#,
+        )),
+    )
+    .unwrap();
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        amended.to_str().unwrap(),
+        "--study",
+        "CARDIO-001",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let store = env.store().await;
+    let versions: Vec<String> = store
+        .metadata_versions(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.oid)
+        .collect();
+    assert_eq!(versions, ["MDV.1", "MDV.2"]);
+}
