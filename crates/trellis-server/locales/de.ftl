@@ -131,3 +131,26 @@ crf-row = Eintrag
 crf-not-collected = Für diese Person nicht erhoben (Sprunglogik).
 crf-derived = Aus anderen Feldern berechnet.
 crf-history = Änderungshistorie
+
+error-internal = Auf dem Server ist ein Fehler aufgetreten. Er wurde protokolliert; bitte versuchen Sie es erneut oder wenden Sie sich an Ihre Administration.
+casebook-title = Prüfbogen von
+casebook-no-design = Diese Studie hat noch keine Erhebungsbögen. Das Datenmanagement importiert die Definition mit trellis study import-odm.
+casebook-version = Bögen nach Metadatenversion
+casebook-event = Visite
+casebook-day = Geplanter Tag (Fenster)
+casebook-form = Bogen
+casebook-values = Erfasste Werte
+crf-save = Speichern
+crf-saved = Gespeichert. Die Plausibilitätsprüfungen liefen auf den gespeicherten Werten; Hinweise stehen bei den Feldern.
+crf-unchanged = Nichts geändert: alle Werte sind wie gespeichert.
+crf-reason-missing = Sie haben einen bereits gespeicherten Wert geändert: Bitte geben Sie einen Änderungsgrund an.
+crf-refused = { $count ->
+    [one] Ein Wert kann nicht angenommen werden; nichts wurde gespeichert.
+   *[other] { $count } Werte können nicht angenommen werden; nichts wurde gespeichert.
+}
+crf-warnings = { $count ->
+    [one] Ein Hinweis zu prüfen.
+   *[other] { $count } Hinweise zu prüfen.
+}
+history-title = Änderungshistorie von
+subject-casebook = Prüfbogen

@@ -131,3 +131,26 @@ crf-row = Entry
 crf-not-collected = Not collected for this subject (skip logic).
 crf-derived = Calculated from other items.
 crf-history = Audit history
+
+error-internal = Something went wrong on the server. It has been logged; please try again or tell your administrator.
+casebook-title = Casebook of
+casebook-no-design = This study has no case report forms yet. A data manager imports its definition with trellis study import-odm.
+casebook-version = Forms follow metadata version
+casebook-event = Visit
+casebook-day = Planned day (window)
+casebook-form = Form
+casebook-values = Values entered
+crf-save = Save
+crf-saved = Saved. Edit checks ran on the saved values; any warnings are shown beside the items.
+crf-unchanged = Nothing changed: every value is as saved.
+crf-reason-missing = You changed a value that was already saved: give a reason for the change.
+crf-refused = { $count ->
+    [one] One value cannot be accepted; nothing was saved.
+   *[other] { $count } values cannot be accepted; nothing was saved.
+}
+crf-warnings = { $count ->
+    [one] One warning to review.
+   *[other] { $count } warnings to review.
+}
+history-title = Audit history of
+subject-casebook = Casebook

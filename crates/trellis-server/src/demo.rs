@@ -7,6 +7,14 @@ use trellis_store::{Actor, Mutation, NewUser, Store, StoreError, WriteRequest};
 
 use crate::auth;
 
+/// The demo study's case report forms.
+const DEMO_STUDY_ODM: &str = include_str!("demo_study.xml");
+
+/// The screening systolic blood pressure of a demo subject (tests refer to it).
+pub const DEMO_SYSBP: &str = "SE.SCREEN[1]/F.VS[1]/IG.VS[1]/I.SYSBP";
+/// The screening diastolic blood pressure of a demo subject.
+pub const DEMO_DIABP: &str = "SE.SCREEN[1]/F.VS[1]/IG.VS[1]/I.DIABP";
+
 fn v<T>(r: Result<T, ValidationError>) -> Result<T, StoreError> {
     r.map_err(|e| StoreError::invalid(e.field, e.message))
 }
@@ -79,17 +87,55 @@ pub async fn seed(store: &Store) -> Result<Option<DemoCredentials>, StoreError> 
             });
         }
     }
+    // The study's case report forms, defined in ODM (demo_study.xml), and every subject on them.
+    let definition = trellis_odm::read_str(DEMO_STUDY_ODM)
+        .map_err(|e| StoreError::invalid("demo_study.xml", e.to_string()))?
+        .odm;
+    m.push(Mutation::AddMetadataVersion {
+        study,
+        study_oid: "ACME-HTN-301".into(),
+        oid: "MDV.1".into(),
+        name: "Protocol version 1.0".into(),
+        odm: trellis_odm::to_string(&definition),
+    });
     for (i, id) in subjects.iter().enumerate() {
+        m.push(Mutation::AssignMetadataVersion {
+            study,
+            subject: *id,
+            oid: "MDV.1".into(),
+        });
         let sys = 128 + (i as i32 * 7) % 25;
+        let at = |form: &str, group: &str, item: &str| {
+            format!("SE.SCREEN[1]/{form}[1]/{group}[1]/{item}")
+        };
         m.push(Mutation::SaveItems {
             study,
             subject: *id,
             values: vec![
-                ("VS.SYSBP".into(), Some(sys.to_string())),
-                ("VS.DIABP".into(), Some((82 + i % 9).to_string())),
                 (
-                    "DM.SEX".into(),
+                    at("F.DM", "IG.DM", "I.BRTHDTC"),
+                    Some(format!("{}-0{}", 1950 + i * 3, 1 + i % 9)),
+                ),
+                (
+                    at("F.DM", "IG.DM", "I.SEX"),
                     Some(if i % 2 == 0 { "F" } else { "M" }.into()),
+                ),
+                (
+                    at("F.DM", "IG.DM", "I.HEIGHT"),
+                    Some(format!("{}.5", 160 + i * 4)),
+                ),
+                (
+                    at("F.VS", "IG.VS", "I.VSDAT"),
+                    Some(format!("2026-10-{:02}", 5 + i)),
+                ),
+                (at("F.VS", "IG.VS", "I.SYSBP"), Some(sys.to_string())),
+                (
+                    at("F.VS", "IG.VS", "I.DIABP"),
+                    Some((82 + i % 9).to_string()),
+                ),
+                (
+                    at("F.VS", "IG.VS", "I.WEIGHT"),
+                    Some(format!("{}.0", 64 + i * 5)),
                 ),
             ],
         });
@@ -269,7 +315,7 @@ pub async fn seed(store: &Store) -> Result<Option<DemoCredentials>, StoreError> 
                     vec![Mutation::SaveItems {
                         study,
                         subject: *first,
-                        values: vec![("VS.SYSBP".into(), Some("132".into()))],
+                        values: vec![(DEMO_SYSBP.into(), Some("132".into()))],
                     }],
                 )
                 .with_reason("Transcription error: source document reads 132"),

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod authz;
 pub mod crf;
 pub mod demo;
+pub mod edc_ui;
 pub mod i18n;
 pub mod openapi;
 pub mod problem;
@@ -56,6 +57,7 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<ServerConfig>,
     pub i18n: i18n::I18n,
+    pub designs: edc_ui::DesignCache,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             store,
             config: Arc::new(config),
             i18n: i18n::I18n::load()?,
+            designs: edc_ui::DesignCache::default(),
         })
     }
 }

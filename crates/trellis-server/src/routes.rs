@@ -15,7 +15,7 @@ use trellis_store::Study;
 
 use crate::authz::{Access, Permission, Principal};
 use crate::problem::Problem;
-use crate::{AppState, api, auth, ui};
+use crate::{AppState, api, auth, edc_ui, ui};
 
 /// One route as declared in the table.
 #[derive(Clone, Debug)]
@@ -145,6 +145,46 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "Sign a subject's casebook",
             ),
             post(ui::sign_submit),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/subjects/{subject}",
+                Study(ViewStudy),
+                false,
+                "A subject's casebook: visits and forms",
+            ),
+            get(edc_ui::casebook),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/subjects/{subject}/forms/{form}",
+                Study(ViewStudy),
+                false,
+                "A case report form with its values and edit-check results",
+            ),
+            get(edc_ui::form_page),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/forms/{form}",
+                Study(EnterData),
+                false,
+                "Save a case report form (edit checks run; changes need a reason)",
+            ),
+            post(edc_ui::form_submit),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/subjects/{subject}/history",
+                Study(ViewStudy),
+                false,
+                "An item's audit history",
+            ),
+            get(edc_ui::item_history),
         ),
         (
             spec(Method::GET, "/", SignedIn, false, "Study list"),

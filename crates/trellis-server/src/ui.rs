@@ -48,7 +48,7 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-fn page(st: &AppState, p: Option<&Principal>, title: &str, body: Markup) -> Markup {
+pub(crate) fn page(st: &AppState, p: Option<&Principal>, title: &str, body: Markup) -> Markup {
     let locale = p.map_or("en", |p| p.locale.as_str());
     let t = |k: &str| st.i18n.t(locale, k);
     html! {
@@ -85,7 +85,7 @@ fn page(st: &AppState, p: Option<&Principal>, title: &str, body: Markup) -> Mark
     }
 }
 
-fn html_response(status: StatusCode, m: Markup) -> Response {
+pub(crate) fn html_response(status: StatusCode, m: Markup) -> Response {
     (status, Html(m.into_string())).into_response()
 }
 
@@ -96,7 +96,7 @@ pub fn error_page(st: &AppState, p: Option<&Principal>, status: StatusCode, key:
     html_response(status, page(st, p, &title, body))
 }
 
-fn check_csrf(p: &Principal, token: &str) -> bool {
+pub(crate) fn check_csrf(p: &Principal, token: &str) -> bool {
     !p.csrf_token.is_empty() && constant_time_eq(p.csrf_token.as_bytes(), token.as_bytes())
 }
 
@@ -512,7 +512,7 @@ pub async fn study_home(
             thead { tr { th scope="col" { (t("subject-screening-number")) } th scope="col" { (t("subject-site")) } th scope="col" { (t("subject-status")) } th scope="col" { (t("subject-created")) } th scope="col" { (t("subject-signatures")) } @if can_sign { th scope="col" { (t("subject-actions")) } } } }
             tbody { @for x in subjects.iter().filter(|x| visible(x.site)) {
                 tr {
-                    td { (x.screening_number) } td { (site_code(x.site)) } td { (x.status.as_str()) } td { (format_time(l, &p.time_zone, x.created_at)) }
+                    td { a href=(format!("/studies/{}/subjects/{}", s.id, x.id)) { (x.screening_number) } } td { (site_code(x.site)) } td { (x.status.as_str()) } td { (format_time(l, &p.time_zone, x.created_at)) }
                     td { @for (_, label, valid) in sig_status.iter().filter(|(id, _, _)| *id == x.id) {
                         div { (label) " — " @if *valid { strong { (t("sign-valid")) } } @else { strong.bad { (t("sign-invalid")) } } }
                     } }
@@ -1386,7 +1386,7 @@ async fn sign_markup(
     })
 }
 
-async fn subject_in_scope(
+pub(crate) async fn subject_in_scope(
     st: &AppState,
     p: &Principal,
     s: &Study,

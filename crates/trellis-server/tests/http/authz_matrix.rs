@@ -56,7 +56,8 @@ async fn every_route_for_every_role() {
             let path = spec
                 .path
                 .replace("{study}", &app.study.id.to_string())
-                .replace("{subject}", &subject.id.to_string());
+                .replace("{subject}", &subject.id.to_string())
+                .replace("{form}", "SE.SCREEN%5B1%5D%2FF.VS%5B1%5D");
             let (cookie, csrf) = app.session(&username).await;
             let req = match spec.method.as_str() {
                 "GET" => get(&path, &cookie),
@@ -101,7 +102,8 @@ async fn unauthenticated_requests_are_refused() {
         let path = spec
             .path
             .replace("{study}", &app.study.id.to_string())
-            .replace("{subject}", &app.subjects[0].id.to_string());
+            .replace("{subject}", &app.subjects[0].id.to_string())
+            .replace("{form}", "SE.SCREEN%5B1%5D%2FF.VS%5B1%5D");
         let req = match spec.method.as_str() {
             "GET" => get(&path, ""),
             m if spec.api => json(m, &path, "", "{}"),

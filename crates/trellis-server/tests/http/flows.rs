@@ -151,7 +151,10 @@ async fn bad_api_input_is_a_problem_naming_the_field_and_writes_nothing() {
                 "PUT",
                 &path,
                 &cookie,
-                "{\"values\": {\"VS.SYSBP\": \"999\"}}",
+                &format!(
+                    "{{\"values\": {{\"{}\": \"999\"}}}}",
+                    trellis_server::demo::DEMO_SYSBP
+                ),
             ),
             StatusCode::UNPROCESSABLE_ENTITY,
             "reason_required",
@@ -270,7 +273,10 @@ async fn correction_with_reason_and_signature_that_becomes_invalid() {
             "PUT",
             &items,
             &cookie,
-            "{\"values\": {\"VS.DIABP\": \"79\"}, \"reason\": \"Re-measured per protocol\"}",
+            &format!(
+                "{{\"values\": {{\"{}\": \"79\"}}, \"reason\": \"Re-measured per protocol\"}}",
+                trellis_server::demo::DEMO_DIABP
+            ),
         ))
         .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", body_text(r).await);
@@ -283,8 +289,10 @@ async fn correction_with_reason_and_signature_that_becomes_invalid() {
     let audit = body_json(
         app.send(get(
             &format!(
-                "/api/v1/studies/{}/audit?entity_id={}/VS.DIABP",
-                app.study.id, subject.id
+                "/api/v1/studies/{}/audit?entity_id={}/{}",
+                app.study.id,
+                subject.id,
+                trellis_server::ui::url_encode(trellis_server::demo::DEMO_DIABP)
             ),
             &cookie,
         ))
@@ -597,7 +605,7 @@ async fn signing_a_casebook_in_the_browser() {
     let path = format!("/studies/{}/subjects/{}/sign", app.study.id, subject.id);
     let html = body_text(app.send(get(&path, &cookie)).await).await;
     let hash = hidden(&html, "content_sha256");
-    assert!(html.contains("VS.SYSBP"), "the page shows what is signed");
+    assert!(html.contains("I.SYSBP"), "the page shows what is signed");
     let password = trellis_server::ui::url_encode(&app.creds.role_users_password);
     let r = app
         .send(form(

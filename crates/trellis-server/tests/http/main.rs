@@ -3,4 +3,5 @@
 
 mod app;
 mod authz_matrix;
+mod data_entry;
 mod flows;

@@ -1,0 +1,155 @@
+//! Data entry in the browser: edit checks on save, reasons for change, item history,
+//! and read-only forms for roles that may not enter data.
+
+use axum::http::StatusCode;
+use trellis_server::ui::url_encode;
+
+use crate::app::*;
+
+const VS: &str = "SE.SCREEN%5B1%5D%2FF.VS%5B1%5D";
+
+fn enc(s: &str) -> String {
+    url_encode(s).replace('/', "%2F")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_saves_a_form_and_edit_checks_decide() {
+    let app = TestApp::new().await;
+    let (cookie, csrf) = app.session("coordinator").await;
+    // A subject at the coordinator's own site.
+    let user = app
+        .store
+        .user_by_name("coordinator")
+        .await
+        .unwrap()
+        .unwrap();
+    let grants = app.store.grants(Some(user.id)).await.unwrap();
+    let site = grants.iter().find_map(|g| g.site).unwrap();
+    let subject = app.subjects.iter().find(|s| s.site == site).unwrap();
+    let casebook = format!("/studies/{}/subjects/{}", app.study.id, subject.id);
+    let html = body_text(app.send(get(&casebook, &cookie)).await).await;
+    assert!(
+        html.contains(VS),
+        "the casebook links the screening vital signs"
+    );
+    assert!(
+        html.contains("-14 (−7/+0)"),
+        "planned day and window: {html}"
+    );
+
+    let path = format!("{casebook}/forms/{VS}");
+    let html = body_text(app.send(get(&path, &cookie)).await).await;
+    assert!(html.contains("Systolic blood pressure"), "{html}");
+    let before = app
+        .store
+        .item_values(app.study.id, subject.id)
+        .await
+        .unwrap();
+    let heads = app.store.chain_heads().await.unwrap();
+
+    // A hard check refuses the whole save.
+    let body = format!(
+        "csrf={csrf}&{}=1&{}=300",
+        enc("p:IG.VS[1]/I.SYSBP"),
+        enc("v:IG.VS[1]/I.SYSBP")
+    );
+    let r = app.send(form(&path, &cookie, &body)).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = body_text(r).await;
+    assert!(html.contains("must be at most 260 mmHg"), "{html}");
+    assert!(
+        html.contains("value=\"300\""),
+        "the entered value is kept on the page"
+    );
+    assert_eq!(
+        app.store.chain_heads().await.unwrap(),
+        heads,
+        "nothing written"
+    );
+
+    // A change of a saved value needs a reason.
+    let body = format!(
+        "csrf={csrf}&{}=1&{}=190",
+        enc("p:IG.VS[1]/I.DIABP"),
+        enc("v:IG.VS[1]/I.DIABP")
+    );
+    let r = app.send(form(&path, &cookie, &body)).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body_text(r).await.contains("give a reason"));
+    assert_eq!(
+        app.store
+            .item_values(app.study.id, subject.id)
+            .await
+            .unwrap(),
+        before
+    );
+
+    // With a reason it is saved; the soft check warns beside the item.
+    let r = app
+        .send(form(&path, &cookie, &format!("{body}&reason=Re-measured")))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let html = body_text(app.send(get(&format!("{path}?saved=1"), &cookie)).await).await;
+    assert!(
+        html.contains("Diastolic must be lower than systolic"),
+        "{html}"
+    );
+    assert!(html.contains("Saved."));
+    let values = app
+        .store
+        .item_values(app.study.id, subject.id)
+        .await
+        .unwrap();
+    let diabp = values
+        .iter()
+        .find(|(k, _)| k == trellis_server::demo::DEMO_DIABP)
+        .unwrap();
+    assert_eq!(diabp.1.as_deref(), Some("190"));
+    let bmi = values
+        .iter()
+        .find(|(k, _)| k.ends_with("/I.BMI"))
+        .expect("BMI derived and saved");
+    assert!(bmi.1.is_some());
+
+    // The item's history shows the change with its reason.
+    let history = format!(
+        "{casebook}/history?item={}",
+        enc(trellis_server::demo::DEMO_DIABP)
+    );
+    let html = body_text(app.send(get(&history, &cookie)).await).await;
+    assert!(
+        html.contains("Re-measured") && html.contains("190"),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_sees_the_form_read_only() {
+    let app = TestApp::new().await;
+    let (cookie, csrf) = app.session("monitor").await;
+    let subject = &app.subjects[0];
+    let path = format!(
+        "/studies/{}/subjects/{}/forms/{VS}",
+        app.study.id, subject.id
+    );
+    let html = body_text(app.send(get(&path, &cookie)).await).await;
+    assert!(html.contains("disabled"), "{html}");
+    assert!(!html.contains(">Save<"), "no save button");
+    let body = format!(
+        "csrf={csrf}&{}=1&{}=120",
+        enc("p:IG.VS[1]/I.SYSBP"),
+        enc("v:IG.VS[1]/I.SYSBP")
+    );
+    assert_eq!(
+        app.send(form(&path, &cookie, &body)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let unknown = format!(
+        "/studies/{}/subjects/{}/forms/SE.NOPE%5B1%5D%2FF.VS%5B1%5D",
+        app.study.id, subject.id
+    );
+    assert_eq!(
+        app.send(get(&unknown, &cookie)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
