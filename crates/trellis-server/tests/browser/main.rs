@@ -36,8 +36,19 @@ fn shots_dir() -> PathBuf {
     dir
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_open_study_and_filter_the_audit_trail() {
+/// The demo installation served on a random port, and a headless Chromium driving it.
+struct Browser {
+    c: fantoccini::Client,
+    base: String,
+    creds: trellis_server::demo::DemoCredentials,
+    store: Store,
+    shots: PathBuf,
+    _driver: Driver,
+    _dir: tempfile::TempDir,
+}
+
+/// `None` (after a loud notice) when Chromium is not installed and not required.
+async fn start() -> Option<Browser> {
     let (Some(driver_bin), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
         if std::env::var("TRELLIS_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
             panic!("TRELLIS_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed");
@@ -45,7 +56,7 @@ async fn sign_in_open_study_and_filter_the_audit_trail() {
         eprintln!(
             "\n*** SKIPPED: browser end-to-end test: install Debian's chromium and chromium-driver to run it. ***\n"
         );
-        return;
+        return None;
     };
 
     // The application, on a random port.
@@ -76,7 +87,7 @@ async fn sign_in_open_study_and_filter_the_audit_trail() {
         .local_addr()
         .unwrap()
         .port();
-    let _driver = Driver(
+    let driver = Driver(
         Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -109,6 +120,70 @@ async fn sign_in_open_study_and_filter_the_audit_trail() {
     }
     let c = client.expect("chromedriver did not start");
     let shots = shots_dir();
+    Some(Browser {
+        c,
+        base,
+        creds,
+        store,
+        shots,
+        _driver: driver,
+        _dir: dir,
+    })
+}
+
+impl Browser {
+    async fn sign_in(&self, username: &str) {
+        let c = &self.c;
+        c.goto(&format!("{}/login", self.base)).await.unwrap();
+        c.find(Locator::Css("#username"))
+            .await
+            .unwrap()
+            .send_keys(username)
+            .await
+            .unwrap();
+        c.find(Locator::Css("#password"))
+            .await
+            .unwrap()
+            .send_keys(&self.creds.role_users_password)
+            .await
+            .unwrap();
+        c.find(Locator::Css("form.stack button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::LinkText("ACME-HTN-301"))
+            .await
+            .unwrap();
+    }
+
+    async fn shot(&self, name: &str) {
+        std::fs::write(self.shots.join(name), self.c.screenshot().await.unwrap()).unwrap();
+    }
+
+    /// Waits until the page shows `text` (a navigation has finished), or panics with the page.
+    async fn wait_for_text(&self, text: &str) -> String {
+        for _ in 0..100 {
+            let source = self.c.source().await.unwrap();
+            if source.contains(text) {
+                return source;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the page never showed {text:?}: {}",
+            self.c.source().await.unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_open_study_and_filter_the_audit_trail() {
+    let Some(b) = start().await else { return };
+    let (c, base, creds, store, shots) = (&b.c, &b.base, &b.creds, &b.store, &b.shots);
 
     // Sign in as the auditor.
     c.goto(&format!("{base}/")).await.unwrap();
@@ -217,6 +292,93 @@ async fn sign_in_open_study_and_filter_the_audit_trail() {
         c.screenshot().await.unwrap(),
     )
     .unwrap();
-    c.close().await.unwrap();
+    b.c.clone().close().await.unwrap();
     store.close().await;
+}
+
+/// A site coordinator enters screening vital signs: a hard edit check refuses an
+/// impossible value, the corrected value is saved with a reason, a soft check warns
+/// beside the item, and the item's audit history shows the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_enters_a_form_and_the_edit_checks_answer() {
+    let Some(b) = start().await else { return };
+    let c = &b.c;
+    b.sign_in("coordinator").await;
+    c.find(Locator::LinkText("ACME-HTN-301"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The coordinator works at US-01 and sees only its subjects.
+    let subject = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::LinkText("US01-001"))
+        .await
+        .unwrap();
+    subject.click().await.unwrap();
+    b.wait_for_text("Casebook of").await;
+    b.shot("5-casebook.png").await;
+    c.find(Locator::Css("main table tbody tr:nth-child(2) a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text("Systolic blood pressure").await;
+
+    let field = |name: &'static str| async move {
+        let f = c
+            .find(Locator::Css(&format!("input[name='v:IG.VS[1]/{name}']")))
+            .await
+            .unwrap();
+        f.clear().await.unwrap();
+        f
+    };
+    field("I.SYSBP").await.send_keys("300").await.unwrap();
+    c.find(Locator::Css("form.crf button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = b.wait_for_text("nothing was saved").await;
+    assert!(page.contains("must be at most 260 mmHg"));
+    b.shot("6-form-refused.png").await;
+
+    field("I.SYSBP").await.send_keys("150").await.unwrap();
+    field("I.DIABP").await.send_keys("160").await.unwrap();
+    c.find(Locator::Css("#reason"))
+        .await
+        .unwrap()
+        .send_keys("Re-measured after 5 minutes rest")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.crf button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let page = b.wait_for_text("Saved.").await;
+    assert!(
+        page.contains("Diastolic must be lower than systolic"),
+        "the soft check warns"
+    );
+    b.shot("7-form-saved-with-warning.png").await;
+
+    c.find(Locator::Css(
+        "#IG_VS_1__I_DIABP ~ a.history, .crf-item:has(#IG_VS_1__I_DIABP) a.history",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let page = b.wait_for_text("Audit history of").await;
+    assert!(page.contains("Re-measured after 5 minutes rest") && page.contains("160"));
+    b.shot("8-item-history.png").await;
+    b.c.clone().close().await.unwrap();
+    b.store.close().await;
 }
