@@ -67,3 +67,4 @@ id_type!(UserId);
 id_type!(RoleGrantId);
 id_type!(ApiTokenId);
 id_type!(SignatureId);
+id_type!(QueryId);

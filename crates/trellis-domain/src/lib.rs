@@ -9,7 +9,9 @@ mod names;
 mod roles;
 mod time;
 
-pub use ids::{ApiTokenId, OrgId, RoleGrantId, SignatureId, SiteId, StudyId, SubjectId, UserId};
+pub use ids::{
+    ApiTokenId, OrgId, QueryId, RoleGrantId, SignatureId, SiteId, StudyId, SubjectId, UserId,
+};
 pub use names::{
     CountryCode, DisplayName, Email, PasswordPolicy, PasswordProblem, ScreeningNumber, SiteCode,
     StudyCode, Username, ValidationError,

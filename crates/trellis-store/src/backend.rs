@@ -138,6 +138,21 @@ macro_rules! backend_impl {
             }
         }
 
+        fn query_text(text: &str) -> Result<String> {
+            let t = text.trim();
+            if t.is_empty() || t.chars().count() > 4000 {
+                return Err(StoreError::invalid("text", "a query message must be 1-4000 characters"));
+            }
+            Ok(t.to_owned())
+        }
+
+        async fn subject_site(conn: &mut Conn, study: Uuid, subject: Uuid) -> Result<Uuid> {
+            let row = sqlx::query("SELECT site_id FROM subjects WHERE study_id = $1 AND subject_id = $2")
+                .bind(study).bind(subject).fetch_optional(&mut *conn).await?
+                .ok_or(StoreError::NotFound { entity: "subject", id: subject.to_string() })?;
+            Ok(row.try_get("site_id")?)
+        }
+
         fn check_item_key(key: &str) -> Result<()> {
             // Item addresses (EVENT[n]/FORM[n]/GROUP[n]/ITEM) are made of ODM OIDs, which may
             // hold any printable character.
@@ -480,6 +495,76 @@ macro_rules! backend_impl {
                                 .bind(st).bind(su).bind(oid).bind(now).execute(&mut *conn).await?;
                             ctx.audit(chain, "create", "subject", subject.to_string(), Some("metadata_version"), None, Some(oid.clone()), Some(site), Some(su));
                         }
+                    }
+                }
+                Mutation::OpenQuery { study, id, subject, item_key, check_id, text } => {
+                    check_item_key(item_key)?;
+                    let text = query_text(text)?;
+                    let (st, su) = (study.as_uuid(), subject.as_uuid());
+                    let site = subject_site(conn, st, su).await?;
+                    sqlx::query("INSERT INTO queries (study_id, query_id, subject_id, item_key, check_id, status, opened_by, opened_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $7)")
+                        .bind(st).bind(id.as_uuid()).bind(su).bind(item_key).bind(check_id).bind(ctx.req.actor.id).bind(now)
+                        .execute(&mut *conn).await?;
+                    sqlx::query("INSERT INTO query_messages (study_id, query_id, seq, action, author_id, author_name, at, text) VALUES ($1, $2, 1, 'open', $3, $4, $5, $6)")
+                        .bind(st).bind(id.as_uuid()).bind(ctx.req.actor.id).bind(&ctx.req.actor.name).bind(now).bind(&text)
+                        .execute(&mut *conn).await?;
+                    let entity = id.to_string();
+                    ctx.audit(chain, "create", "query", entity.clone(), Some("item"), None, Some(item_key.clone()), Some(site), Some(su));
+                    if let Some(c) = check_id {
+                        ctx.audit(chain, "create", "query", entity.clone(), Some("check"), None, Some(c.clone()), Some(site), Some(su));
+                    }
+                    ctx.audit(chain, "create", "query", entity, Some("text"), None, Some(text), Some(site), Some(su));
+                }
+                Mutation::UpdateQuery { study, id, action, text } => {
+                    let text = query_text(text)?;
+                    let st = study.as_uuid();
+                    let row = sqlx::query("SELECT subject_id, status FROM queries WHERE study_id = $1 AND query_id = $2")
+                        .bind(st).bind(id.as_uuid()).fetch_optional(&mut *conn).await?
+                        .ok_or(StoreError::NotFound { entity: "query", id: id.to_string() })?;
+                    let su: Uuid = row.try_get("subject_id")?;
+                    let status: String = row.try_get("status")?;
+                    let next = match (action, status.as_str()) {
+                        (QueryAction::Answer, "open") => "answered",
+                        (QueryAction::Close, "open" | "answered") => "closed",
+                        (QueryAction::Reopen, "answered" | "closed") => "open",
+                        _ => return Err(StoreError::Conflict(format!("a {status} query cannot be given the action {}", action.as_str()))),
+                    };
+                    let site = subject_site(conn, st, su).await?;
+                    let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM query_messages WHERE study_id = $1 AND query_id = $2")
+                        .bind(st).bind(id.as_uuid()).fetch_one(&mut *conn).await?.try_get("next")?;
+                    sqlx::query("UPDATE queries SET status = $3, updated_at = $4 WHERE study_id = $1 AND query_id = $2")
+                        .bind(st).bind(id.as_uuid()).bind(next).bind(now).execute(&mut *conn).await?;
+                    sqlx::query("INSERT INTO query_messages (study_id, query_id, seq, action, author_id, author_name, at, text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(st).bind(id.as_uuid()).bind(seq).bind(action.as_str()).bind(ctx.req.actor.id).bind(&ctx.req.actor.name).bind(now).bind(&text)
+                        .execute(&mut *conn).await?;
+                    ctx.audit(chain, action.as_str(), "query", id.to_string(), Some("status"), Some(status), Some(next.to_owned()), Some(site), Some(su));
+                    ctx.audit(chain, action.as_str(), "query", id.to_string(), Some("text"), None, Some(text), Some(site), Some(su));
+                }
+                Mutation::VerifyItem { study, subject, item_key, verified } => {
+                    check_item_key(item_key)?;
+                    let (st, su) = (study.as_uuid(), subject.as_uuid());
+                    let site = subject_site(conn, st, su).await?;
+                    let value: Option<Option<String>> = sqlx::query("SELECT value FROM item_values WHERE study_id = $1 AND subject_id = $2 AND item_key = $3")
+                        .bind(st).bind(su).bind(item_key).fetch_optional(&mut *conn).await?
+                        .map(|r| r.try_get("value")).transpose()?;
+                    let entity = format!("{subject}/{item_key}");
+                    if *verified {
+                        let Some(value) = value else {
+                            return Err(StoreError::invalid("item_key", format!("{item_key} has no value to verify")));
+                        };
+                        sqlx::query("INSERT INTO item_verifications (study_id, subject_id, item_key, verified_value, verified_by, verified_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                                     ON CONFLICT (study_id, subject_id, item_key) DO UPDATE SET verified_value = excluded.verified_value, verified_by = excluded.verified_by, verified_at = excluded.verified_at")
+                            .bind(st).bind(su).bind(item_key).bind(&value).bind(ctx.req.actor.id).bind(now)
+                            .execute(&mut *conn).await?;
+                        ctx.audit(chain, "verify", "sdv", entity, Some(item_key), None, Some(format!("verified value {:?}", value.unwrap_or_default())), Some(site), Some(su));
+                    } else {
+                        let n = sqlx::query("DELETE FROM item_verifications WHERE study_id = $1 AND subject_id = $2 AND item_key = $3")
+                            .bind(st).bind(su).bind(item_key).execute(&mut *conn).await?.rows_affected();
+                        if n == 0 {
+                            return Err(StoreError::NotFound { entity: "verification", id: entity });
+                        }
+                        ctx.require_reason("sdv", item_key)?;
+                        ctx.audit(chain, "unverify", "sdv", entity, Some(item_key), Some("verified".into()), Some("not verified".into()), Some(site), Some(su));
                     }
                 }
                 Mutation::Sign { study, id, signer, printed_name, meaning, entity_type, entity_id, content_hash } => {
@@ -953,6 +1038,63 @@ macro_rules! backend_impl {
                 .collect()
         }
 
+        pub(crate) async fn queries(pool: &Pool, study: StudyId, subject: Option<SubjectId>) -> Result<Vec<QueryRow>> {
+            let st = study.as_uuid();
+            let su = subject.map(|s| s.as_uuid());
+            let rows = sqlx::query("SELECT query_id, subject_id, item_key, check_id, status, opened_by, opened_at, updated_at FROM queries \
+                                    WHERE study_id = $1 AND ($2 IS NULL OR subject_id = $2) ORDER BY opened_at, query_id")
+                .bind(st).bind(su).fetch_all(pool).await?;
+            let messages = sqlx::query("SELECT m.query_id, m.seq, m.action, m.author_id, m.author_name, m.at, m.text FROM query_messages m \
+                                        JOIN queries q ON q.study_id = m.study_id AND q.query_id = m.query_id \
+                                        WHERE m.study_id = $1 AND ($2 IS NULL OR q.subject_id = $2) ORDER BY m.query_id, m.seq")
+                .bind(st).bind(su).fetch_all(pool).await?;
+            let mut by_query: HashMap<Uuid, Vec<QueryMessage>> = HashMap::new();
+            for m in &messages {
+                by_query.entry(m.try_get("query_id")?).or_default().push(QueryMessage {
+                    seq: u32::try_from(m.try_get::<i64, _>("seq")?).unwrap_or(0),
+                    action: m.try_get("action")?,
+                    author_id: m.try_get("author_id")?,
+                    author_name: m.try_get("author_name")?,
+                    at: UtcMicros::from_micros(m.try_get("at")?),
+                    text: m.try_get("text")?,
+                });
+            }
+            rows.iter()
+                .map(|r| {
+                    let id: Uuid = r.try_get("query_id")?;
+                    Ok(QueryRow {
+                        study,
+                        id: QueryId::from_uuid(id),
+                        subject: SubjectId::from_uuid(r.try_get("subject_id")?),
+                        item_key: r.try_get("item_key")?,
+                        check_id: r.try_get("check_id")?,
+                        status: QueryStatus::parse(&r.try_get::<String, _>("status")?).ok_or_else(|| StoreError::invalid("queries.status", "unknown status"))?,
+                        opened_by: r.try_get("opened_by")?,
+                        opened_at: UtcMicros::from_micros(r.try_get("opened_at")?),
+                        updated_at: UtcMicros::from_micros(r.try_get("updated_at")?),
+                        messages: by_query.remove(&id).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        }
+
+        pub(crate) async fn verifications(pool: &Pool, study: StudyId, subject: Option<SubjectId>) -> Result<Vec<VerificationRow>> {
+            let rows = sqlx::query("SELECT subject_id, item_key, verified_value, verified_by, verified_at FROM item_verifications \
+                                    WHERE study_id = $1 AND ($2 IS NULL OR subject_id = $2) ORDER BY subject_id, item_key")
+                .bind(study.as_uuid()).bind(subject.map(|s| s.as_uuid())).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(VerificationRow {
+                        subject: SubjectId::from_uuid(r.try_get("subject_id")?),
+                        item_key: r.try_get("item_key")?,
+                        verified_value: r.try_get("verified_value")?,
+                        verified_by: r.try_get("verified_by")?,
+                        verified_at: UtcMicros::from_micros(r.try_get("verified_at")?),
+                    })
+                })
+                .collect()
+        }
+
         pub(crate) async fn create_session(pool: &Pool, s: &SessionRow) -> Result<()> {
             sqlx::query("INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, absolute_expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(s.token_hash.to_vec()).bind(s.user.as_uuid()).bind(&s.csrf_token).bind(s.created_at.as_micros()).bind(s.last_seen_at.as_micros()).bind(s.absolute_expires_at.as_micros())
@@ -1012,6 +1154,9 @@ macro_rules! backend_impl {
                 signatures: sqlx::query_as("SELECT study_id, signature_id, signer_id, printed_name, meaning, signed_at, entity_type, entity_id, content_hash FROM signatures ORDER BY study_id, signature_id").fetch_all(pool).await?,
                 metadata_versions: sqlx::query_as("SELECT study_id, oid, study_oid, name, seq, odm, odm_sha256, created_at FROM metadata_versions ORDER BY study_id, seq").fetch_all(pool).await?,
                 subject_versions: sqlx::query_as("SELECT study_id, subject_id, oid, assigned_at FROM subject_versions ORDER BY study_id, subject_id").fetch_all(pool).await?,
+                queries: sqlx::query_as("SELECT study_id, query_id, subject_id, item_key, check_id, status, opened_by, opened_at, updated_at FROM queries ORDER BY study_id, query_id").fetch_all(pool).await?,
+                query_messages: sqlx::query_as("SELECT study_id, query_id, seq, action, author_id, author_name, at, text FROM query_messages ORDER BY study_id, query_id, seq").fetch_all(pool).await?,
+                verifications: sqlx::query_as("SELECT study_id, subject_id, item_key, verified_value, verified_by, verified_at FROM item_verifications ORDER BY study_id, subject_id, item_key").fetch_all(pool).await?,
             })
         }
 
@@ -1060,6 +1205,18 @@ macro_rules! backend_impl {
             for x in &r.subject_versions {
                 sqlx::query("INSERT INTO subject_versions (study_id, subject_id, oid, assigned_at) VALUES ($1, $2, $3, $4)")
                     .bind(x.0).bind(x.1).bind(&x.2).bind(x.3).execute(&mut *conn).await?;
+            }
+            for x in &r.queries {
+                sqlx::query("INSERT INTO queries (study_id, query_id, subject_id, item_key, check_id, status, opened_by, opened_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                    .bind(x.0).bind(x.1).bind(x.2).bind(&x.3).bind(&x.4).bind(&x.5).bind(x.6).bind(x.7).bind(x.8).execute(&mut *conn).await?;
+            }
+            for x in &r.query_messages {
+                sqlx::query("INSERT INTO query_messages (study_id, query_id, seq, action, author_id, author_name, at, text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                    .bind(x.0).bind(x.1).bind(x.2).bind(&x.3).bind(x.4).bind(&x.5).bind(x.6).bind(&x.7).execute(&mut *conn).await?;
+            }
+            for x in &r.verifications {
+                sqlx::query("INSERT INTO item_verifications (study_id, subject_id, item_key, verified_value, verified_by, verified_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(x.0).bind(x.1).bind(&x.2).bind(&x.3).bind(x.4).bind(x.5).execute(&mut *conn).await?;
             }
             Ok(())
         }

@@ -53,6 +53,19 @@ pub(crate) struct Rows {
     )>,
     pub metadata_versions: Vec<(Uuid, String, String, String, i64, String, Vec<u8>, i64)>,
     pub subject_versions: Vec<(Uuid, Uuid, String, i64)>,
+    pub queries: Vec<(
+        Uuid,
+        Uuid,
+        Uuid,
+        String,
+        Option<String>,
+        String,
+        Uuid,
+        i64,
+        i64,
+    )>,
+    pub query_messages: Vec<(Uuid, Uuid, i64, String, Uuid, String, i64, String)>,
+    pub verifications: Vec<(Uuid, Uuid, String, Option<String>, Uuid, i64)>,
 }
 
 macro_rules! on_target {
@@ -106,6 +119,9 @@ pub async fn copy_installation(from: &Store, to: &Store) -> Result<u64> {
         + rows.signatures.len()
         + rows.metadata_versions.len()
         + rows.subject_versions.len()
+        + rows.queries.len()
+        + rows.query_messages.len()
+        + rows.verifications.len()
         + heads.len()
         + checkpoints.len()) as u64;
     on_target!(to, |m, tx| {

@@ -300,6 +300,22 @@ impl Store {
     pub async fn subject_versions(&self, study: StudyId) -> Result<Vec<(SubjectId, String)>> {
         read!(self, subject_versions(study))
     }
+    /// A study's queries (of one subject, if given) with their messages, oldest first.
+    pub async fn queries(
+        &self,
+        study: StudyId,
+        subject: Option<SubjectId>,
+    ) -> Result<Vec<QueryRow>> {
+        read!(self, queries(study, subject))
+    }
+    /// Source data verifications of a study (of one subject, if given).
+    pub async fn verifications(
+        &self,
+        study: StudyId,
+        subject: Option<SubjectId>,
+    ) -> Result<Vec<VerificationRow>> {
+        read!(self, verifications(study, subject))
+    }
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
         read!(self, checkpoints())
     }

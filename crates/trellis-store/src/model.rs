@@ -164,6 +164,30 @@ pub enum Mutation {
         subject: SubjectId,
         oid: String,
     },
+    /// Opens a query on an item: by an edit check (`check_id`) or by a person.
+    OpenQuery {
+        study: StudyId,
+        id: trellis_domain::QueryId,
+        subject: SubjectId,
+        item_key: String,
+        check_id: Option<String>,
+        text: String,
+    },
+    /// Answers, closes or re-opens a query, with a message.
+    UpdateQuery {
+        study: StudyId,
+        id: trellis_domain::QueryId,
+        action: QueryAction,
+        text: String,
+    },
+    /// Marks the current value of an item as verified against source documents, or
+    /// withdraws the verification.
+    VerifyItem {
+        study: StudyId,
+        subject: SubjectId,
+        item_key: String,
+        verified: bool,
+    },
     Sign {
         study: StudyId,
         id: SignatureId,
@@ -206,6 +230,9 @@ impl Mutation {
             | Mutation::SaveItems { study, .. }
             | Mutation::AddMetadataVersion { study, .. }
             | Mutation::AssignMetadataVersion { study, .. }
+            | Mutation::OpenQuery { study, .. }
+            | Mutation::UpdateQuery { study, .. }
+            | Mutation::VerifyItem { study, .. }
             | Mutation::Sign { study, .. } => Chain::Study(*study),
             Mutation::CreateOrganization { .. }
             | Mutation::CreateUser(_)
@@ -332,6 +359,87 @@ pub struct MetadataVersionRow {
     pub seq: u32,
     pub odm_sha256: [u8; 32],
     pub created_at: UtcMicros,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueryAction {
+    /// The site answers (open → answered).
+    Answer,
+    /// Monitor or data manager closes (open or answered → closed).
+    Close,
+    /// Re-opens a closed or answered query (→ open).
+    Reopen,
+}
+
+impl QueryAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answer => "answer",
+            Self::Close => "close",
+            Self::Reopen => "reopen",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueryStatus {
+    Open,
+    Answered,
+    Closed,
+}
+
+impl QueryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Answered => "answered",
+            Self::Closed => "closed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => Self::Open,
+            "answered" => Self::Answered,
+            "closed" => Self::Closed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryMessage {
+    pub seq: u32,
+    /// `open`, `answer`, `close` or `reopen`.
+    pub action: String,
+    pub author_id: Uuid,
+    pub author_name: String,
+    pub at: UtcMicros,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryRow {
+    pub study: StudyId,
+    pub id: trellis_domain::QueryId,
+    pub subject: SubjectId,
+    pub item_key: String,
+    /// The edit check that opened the query; `None` for a manual query.
+    pub check_id: Option<String>,
+    pub status: QueryStatus,
+    pub opened_by: Uuid,
+    pub opened_at: UtcMicros,
+    pub updated_at: UtcMicros,
+    pub messages: Vec<QueryMessage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerificationRow {
+    pub subject: SubjectId,
+    pub item_key: String,
+    /// The value that was verified; the verification is stale once the value differs.
+    pub verified_value: Option<String>,
+    pub verified_by: Uuid,
+    pub verified_at: UtcMicros,
 }
 
 /// Filters for reading the audit trail; all optional and combined with AND.

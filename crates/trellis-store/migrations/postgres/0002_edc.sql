@@ -30,3 +30,46 @@ CREATE TABLE subject_versions (
     FOREIGN KEY (study_id, subject_id) REFERENCES subjects (study_id, subject_id),
     FOREIGN KEY (study_id, oid) REFERENCES metadata_versions (study_id, oid)
 );
+
+-- Queries on captured items: opened by an edit check (check_id) or by a person,
+-- answered by the site, closed or re-opened; the thread is in query_messages.
+CREATE TABLE queries (
+    study_id    UUID    NOT NULL,
+    query_id    UUID    NOT NULL,
+    subject_id  UUID    NOT NULL,
+    item_key    TEXT    NOT NULL,
+    check_id    TEXT,
+    status      TEXT    NOT NULL CHECK (status IN ('open', 'answered', 'closed')),
+    opened_by   UUID    NOT NULL,
+    opened_at   BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (study_id, query_id),
+    FOREIGN KEY (study_id, subject_id) REFERENCES subjects (study_id, subject_id)
+);
+CREATE INDEX queries_item ON queries (study_id, subject_id, item_key);
+
+CREATE TABLE query_messages (
+    study_id     UUID    NOT NULL,
+    query_id     UUID    NOT NULL,
+    seq          BIGINT NOT NULL,
+    action       TEXT    NOT NULL CHECK (action IN ('open', 'answer', 'close', 'reopen')),
+    author_id    UUID    NOT NULL,
+    author_name  TEXT    NOT NULL,
+    at           BIGINT NOT NULL,
+    text         TEXT    NOT NULL,
+    PRIMARY KEY (study_id, query_id, seq),
+    FOREIGN KEY (study_id, query_id) REFERENCES queries (study_id, query_id)
+);
+
+-- Source data verification: who verified which value of an item, when. A later change
+-- of the value makes the verification stale (the verified value no longer matches).
+CREATE TABLE item_verifications (
+    study_id        UUID    NOT NULL,
+    subject_id      UUID    NOT NULL,
+    item_key        TEXT    NOT NULL,
+    verified_value  TEXT,
+    verified_by     UUID    NOT NULL,
+    verified_at     BIGINT NOT NULL,
+    PRIMARY KEY (study_id, subject_id, item_key),
+    FOREIGN KEY (study_id, subject_id) REFERENCES subjects (study_id, subject_id)
+);

@@ -49,6 +49,20 @@ async fn copy_sqlite_to_each_backend_and_verify() {
                     subject: s.subject,
                     oid: "MDV.1".into(),
                 },
+                Mutation::OpenQuery {
+                    study: s.study,
+                    id: trellis_domain::QueryId::new(),
+                    subject: s.subject,
+                    item_key: "A".into(),
+                    check_id: None,
+                    text: "Please confirm".into(),
+                },
+                Mutation::VerifyItem {
+                    study: s.study,
+                    subject: s.subject,
+                    item_key: "A".into(),
+                    verified: true,
+                },
             ],
         ))
         .await
@@ -82,6 +96,14 @@ async fn copy_sqlite_to_each_backend_and_verify() {
                 .unwrap()
                 .as_deref(),
             Some("<ODM/>")
+        );
+        assert_eq!(
+            dst.store.queries(s.study, None).await.unwrap(),
+            src.store.queries(s.study, None).await.unwrap()
+        );
+        assert_eq!(
+            dst.store.verifications(s.study, None).await.unwrap(),
+            src.store.verifications(s.study, None).await.unwrap()
         );
         assert_eq!(
             dst.store.subject_versions(s.study).await.unwrap(),

@@ -174,3 +174,182 @@ async fn moving_a_subject_to_an_amendment_needs_a_reason_and_is_audited() {
         );
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_is_opened_answered_closed_and_reopened_with_its_thread() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let key = "SE.SCREEN[1]/F.VS[1]/IG.VS[1]/I.DIABP";
+        let id = trellis_domain::QueryId::new();
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::OpenQuery {
+                    study: s.study,
+                    id,
+                    subject: s.subject,
+                    item_key: key.into(),
+                    check_id: Some("I.DIABP.RC1".into()),
+                    text: "Diastolic must be lower than systolic".into(),
+                }],
+            ))
+            .await
+            .unwrap();
+        let update = |action, text: &str| {
+            WriteRequest::new(
+                actor(),
+                vec![Mutation::UpdateQuery {
+                    study: s.study,
+                    id,
+                    action,
+                    text: text.into(),
+                }],
+            )
+        };
+        // Only the transitions of the workflow are allowed.
+        let err = db
+            .store
+            .write(update(QueryAction::Reopen, "why"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict", "{err}");
+        let err = db
+            .store
+            .write(update(QueryAction::Answer, "  "))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_value", "{err}");
+        db.store
+            .write(update(
+                QueryAction::Answer,
+                "Confirmed with source: 92/78, typo",
+            ))
+            .await
+            .unwrap();
+        db.store
+            .write(update(QueryAction::Close, "Resolved"))
+            .await
+            .unwrap();
+        let err = db
+            .store
+            .write(update(QueryAction::Close, "again"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict", "{err}");
+        db.store
+            .write(update(
+                QueryAction::Reopen,
+                "Source shows 95, please re-check",
+            ))
+            .await
+            .unwrap();
+
+        let queries = db.store.queries(s.study, Some(s.subject)).await.unwrap();
+        assert_eq!(queries.len(), 1);
+        let q = &queries[0];
+        assert_eq!(q.status, QueryStatus::Open);
+        assert_eq!(q.check_id.as_deref(), Some("I.DIABP.RC1"));
+        assert_eq!(q.item_key, key);
+        assert_eq!(
+            q.messages
+                .iter()
+                .map(|m| m.action.as_str())
+                .collect::<Vec<_>>(),
+            ["open", "answer", "close", "reopen"]
+        );
+        let trail = db
+            .store
+            .audit_entries(&AuditFilter {
+                entity_type: Some("query".into()),
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            trail
+                .iter()
+                .any(|e| e.body.action == "close" && e.body.new_value.as_deref() == Some("closed"))
+        );
+        assert!(
+            trail
+                .iter()
+                .all(|e| e.body.subject_id == Some(s.subject.as_uuid()))
+        );
+        db.store.verify_audit(None).await.unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_data_verification_records_the_verified_value() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let key = "SE.SCREEN[1]/F.VS[1]/IG.VS[1]/I.SYSBP";
+        let save = |v: &str| Mutation::SaveItems {
+            study: s.study,
+            subject: s.subject,
+            values: vec![(key.into(), Some(v.into()))],
+        };
+        let verify = |verified| Mutation::VerifyItem {
+            study: s.study,
+            subject: s.subject,
+            item_key: key.into(),
+            verified,
+        };
+        let err = db
+            .store
+            .write(WriteRequest::new(actor(), vec![verify(true)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_value", "nothing to verify yet: {err}");
+        db.store
+            .write(WriteRequest::new(actor(), vec![save("152")]))
+            .await
+            .unwrap();
+        db.store
+            .write(WriteRequest::new(actor(), vec![verify(true)]))
+            .await
+            .unwrap();
+        let v = db.store.verifications(s.study, None).await.unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].verified_value.as_deref(), Some("152"));
+
+        // A later change leaves the verification pointing at the old value: stale.
+        db.store
+            .write(WriteRequest::new(actor(), vec![save("150")]).with_reason("typo"))
+            .await
+            .unwrap();
+        let current = db.store.item_values(s.study, s.subject).await.unwrap();
+        let v = db
+            .store
+            .verifications(s.study, Some(s.subject))
+            .await
+            .unwrap();
+        assert_ne!(
+            v[0].verified_value, current[0].1,
+            "stale once the value changed"
+        );
+
+        let err = db
+            .store
+            .write(WriteRequest::new(actor(), vec![verify(false)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "reason_required", "{err}");
+        db.store
+            .write(
+                WriteRequest::new(actor(), vec![verify(false)])
+                    .with_reason("verified against the wrong visit"),
+            )
+            .await
+            .unwrap();
+        assert!(
+            db.store
+                .verifications(s.study, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        db.store.verify_audit(None).await.unwrap();
+    });
+}
