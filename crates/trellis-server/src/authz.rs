@@ -16,6 +16,10 @@ pub enum Permission {
     ViewAudit,
     /// Apply an e-signature to study content.
     Sign,
+    /// Raise, close and re-open data queries (monitors and data management).
+    ManageQueries,
+    /// Mark items as verified against source documents (monitors).
+    VerifySource,
 }
 
 /// What a route requires.
@@ -53,6 +57,8 @@ pub fn role_has(role: Role, p: Permission) -> bool {
             role,
             Investigator | Monitor | DataManager | StudyManager | MedicalMonitor | SafetyPhysician
         ),
+        ManageQueries => matches!(role, Monitor | DataManager | MedicalMonitor),
+        VerifySource => matches!(role, Monitor),
     }
 }
 

@@ -29,6 +29,8 @@ pub struct FormView<'a> {
     pub read_only: bool,
     /// Link to an item's audit history.
     pub history_url: &'a dyn Fn(&LocalKey) -> String,
+    /// Further markup beside an item (query and verification badges).
+    pub extras: &'a dyn Fn(&LocalKey) -> Markup,
 }
 
 const MONTHS: [&str; 12] = [
@@ -140,6 +142,7 @@ fn item_row(
         Some(format!("{id}-findings"))
     };
     let disabled = view.read_only || skipped || item.derivation.is_some();
+    let extra = (view.extras)(key);
     html! {
         div.crf-item.(if skipped { "skipped" } else { "" }) {
             input type="hidden" name={ "p:" (name) } value="1";
@@ -234,6 +237,7 @@ fn item_row(
             @if !value.is_empty() {
                 a.history href=((view.history_url)(key)) { (t("crf-history")) }
             }
+            (extra)
         }
     }
 }
@@ -475,6 +479,7 @@ mod tests {
             needs_reason: true,
             read_only: false,
             history_url: &history,
+            extras: &|_| html! {},
         };
         let html = form_fields(&view, &|k| k.to_owned()).into_string();
         for id in html
@@ -530,6 +535,7 @@ mod tests {
             needs_reason: false,
             read_only: false,
             history_url: &history,
+            extras: &|_| html! {},
         };
         let html = form_fields(&view, &|k| k.to_owned()).into_string();
         assert!(

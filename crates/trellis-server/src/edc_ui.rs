@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use trellis_checks::{Env, Severity};
-use trellis_domain::{StudyId, SubjectId};
+use trellis_domain::{QueryId, StudyId, SubjectId};
+use trellis_edc::FindingKind;
 use trellis_edc::{Evaluation, ExternalKey, FormDesign, FormPath, ItemPath, LocalKey, StudyDesign};
 use trellis_store::{
-    Actor, AuditFilter, Chain, Mutation, Store, StoreError, Study, Subject, WriteRequest,
+    Actor, AuditFilter, Chain, Mutation, QueryAction, QueryRow, QueryStatus, Store, StoreError,
+    Study, Subject, VerificationRow, WriteRequest,
 };
 
 use crate::AppState;
@@ -322,6 +324,7 @@ fn form_markup(
     evaluation: &Evaluation,
     needs_reason: bool,
     message: Option<(String, bool)>,
+    review: &Review,
 ) -> Markup {
     let t = |k: &str| st.i18n.t(&p.locale, k);
     let Some(form) = ctx.design.form(ctx.path.form.as_str()) else {
@@ -346,6 +349,15 @@ fn form_markup(
         };
         history_url(&base.study, base.subject, &key.to_string())
     };
+    let extras = |k: &LocalKey| {
+        let key = ItemPath {
+            form: ctx.path.clone(),
+            group: k.group.clone(),
+            group_repeat: k.repeat,
+            item: k.item.clone(),
+        };
+        item_badges(st, p, review, &key.to_string(), values.get(k))
+    };
     let view = FormView {
         design: form,
         values,
@@ -355,6 +367,7 @@ fn form_markup(
         needs_reason,
         read_only: !can_enter,
         history_url: &history,
+        extras: &extras,
     };
     let hard = evaluation
         .findings
@@ -381,6 +394,7 @@ fn form_markup(
                 div.actions { button.primary type="submit" { (t("crf-save")) } }
             }
         }
+        (review_sections(st, p, s, ctx, form, review, values))
     }
 }
 
@@ -420,6 +434,10 @@ pub async fn form_page(
             None => shown.remove(k),
         };
     }
+    let review = match Review::load(&st, s.id, ctx.subject.id, &ctx.path).await {
+        Ok(r) => r,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
     let m = form_markup(
         &st,
         &p,
@@ -429,6 +447,7 @@ pub async fn form_page(
         &evaluation,
         !local.is_empty(),
         message,
+        &review,
     );
     html_response(StatusCode::OK, page(&st, Some(&p), &design.name, m))
 }
@@ -466,6 +485,10 @@ pub async fn form_submit(
     };
     let (saved, mut by_key) = split_values(&all, &ctx.path);
     let today = site_today(&st, &s, &ctx.subject).await;
+    let review = match Review::load(&st, s.id, ctx.subject.id, &ctx.path).await {
+        Ok(r) => r,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
     let respond = |status: StatusCode,
                    values: &BTreeMap<LocalKey, String>,
                    evaluation: &Evaluation,
@@ -479,6 +502,7 @@ pub async fn form_submit(
             evaluation,
             !saved.is_empty(),
             message,
+            &review,
         );
         html_response(status, page(&st, Some(&p), &design.name, m))
     };
@@ -561,14 +585,22 @@ pub async fn form_submit(
             Some((st.i18n.t(&p.locale, "crf-reason-missing"), true)),
         );
     }
-    let mut req = WriteRequest::new(
-        Actor::user(p.user, &p.display_name),
-        vec![Mutation::SaveItems {
-            study: s.id,
-            subject: ctx.subject.id,
-            values: changes,
-        }],
-    );
+    let mut mutations = vec![Mutation::SaveItems {
+        study: s.id,
+        subject: ctx.subject.id,
+        values: changes,
+    }];
+    match st.store.queries(s.id, Some(ctx.subject.id)).await {
+        Ok(existing) => mutations.extend(automatic_queries(
+            s.id,
+            ctx.subject.id,
+            &ctx.path,
+            &evaluation,
+            &existing,
+        )),
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    }
+    let mut req = WriteRequest::new(Actor::user(p.user, &p.display_name), mutations);
     req.reason = reason;
     match st.store.write(req).await {
         Ok(_) => Redirect::to(&format!(
@@ -651,4 +683,488 @@ pub async fn item_history(
         StatusCode::OK,
         page(&st, Some(&p), &t("history-title"), body),
     )
+}
+
+/// Queries a save opens and closes by itself, in the same write as the save: a failing
+/// soft edit check opens one on each item it names (unless one is already open for that
+/// check and item), and a check that now holds closes its own.
+fn automatic_queries(
+    study: StudyId,
+    subject: SubjectId,
+    form: &FormPath,
+    evaluation: &Evaluation,
+    existing: &[QueryRow],
+) -> Vec<Mutation> {
+    let address = |k: &LocalKey| {
+        ItemPath {
+            form: form.clone(),
+            group: k.group.clone(),
+            group_repeat: k.repeat,
+            item: k.item.clone(),
+        }
+        .to_string()
+    };
+    let live = |key: &str, check: &str| {
+        let (key, check) = (key.to_owned(), check.to_owned());
+        existing.iter().filter(move |q| {
+            q.status != QueryStatus::Closed
+                && q.item_key == key
+                && q.check_id.as_deref() == Some(check.as_str())
+        })
+    };
+    let mut out = Vec::new();
+    for f in &evaluation.findings {
+        // Blank required items are shown, not queried, while a form is being filled in.
+        if f.severity != Severity::Soft
+            || !matches!(
+                f.kind,
+                FindingKind::Check | FindingKind::NotCollected | FindingKind::CannotEvaluate
+            )
+        {
+            continue;
+        }
+        for t in &f.targets {
+            let key = address(t);
+            if live(&key, &f.check_id).next().is_none() {
+                out.push(Mutation::OpenQuery {
+                    study,
+                    id: QueryId::new(),
+                    subject,
+                    item_key: key,
+                    check_id: Some(f.check_id.clone()),
+                    text: f.message.clone(),
+                });
+            }
+        }
+    }
+    for (check, t) in &evaluation.resolved {
+        let key = address(t);
+        for q in live(&key, check) {
+            out.push(Mutation::UpdateQuery {
+                study,
+                id: q.id,
+                action: QueryAction::Close,
+                text: "Closed automatically: the edit check now holds.".into(),
+            });
+        }
+    }
+    out
+}
+
+/// What the form page shows about queries and source data verification.
+struct Review {
+    queries: Vec<QueryRow>,
+    verifications: Vec<VerificationRow>,
+}
+
+impl Review {
+    async fn load(
+        st: &AppState,
+        study: StudyId,
+        subject: SubjectId,
+        form: &FormPath,
+    ) -> Result<Self, StoreError> {
+        let prefix = format!("{form}/");
+        let queries = st
+            .store
+            .queries(study, Some(subject))
+            .await?
+            .into_iter()
+            .filter(|q| q.item_key.starts_with(&prefix))
+            .collect();
+        let verifications = st
+            .store
+            .verifications(study, Some(subject))
+            .await?
+            .into_iter()
+            .filter(|v| v.item_key.starts_with(&prefix))
+            .collect();
+        Ok(Self {
+            queries,
+            verifications,
+        })
+    }
+}
+
+fn query_anchor(q: &QueryRow) -> String {
+    format!("query-{}", q.id)
+}
+
+/// Badges beside an item: its live queries and its verification state.
+fn item_badges(
+    st: &AppState,
+    p: &Principal,
+    review: &Review,
+    key: &str,
+    value: Option<&String>,
+) -> Markup {
+    let t = |k: &str| st.i18n.t(&p.locale, k);
+    let live: Vec<&QueryRow> = review
+        .queries
+        .iter()
+        .filter(|q| q.item_key == key && q.status != QueryStatus::Closed)
+        .collect();
+    let sdv = review.verifications.iter().find(|v| v.item_key == key);
+    html! {
+        @if !live.is_empty() || sdv.is_some() {
+            div.badges {
+                @for q in &live {
+                    a.tag.query href={ "#" (query_anchor(q)) } { (t(&format!("query-status-{}", q.status.as_str()))) }
+                }
+                @if let Some(v) = sdv {
+                    @if v.verified_value.as_ref() == value {
+                        span.tag.ok { (t("sdv-verified")) }
+                    } @else {
+                        span.tag.stale { (t("sdv-stale")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn item_label(design: &FormDesign, key: &str) -> String {
+    let Ok(path) = key.parse::<ItemPath>() else {
+        return key.to_owned();
+    };
+    let group = design.group(path.group.as_str()).map(|(_, g)| g);
+    let name = group
+        .and_then(|g| g.items.iter().find(|i| i.oid == path.item))
+        .map_or_else(|| path.item.to_string(), |i| i.name.clone());
+    if group.is_some_and(|g| g.repeating) {
+        format!(
+            "{name} ({} {})",
+            group.map_or("", |g| g.name.as_str()),
+            path.group_repeat
+        )
+    } else {
+        name
+    }
+}
+
+/// Queries of the form with their threads and the actions the user may take, the form
+/// to raise a query, and source data verification.
+fn review_sections(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    ctx: &FormContext,
+    design: &FormDesign,
+    review: &Review,
+    values: &BTreeMap<LocalKey, String>,
+) -> Markup {
+    let t = |k: &str| st.i18n.t(&p.locale, k);
+    let base = format!("/studies/{}/subjects/{}", s.id, ctx.subject.id);
+    let can_answer = p.can(s, Permission::EnterData);
+    let can_manage = p.can(s, Permission::ManageQueries);
+    let can_verify = p.can(s, Permission::VerifySource);
+    let mut items: Vec<(String, String, Option<&String>)> = Vec::new();
+    for g in &design.groups {
+        let repeats: Vec<u16> = if g.repeating {
+            let mut r: Vec<u16> = values
+                .keys()
+                .filter(|k| k.group == g.oid)
+                .map(|k| k.repeat)
+                .collect();
+            r.sort_unstable();
+            r.dedup();
+            r
+        } else {
+            vec![1]
+        };
+        for r in repeats {
+            for i in &g.items {
+                let local = LocalKey {
+                    group: g.oid.clone(),
+                    repeat: r,
+                    item: i.oid.clone(),
+                };
+                let key = ItemPath {
+                    form: ctx.path.clone(),
+                    group: g.oid.clone(),
+                    group_repeat: r,
+                    item: i.oid.clone(),
+                }
+                .to_string();
+                let label = item_label(design, &key);
+                items.push((key, label, values.get(&local)));
+            }
+        }
+    }
+    let back = form_url(s, ctx.subject.id, &ctx.path);
+    html! {
+        section.review {
+            h2 { (t("query-title")) }
+            @if review.queries.is_empty() { p.muted { (t("query-none")) } }
+            @for q in &review.queries {
+                article.query id=(query_anchor(q)) {
+                    h3 { (item_label(design, &q.item_key)) " · " span.tag { (t(&format!("query-status-{}", q.status.as_str()))) }
+                        @if q.check_id.is_some() { " " span.muted { (t("query-automatic")) } } }
+                    ol.thread { @for m in &q.messages {
+                        li { span.muted { (format_time(&p.locale, &p.time_zone, m.at)) " · " (m.author_name) " · " (t(&format!("query-action-{}", m.action))) } br; (m.text) }
+                    } }
+                    @let actions: Vec<&str> = [
+                        (q.status == QueryStatus::Open && can_answer, "answer"),
+                        (q.status != QueryStatus::Closed && can_manage, "close"),
+                        (q.status != QueryStatus::Open && can_manage, "reopen"),
+                    ].into_iter().filter(|(ok, _)| *ok).map(|(_, a)| a).collect();
+                    @if !actions.is_empty() {
+                        form.query-action method="post" action={ (base) "/queries/" (if actions[0] == "answer" { "answer" } else { "resolve" }) } {
+                            input type="hidden" name="csrf" value=(p.csrf_token);
+                            input type="hidden" name="query" value=(q.id.to_string());
+                            input type="hidden" name="back" value=(back);
+                            label for={ "text-" (q.id) } { (t("query-message")) }
+                            textarea id={ "text-" (q.id) } name="text" rows="2" maxlength="4000" required {}
+                            div.actions { @for a in &actions {
+                                button.primary type="submit" name="action" value=(a)
+                                    formaction={ (base) "/queries/" (if *a == "answer" { "answer" } else { "resolve" }) } { (t(&format!("query-do-{a}"))) }
+                            } }
+                        }
+                    }
+                }
+            }
+            @if can_manage {
+                form.stack method="post" action={ (base) "/queries" } {
+                    h3 { (t("query-raise")) }
+                    input type="hidden" name="csrf" value=(p.csrf_token);
+                    input type="hidden" name="back" value=(back);
+                    label for="query-item" { (t("query-item")) }
+                    select #query-item name="item" { @for (key, label, _) in &items { option value=(key) { (label) } } }
+                    label for="query-text" { (t("query-message")) }
+                    textarea #query-text name="text" rows="2" maxlength="4000" required {}
+                    button.primary type="submit" { (t("query-do-open")) }
+                }
+            }
+        }
+        @if can_verify {
+            section.review {
+                h2 { (t("sdv-title")) }
+                form method="post" action={ (base) "/sdv" } {
+                    input type="hidden" name="csrf" value=(p.csrf_token);
+                    input type="hidden" name="back" value=(back);
+                    table {
+                        thead { tr { th scope="col" { (t("sdv-item")) } th scope="col" { (t("sdv-value")) } th scope="col" { (t("sdv-state")) } th scope="col" { (t("sdv-select")) } } }
+                        tbody { @for (key, label, value) in items.iter().filter(|(_, _, v)| v.is_some()) {
+                            @let v = review.verifications.iter().find(|v| &v.item_key == key);
+                            tr {
+                                td { (label) } td { (value.cloned().unwrap_or_default()) }
+                                td { @match v {
+                                    Some(v) if v.verified_value.as_ref() == *value => { (t("sdv-verified")) " · " (format_time(&p.locale, &p.time_zone, v.verified_at)) }
+                                    Some(_) => span.bad { (t("sdv-stale")) },
+                                    None => span.muted { (t("sdv-not-verified")) },
+                                } }
+                                td { label { span.sr { (t("sdv-select")) " " (label) } input type="checkbox" name="item" value=(key); } }
+                            }
+                        } }
+                    }
+                    div.actions { button.primary type="submit" { (t("sdv-verify-selected")) } }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct QueryForm {
+    csrf: String,
+    #[serde(default)]
+    back: String,
+    #[serde(default)]
+    item: Option<String>,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    text: String,
+}
+
+/// Only links back into this subject's forms are followed after a post.
+fn back_to(back: &str, s: &Study, subject: SubjectId) -> String {
+    let prefix = format!("/studies/{}/subjects/{}/forms/", s.id, subject);
+    if back.starts_with(&prefix) && !back.contains("//") && !back.contains("..") {
+        back.to_owned()
+    } else {
+        format!("/studies/{}/subjects/{}", s.id, subject)
+    }
+}
+
+async fn write_and_return(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    subject: SubjectId,
+    back: &str,
+    req: WriteRequest,
+) -> Response {
+    match st.store.write(req).await {
+        Ok(_) => Redirect::to(&back_to(back, s, subject)).into_response(),
+        Err(
+            e @ (StoreError::Invalid { .. }
+            | StoreError::Conflict(_)
+            | StoreError::ReasonRequired { .. }
+            | StoreError::NotFound { .. }),
+        ) => {
+            let body = html! {
+                div.error role="alert" { (e.to_string()) }
+                p { a href=(back_to(back, s, subject)) { (st.i18n.t(&p.locale, "query-back")) } }
+            };
+            html_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(st, Some(p), &st.i18n.t(&p.locale, "query-title"), body),
+            )
+        }
+        Err(e) => crate::problem::Problem::from(e).into_response(),
+    }
+}
+
+/// A monitor or data manager raises a query on an item.
+pub async fn query_open(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Path((_, subject)): Path<(String, SubjectId)>,
+    Form(f): Form<QueryForm>,
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let Some(subject) = subject_in_scope(&st, &p, &s, subject).await else {
+        return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
+    };
+    let Some(item) = f.item.filter(|i| i.parse::<ItemPath>().is_ok()) else {
+        return error_page(&st, Some(&p), StatusCode::BAD_REQUEST, "error-bad-request");
+    };
+    let req = WriteRequest::new(
+        Actor::user(p.user, &p.display_name),
+        vec![Mutation::OpenQuery {
+            study: s.id,
+            id: QueryId::new(),
+            subject: subject.id,
+            item_key: item,
+            check_id: None,
+            text: f.text,
+        }],
+    );
+    write_and_return(&st, &p, &s, subject.id, &f.back, req).await
+}
+
+async fn query_update(
+    st: AppState,
+    p: Principal,
+    s: Study,
+    subject: SubjectId,
+    f: QueryForm,
+    allowed: &[QueryAction],
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let Some(subject) = subject_in_scope(&st, &p, &s, subject).await else {
+        return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
+    };
+    let action = match f.action.as_deref() {
+        Some("answer") => QueryAction::Answer,
+        Some("close") => QueryAction::Close,
+        Some("reopen") => QueryAction::Reopen,
+        _ => return error_page(&st, Some(&p), StatusCode::BAD_REQUEST, "error-bad-request"),
+    };
+    if !allowed.contains(&action) {
+        return error_page(&st, Some(&p), StatusCode::BAD_REQUEST, "error-bad-request");
+    }
+    let Some(id) = f.query.as_deref().and_then(|q| q.parse::<QueryId>().ok()) else {
+        return error_page(&st, Some(&p), StatusCode::BAD_REQUEST, "error-bad-request");
+    };
+    // The query must belong to this subject, whose site the user may see.
+    match st.store.queries(s.id, Some(subject.id)).await {
+        Ok(qs) if qs.iter().any(|q| q.id == id) => {}
+        Ok(_) => return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found"),
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    }
+    let req = WriteRequest::new(
+        Actor::user(p.user, &p.display_name),
+        vec![Mutation::UpdateQuery {
+            study: s.id,
+            id,
+            action,
+            text: f.text,
+        }],
+    );
+    write_and_return(&st, &p, &s, subject.id, &f.back, req).await
+}
+
+/// The site answers a query.
+pub async fn query_answer(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Path((_, subject)): Path<(String, SubjectId)>,
+    Form(f): Form<QueryForm>,
+) -> Response {
+    query_update(st, p, s, subject, f, &[QueryAction::Answer]).await
+}
+
+/// A monitor or data manager closes or re-opens a query.
+pub async fn query_resolve(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Path((_, subject)): Path<(String, SubjectId)>,
+    Form(f): Form<QueryForm>,
+) -> Response {
+    query_update(
+        st,
+        p,
+        s,
+        subject,
+        f,
+        &[QueryAction::Close, QueryAction::Reopen],
+    )
+    .await
+}
+
+/// A monitor marks the selected items of a form as verified against source.
+pub async fn sdv_submit(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Path((_, subject)): Path<(String, SubjectId)>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    if !check_csrf(&p, &field("csrf")) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let Some(subject) = subject_in_scope(&st, &p, &s, subject).await else {
+        return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
+    };
+    let items: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "item")
+        .map(|(_, v)| v.clone())
+        .filter(|v| v.parse::<ItemPath>().is_ok())
+        .collect();
+    let back = field("back");
+    if items.is_empty() {
+        return Redirect::to(&back_to(&back, &s, subject.id)).into_response();
+    }
+    let req = WriteRequest::new(
+        Actor::user(p.user, &p.display_name),
+        items
+            .into_iter()
+            .map(|item_key| Mutation::VerifyItem {
+                study: s.id,
+                subject: subject.id,
+                item_key,
+                verified: true,
+            })
+            .collect(),
+    );
+    write_and_return(&st, &p, &s, subject.id, &back, req).await
 }

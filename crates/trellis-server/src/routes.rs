@@ -178,6 +178,46 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         (
             spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/queries",
+                Study(ManageQueries),
+                false,
+                "Raise a query on an item",
+            ),
+            post(edc_ui::query_open),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/queries/answer",
+                Study(EnterData),
+                false,
+                "Answer a query (site)",
+            ),
+            post(edc_ui::query_answer),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/queries/resolve",
+                Study(ManageQueries),
+                false,
+                "Close or re-open a query",
+            ),
+            post(edc_ui::query_resolve),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/sdv",
+                Study(VerifySource),
+                false,
+                "Mark items as verified against source documents",
+            ),
+            post(edc_ui::sdv_submit),
+        ),
+        (
+            spec(
                 Method::GET,
                 "/studies/{study}/subjects/{subject}/history",
                 Study(ViewStudy),

@@ -27,6 +27,10 @@ fn expected(access: Access, role: Role) -> bool {
                 | MedicalMonitor
                 | Auditor
         ),
+        Access::Study(Permission::ManageQueries) => {
+            matches!(role, Monitor | DataManager | MedicalMonitor)
+        }
+        Access::Study(Permission::VerifySource) => role == Monitor,
         Access::Study(Permission::Sign) => matches!(
             role,
             Investigator | Monitor | DataManager | StudyManager | MedicalMonitor | SafetyPhysician

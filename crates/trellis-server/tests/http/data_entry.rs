@@ -153,3 +153,192 @@ async fn a_monitor_sees_the_form_read_only() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_check_opens_a_query_that_the_site_answers_and_the_check_closes() {
+    let app = TestApp::new().await;
+    let (cookie, csrf) = app.session("coordinator").await;
+    let user = app
+        .store
+        .user_by_name("coordinator")
+        .await
+        .unwrap()
+        .unwrap();
+    let site = app
+        .store
+        .grants(Some(user.id))
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|g| g.site)
+        .unwrap();
+    let subject = app.subjects.iter().find(|s| s.site == site).unwrap();
+    let casebook = format!("/studies/{}/subjects/{}", app.study.id, subject.id);
+    let path = format!("{casebook}/forms/{VS}");
+    let diabp = |v: &str| {
+        format!(
+            "csrf={csrf}&{}=1&{}={v}&reason=Re-measured",
+            enc("p:IG.VS[1]/I.DIABP"),
+            enc("v:IG.VS[1]/I.DIABP")
+        )
+    };
+
+    // The soft check fails: the save goes through and a query opens on the item.
+    assert_eq!(
+        app.send(form(&path, &cookie, &diabp("190"))).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let queries = app
+        .store
+        .queries(app.study.id, Some(subject.id))
+        .await
+        .unwrap();
+    assert_eq!(queries.len(), 1, "{queries:?}");
+    let q = &queries[0];
+    assert_eq!(q.check_id.as_deref(), Some("I.DIABP.RC1"));
+    assert_eq!(q.item_key, trellis_server::demo::DEMO_DIABP);
+    let html = body_text(app.send(get(&path, &cookie)).await).await;
+    assert!(html.contains("Query open"), "badge beside the item");
+    // Saving again while it is open does not open a second one.
+    assert_eq!(
+        app.send(form(&path, &cookie, &diabp("191"))).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        app.store
+            .queries(app.study.id, Some(subject.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The site answers; a monitor may not answer, and the site may not close.
+    let answer = format!(
+        "csrf={csrf}&query={}&action=answer&text=Checked+against+source&back={}",
+        q.id,
+        enc(&path)
+    );
+    assert_eq!(
+        app.send(form(
+            &format!("{casebook}/queries/answer"),
+            &cookie,
+            &answer
+        ))
+        .await
+        .status(),
+        StatusCode::SEE_OTHER
+    );
+    let close = format!("csrf={csrf}&query={}&action=close&text=ok", q.id);
+    assert_eq!(
+        app.send(form(
+            &format!("{casebook}/queries/resolve"),
+            &cookie,
+            &close
+        ))
+        .await
+        .status(),
+        StatusCode::FORBIDDEN
+    );
+    let q = &app
+        .store
+        .queries(app.study.id, Some(subject.id))
+        .await
+        .unwrap()[0];
+    assert_eq!(q.status, trellis_store::QueryStatus::Answered);
+
+    // Correcting the value makes the check hold, which closes its query.
+    assert_eq!(
+        app.send(form(&path, &cookie, &diabp("79"))).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let q = &app
+        .store
+        .queries(app.study.id, Some(subject.id))
+        .await
+        .unwrap()[0];
+    assert_eq!(q.status, trellis_store::QueryStatus::Closed);
+    assert!(
+        q.messages
+            .last()
+            .unwrap()
+            .text
+            .contains("edit check now holds")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_raises_a_query_and_verifies_source_data() {
+    let app = TestApp::new().await;
+    let (cookie, csrf) = app.session("monitor").await;
+    let subject = &app.subjects[0];
+    let casebook = format!("/studies/{}/subjects/{}", app.study.id, subject.id);
+    let path = format!("{casebook}/forms/{VS}");
+    let html = body_text(app.send(get(&path, &cookie)).await).await;
+    // The monitor reads German; the forms to raise a query and to verify are there.
+    assert!(
+        html.contains(&format!("action=\"{casebook}/queries\""))
+            && html.contains(&format!("action=\"{casebook}/sdv\"")),
+        "{html}"
+    );
+
+    let sysbp = trellis_server::demo::DEMO_SYSBP;
+    let raise = format!(
+        "csrf={csrf}&item={}&text=Source+shows+a+different+value&back={}",
+        enc(sysbp),
+        enc(&path)
+    );
+    assert_eq!(
+        app.send(form(&format!("{casebook}/queries"), &cookie, &raise))
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let q = &app
+        .store
+        .queries(app.study.id, Some(subject.id))
+        .await
+        .unwrap()[0];
+    assert_eq!(q.check_id, None, "a manual query");
+    assert_eq!(
+        q.opened_by,
+        app.store
+            .user_by_name("monitor")
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+            .as_uuid()
+    );
+
+    let verify = format!(
+        "csrf={csrf}&back={}&item={}&item={}",
+        enc(&path),
+        enc(sysbp),
+        enc(trellis_server::demo::DEMO_DIABP)
+    );
+    assert_eq!(
+        app.send(form(&format!("{casebook}/sdv"), &cookie, &verify))
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let v = app
+        .store
+        .verifications(app.study.id, Some(subject.id))
+        .await
+        .unwrap();
+    assert_eq!(v.len(), 2);
+    let html = body_text(app.send(get(&path, &cookie)).await).await;
+    assert!(html.contains("tag ok"), "verified badge: {html}");
+
+    // A site coordinator may not verify source data.
+    let (cookie, csrf) = app.session("coordinator").await;
+    let verify = format!("csrf={csrf}&item={}", enc(sysbp));
+    assert_eq!(
+        app.send(form(&format!("{casebook}/sdv"), &cookie, &verify))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+}
