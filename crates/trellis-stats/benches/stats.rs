@@ -6,7 +6,7 @@
 //! * `BENCH_PYTHON` python with lifelines, statsmodels, pandas, pyreadstat (default
 //!   /work/venv-stats/bin/python; set to `none` to skip the Python peers).
 //! * `BENCH_SLOW=1` also runs statsmodels PHReg on continuous times (about 3 minutes at 1M) and
-//!   the numpy MMRM reference at 100k subjects (minutes).
+//!   the numpy MMRM reference at 100k subjects (design + BFGS only; about a minute).
 //! * MMRM (`BENCH_ONLY=mmrm`): 5,000 subjects × 4 visits and 100,000 subjects × 4 visits with
 //!   dropout (≈2.8 observed visits each, as in the research note's 280k-row anchor), unstructured
 //!   covariance, treatment × visit and baseline × visit; the peer is
@@ -530,10 +530,18 @@ fn main() {
             let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("reference/mmrm_reference.py");
             println!("running the numpy MMRM reference on {task} ...");
+            // the full reference (Newton polish, numerical Satterthwaite) only at 5k subjects;
+            // at 100k design + BFGS only, the research note's anchor
+            let mode = if subjects <= 10_000 {
+                "full"
+            } else {
+                "fit-only"
+            };
             match std::process::Command::new(&py)
                 .arg(&script)
                 .arg("bench")
                 .arg(&path)
+                .arg(mode)
                 .output()
             {
                 Ok(o) if o.status.success() => {
