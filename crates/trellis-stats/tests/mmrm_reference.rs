@@ -440,3 +440,53 @@ fn recovers_the_simulation_covariance() {
         assert!(d.df > 1000.0, "df {}", d.df);
     }
 }
+
+/// Rescaling the response by c scales estimates and SEs by c, leaves df and p unchanged and
+/// shifts the REML deviance by 2(n − p) log c; adding a constant moves only the intercept and
+/// the LS means. Checks that need no reference implementation.
+#[test]
+fn response_scale_and_shift_equivariance() {
+    let ds = load("admmrm.csv");
+    let base = mmrm(&ds, &base_spec(), 0.05).unwrap();
+    let y = ds.numeric("CHG").unwrap().to_vec();
+    let with_y = |f: &dyn Fn(f64) -> f64| {
+        let mut d = ds.clone();
+        let col = d.columns.iter_mut().find(|c| c.name == "CHG").unwrap();
+        col.data = ColumnData::Numeric {
+            values: y.iter().map(|&v| f(v)).collect(),
+            special: vec![],
+        };
+        mmrm(&d, &base_spec(), 0.05).unwrap()
+    };
+    let c = 10.0;
+    let scaled = with_y(&|v| c * v);
+    let n = base.n_obs as f64;
+    let p = base.coefficients.len() as f64;
+    close(
+        "deviance shift",
+        scaled.deviance - base.deviance,
+        2.0 * (n - p) * c.ln(),
+        1e-9,
+    );
+    for (a, b) in base.diffs.iter().zip(&scaled.diffs) {
+        close("estimate", b.estimate, c * a.estimate, 1e-7);
+        close("se", b.se, c * a.se, 1e-7);
+        close("df", b.df, a.df, 1e-6);
+        close("p", b.p, a.p, 1e-6);
+    }
+    let shifted = with_y(&|v| v + 100.0);
+    close("deviance", shifted.deviance, base.deviance, 1e-10);
+    close(
+        "intercept",
+        shifted.coefficients[0].estimate,
+        base.coefficients[0].estimate + 100.0,
+        1e-9,
+    );
+    for (a, b) in base.lsmeans.iter().zip(&shifted.lsmeans) {
+        close("lsmean", b.estimate, a.estimate + 100.0, 1e-9);
+        close("lsmean se", b.se, a.se, 1e-7);
+    }
+    for (a, b) in base.coefficients.iter().zip(&shifted.coefficients).skip(1) {
+        close_s(&a.term, b.estimate, a.estimate, a.se, 1e-7);
+    }
+}
