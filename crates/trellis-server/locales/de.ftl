@@ -183,3 +183,15 @@ sdv-verified = Verifiziert
 sdv-stale = Seit Verifizierung geändert
 sdv-not-verified = Nicht verifiziert
 sdv-verify-selected = Auswahl als verifiziert markieren
+
+casebook-state = Status
+lock-banner-frozen = Dieser Bogen ist eingefroren: Daten können erst nach dem Wiederöffnen erfasst oder geändert werden.
+lock-banner-locked = Dieser Bogen ist gesperrt: Daten können erst nach dem Entsperren geändert werden.
+lock-banner-casebook-frozen = Dieser Prüfbogen ist eingefroren.
+lock-banner-casebook-locked = Dieser Prüfbogen ist gesperrt.
+lock-state-frozen = Eingefroren
+lock-state-locked = Gesperrt
+lock-do-freeze = Einfrieren
+lock-do-lock = Sperren
+lock-do-open = Wieder öffnen
+lock-reason = Grund für das Wiederöffnen

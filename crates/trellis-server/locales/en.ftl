@@ -183,3 +183,15 @@ sdv-verified = Verified
 sdv-stale = Changed since verification
 sdv-not-verified = Not verified
 sdv-verify-selected = Mark selected as verified
+
+casebook-state = State
+lock-banner-frozen = This form is frozen: data cannot be entered or changed until it is reopened.
+lock-banner-locked = This form is locked: data cannot change until it is unlocked.
+lock-banner-casebook-frozen = This casebook is frozen.
+lock-banner-casebook-locked = This casebook is locked.
+lock-state-frozen = Frozen
+lock-state-locked = Locked
+lock-do-freeze = Freeze
+lock-do-lock = Lock
+lock-do-open = Reopen
+lock-reason = Reason for reopening

@@ -20,6 +20,8 @@ pub enum Permission {
     ManageQueries,
     /// Mark items as verified against source documents (monitors).
     VerifySource,
+    /// Freeze and lock data, and lift both with a reason (data management).
+    LockData,
 }
 
 /// What a route requires.
@@ -59,6 +61,7 @@ pub fn role_has(role: Role, p: Permission) -> bool {
         ),
         ManageQueries => matches!(role, Monitor | DataManager | MedicalMonitor),
         VerifySource => matches!(role, Monitor),
+        LockData => matches!(role, DataManager | StudyManager),
     }
 }
 

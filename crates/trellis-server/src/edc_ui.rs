@@ -15,8 +15,8 @@ use trellis_domain::{QueryId, StudyId, SubjectId};
 use trellis_edc::FindingKind;
 use trellis_edc::{Evaluation, ExternalKey, FormDesign, FormPath, ItemPath, LocalKey, StudyDesign};
 use trellis_store::{
-    Actor, AuditFilter, Chain, Mutation, QueryAction, QueryRow, QueryStatus, Store, StoreError,
-    Study, Subject, VerificationRow, WriteRequest,
+    Actor, AuditFilter, Chain, LockRow, LockState, Mutation, QueryAction, QueryRow, QueryStatus,
+    Store, StoreError, Study, Subject, VerificationRow, WriteRequest,
 };
 
 use crate::AppState;
@@ -193,6 +193,15 @@ pub async fn casebook(
         Ok(v) => v,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
+    let locks = match st.store.locks(s.id).await {
+        Ok(l) => l,
+        Err(e) => return crate::problem::Problem::from(e).into_response(),
+    };
+    let casebook_lock = locks
+        .iter()
+        .filter(|l| l.scope.is_empty() && (l.subject.is_none() || l.subject == Some(subject.id)))
+        .min_by_key(|l| l.state != LockState::Locked)
+        .cloned();
     let mut counts: HashMap<FormPath, usize> = HashMap::new();
     for (k, v) in &values {
         if v.is_some()
@@ -208,8 +217,12 @@ pub async fn casebook(
             None => p.notice { (t("casebook-no-design")) },
             Some(design) => {
                 p.muted { (t("casebook-version")) " " (design.metadata_version) }
+                @if let Some(lock) = &casebook_lock {
+                    div.notice.locked role="status" { (t(&format!("lock-banner-casebook-{}", lock.state.as_str()))) }
+                }
+                (lock_controls(&st, &p, &s, subject.id, "", casebook_lock.as_ref(), ""))
                 table {
-                    thead { tr { th scope="col" { (t("casebook-event")) } th scope="col" { (t("casebook-day")) } th scope="col" { (t("casebook-form")) } th scope="col" { (t("casebook-values")) } } }
+                    thead { tr { th scope="col" { (t("casebook-event")) } th scope="col" { (t("casebook-day")) } th scope="col" { (t("casebook-form")) } th scope="col" { (t("casebook-values")) } th scope="col" { (t("casebook-state")) } } }
                     tbody {
                         @for event in &design.events {
                             @for (i, form_oid) in event.forms.iter().enumerate() {
@@ -223,6 +236,7 @@ pub async fn casebook(
                                     } } }
                                     td { a href=(form_url(&s, subject.id, &path)) { (form.name) } }
                                     td { (counts.get(&path).copied().unwrap_or(0)) }
+                                    td { @if let Some(l) = applicable_lock(&locks, subject.id, &path.to_string()) { (t(&format!("lock-state-{}", l.state.as_str()))) } }
                                 }
                             }
                         }
@@ -365,7 +379,7 @@ fn form_markup(
         not_collected: &evaluation.not_collected,
         lang: &p.locale,
         needs_reason,
-        read_only: !can_enter,
+        read_only: !can_enter || review.lock.is_some(),
         history_url: &history,
         extras: &extras,
     };
@@ -378,6 +392,13 @@ fn form_markup(
     html! {
         p { a href=(format!("/studies/{}/subjects/{}", s.id, ctx.subject.id)) { "← " (ctx.subject.screening_number) } }
         h1 { (form.name) " · " (event_name) }
+        @if let Some(lock) = &review.lock {
+            div.notice.locked role="status" {
+                (t(&format!("lock-banner-{}", lock.state.as_str())))
+                " " span.muted { (format_time(&p.locale, &p.time_zone, lock.changed_at)) }
+            }
+        }
+        (lock_controls(st, p, s, ctx.subject.id, &ctx.path.to_string(), review.lock.as_ref(), &form_url(s, ctx.subject.id, &ctx.path)))
         @if let Some((text, is_error)) = &message {
             div.(if *is_error { "error" } else { "notice" }) role="status" { (text) }
         }
@@ -390,7 +411,7 @@ fn form_markup(
         form.crf method="post" action=(form_url(s, ctx.subject.id, &ctx.path)) novalidate {
             input type="hidden" name="csrf" value=(p.csrf_token);
             (crf::form_fields(&view, &t))
-            @if can_enter {
+            @if can_enter && review.lock.is_none() {
                 div.actions { button.primary type="submit" { (t("crf-save")) } }
             }
         }
@@ -614,7 +635,7 @@ pub async fn form_submit(
             &evaluation,
             Some((st.i18n.t(&p.locale, "crf-reason-missing"), true)),
         ),
-        Err(e @ StoreError::Invalid { .. }) => respond(
+        Err(e @ (StoreError::Invalid { .. } | StoreError::Locked(_))) => respond(
             StatusCode::UNPROCESSABLE_ENTITY,
             &merged,
             &evaluation,
@@ -755,6 +776,8 @@ fn automatic_queries(
 struct Review {
     queries: Vec<QueryRow>,
     verifications: Vec<VerificationRow>,
+    /// The freeze or lock that applies to this form, a lock before a freeze.
+    lock: Option<LockRow>,
 }
 
 impl Review {
@@ -779,9 +802,11 @@ impl Review {
             .into_iter()
             .filter(|v| v.item_key.starts_with(&prefix))
             .collect();
+        let lock = applicable_lock(&st.store.locks(study).await?, subject, &form.to_string());
         Ok(Self {
             queries,
             verifications,
+            lock,
         })
     }
 }
@@ -1166,5 +1191,120 @@ pub async fn sdv_submit(
             })
             .collect(),
     );
+    write_and_return(&st, &p, &s, subject.id, &back, req).await
+}
+
+/// The freeze or lock that closes a form: the study's, the casebook's or the form's own,
+/// a lock before a freeze.
+fn applicable_lock(locks: &[LockRow], subject: SubjectId, form: &str) -> Option<LockRow> {
+    let mut found: Vec<&LockRow> = locks
+        .iter()
+        .filter(|l| match l.subject {
+            None => l.scope.is_empty(),
+            Some(s) => s == subject && (l.scope.is_empty() || l.scope == form),
+        })
+        .collect();
+    found.sort_by_key(|l| l.state != LockState::Locked);
+    found.first().map(|l| (*l).clone())
+}
+
+fn lock_controls(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    subject: SubjectId,
+    scope: &str,
+    current: Option<&LockRow>,
+    back: &str,
+) -> Markup {
+    let t = |k: &str| st.i18n.t(&p.locale, k);
+    if !p.can(s, Permission::LockData) {
+        return html! {};
+    }
+    // A freeze or lock of a wider scope is lifted where it was set.
+    let own = current.filter(|l| l.subject == Some(subject) && l.scope == scope);
+    let inherited = current.is_some() && own.is_none();
+    let id = if scope.is_empty() {
+        "lock-reason-casebook"
+    } else {
+        "lock-reason-form"
+    };
+    html! {
+        @if !inherited {
+            form.lock method="post" action=(format!("/studies/{}/subjects/{}/lock", s.id, subject)) {
+                input type="hidden" name="csrf" value=(p.csrf_token);
+                input type="hidden" name="scope" value=(scope);
+                input type="hidden" name="back" value=(back);
+                @match own.map(|l| l.state) {
+                    None => {
+                        button type="submit" name="state" value="frozen" { (t("lock-do-freeze")) }
+                        " " button type="submit" name="state" value="locked" { (t("lock-do-lock")) }
+                    }
+                    Some(state) => {
+                        @if state == LockState::Frozen { button type="submit" name="state" value="locked" { (t("lock-do-lock")) } " " }
+                        label for=(id) { (t("lock-reason")) }
+                        " " input id=(id) type="text" name="reason" maxlength="500";
+                        " " button type="submit" name="state" value="open" { (t("lock-do-open")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LockForm {
+    csrf: String,
+    #[serde(default)]
+    scope: String,
+    state: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// A data manager freezes, locks or reopens a form or a casebook.
+pub async fn lock_submit(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Path((_, subject)): Path<(String, SubjectId)>,
+    Form(f): Form<LockForm>,
+) -> Response {
+    if !check_csrf(&p, &f.csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let Some(subject) = subject_in_scope(&st, &p, &s, subject).await else {
+        return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
+    };
+    let state = match f.state.as_str() {
+        "open" => None,
+        other => match LockState::parse(other) {
+            Some(s) => Some(s),
+            None => return error_page(&st, Some(&p), StatusCode::BAD_REQUEST, "error-bad-request"),
+        },
+    };
+    if !f.scope.is_empty() && f.scope.parse::<FormPath>().is_err() {
+        return error_page(&st, Some(&p), StatusCode::BAD_REQUEST, "error-bad-request");
+    }
+    let mut req = WriteRequest::new(
+        Actor::user(p.user, &p.display_name),
+        vec![Mutation::SetLock {
+            study: s.id,
+            subject: Some(subject.id),
+            scope: f.scope,
+            state,
+        }],
+    );
+    let reason = f.reason.trim();
+    if !reason.is_empty() {
+        req.reason = Some(reason.to_owned());
+    }
+    let back = if f.back.is_empty() {
+        format!("/studies/{}/subjects/{}", s.id, subject.id)
+    } else {
+        f.back
+    };
     write_and_return(&st, &p, &s, subject.id, &back, req).await
 }

@@ -85,7 +85,9 @@ impl From<StoreError> for Problem {
             )
             .with_field(field),
             StoreError::NotFound { .. } => Problem::new(StatusCode::NOT_FOUND, code, e.to_string()),
-            StoreError::Conflict(_) => Problem::new(StatusCode::CONFLICT, code, e.to_string()),
+            StoreError::Conflict(_) | StoreError::Locked(_) => {
+                Problem::new(StatusCode::CONFLICT, code, e.to_string())
+            }
             StoreError::ReasonRequired { ref field, .. } => {
                 let f = field.clone();
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())

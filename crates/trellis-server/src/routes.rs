@@ -218,6 +218,16 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         (
             spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/lock",
+                Study(LockData),
+                false,
+                "Freeze, lock or reopen a form or a casebook (reopening needs a reason)",
+            ),
+            post(edc_ui::lock_submit),
+        ),
+        (
+            spec(
                 Method::GET,
                 "/studies/{study}/subjects/{subject}/history",
                 Study(ViewStudy),

@@ -186,6 +186,8 @@ macro_rules! backend_impl {
         #[derive(Default)]
         struct Items {
             sites: HashMap<(Uuid, Uuid), Uuid>,
+            /// Freezes and locks of the batch's studies: (study, subject or nil) → (scope, state).
+            locks: HashMap<(Uuid, Uuid), Vec<(String, String)>>,
             /// Rows that exist (a key that was read and is absent has no row).
             rows: HashMap<ItemKey, Option<String>>,
             /// Accepted changes not yet written to `item_values`.
@@ -211,6 +213,14 @@ macro_rules! backend_impl {
                     }
                 }
                 let mut items = Items::default();
+                let mut studies: Vec<Uuid> = subjects.iter().map(|(st, _)| *st).collect();
+                studies.sort_unstable();
+                studies.dedup();
+                for st in studies {
+                    for r in sqlx::query("SELECT subject_id, scope, state FROM data_locks WHERE study_id = $1").bind(st).fetch_all(&mut *conn).await? {
+                        items.locks.entry((st, r.try_get("subject_id")?)).or_default().push((r.try_get("scope")?, r.try_get("state")?));
+                    }
+                }
                 for row in read_items(conn, &subjects, &keys).await? {
                     match (row.site, row.key) {
                         (Some(site), _) => {
@@ -250,7 +260,15 @@ macro_rules! backend_impl {
             }
             let (st, su) = (study.as_uuid(), subject.as_uuid());
             let site = *items.sites.get(&(st, su)).ok_or(StoreError::NotFound { entity: "subject", id: subject.to_string() })?;
+            if let Some((_, state)) = items.locks.get(&(st, Uuid::nil())).and_then(|l| l.iter().find(|(scope, _)| scope.is_empty())) {
+                return Err(StoreError::Locked(format!("the study is {state}; its data cannot change")));
+            }
+            let subject_locks = items.locks.get(&(st, su));
             for (key, value) in values {
+                if let Some((scope, state)) = subject_locks.and_then(|l| l.iter().find(|(scope, _)| scope.is_empty() || key.starts_with(&format!("{scope}/")))) {
+                    let what = if scope.is_empty() { "the subject's casebook".to_owned() } else { format!("form {scope}") };
+                    return Err(StoreError::Locked(format!("values.{key}: {what} is {state}; unlock it to change data")));
+                }
                 let k: ItemKey = (st, su, key.clone());
                 match staged.get(&k).or_else(|| items.rows.get(&k)) {
                     None => {
@@ -566,6 +584,45 @@ macro_rules! backend_impl {
                         ctx.require_reason("sdv", item_key)?;
                         ctx.audit(chain, "unverify", "sdv", entity, Some(item_key), Some("verified".into()), Some("not verified".into()), Some(site), Some(su));
                     }
+                }
+                Mutation::SetLock { study, subject, scope, state } => {
+                    let st = study.as_uuid();
+                    if !scope.is_empty() && (subject.is_none() || scope.split('/').count() != 2 || scope.chars().any(|c| c.is_whitespace() || c.is_control()) || scope.len() > 500) {
+                        return Err(StoreError::invalid("scope", "a form scope is EVENT[n]/FORM[n] of a subject"));
+                    }
+                    let su = subject.map_or(Uuid::nil(), |s| s.as_uuid());
+                    let site = match subject {
+                        Some(_) => Some(subject_site(conn, st, su).await?),
+                        None => None,
+                    };
+                    let current: Option<String> = sqlx::query("SELECT state FROM data_locks WHERE study_id = $1 AND subject_id = $2 AND scope = $3")
+                        .bind(st).bind(su).bind(scope).fetch_optional(&mut *conn).await?
+                        .map(|r| r.try_get("state")).transpose()?;
+                    let entity = match subject {
+                        None => "study".to_owned(),
+                        Some(s) if scope.is_empty() => format!("{s}"),
+                        Some(s) => format!("{s}/{scope}"),
+                    };
+                    let new = state.map(|s| s.as_str().to_owned());
+                    if current == new {
+                        return Err(StoreError::Conflict(format!("{entity} is already {}", new.as_deref().unwrap_or("open"))));
+                    }
+                    match state {
+                        Some(state) => {
+                            sqlx::query("INSERT INTO data_locks (study_id, subject_id, scope, state, changed_by, changed_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                                         ON CONFLICT (study_id, subject_id, scope) DO UPDATE SET state = excluded.state, changed_by = excluded.changed_by, changed_at = excluded.changed_at")
+                                .bind(st).bind(su).bind(scope).bind(state.as_str()).bind(ctx.req.actor.id).bind(now)
+                                .execute(&mut *conn).await?;
+                        }
+                        None => {
+                            ctx.require_reason("lock", &entity)?;
+                            sqlx::query("DELETE FROM data_locks WHERE study_id = $1 AND subject_id = $2 AND scope = $3")
+                                .bind(st).bind(su).bind(scope).execute(&mut *conn).await?;
+                        }
+                    }
+                    // Lifting a freeze or lock is a change and carries its reason.
+                    let action = if new.is_some() { "lock" } else { "unlock" };
+                    ctx.audit(chain, action, "lock", entity, Some("state"), Some(current.unwrap_or_else(|| "open".into())), Some(new.unwrap_or_else(|| "open".into())), site, subject.map(|s| s.as_uuid()));
                 }
                 Mutation::Sign { study, id, signer, printed_name, meaning, entity_type, entity_id, content_hash } => {
                     sqlx::query("INSERT INTO signatures (study_id, signature_id, signer_id, printed_name, meaning, signed_at, entity_type, entity_id, content_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
@@ -1095,6 +1152,23 @@ macro_rules! backend_impl {
                 .collect()
         }
 
+        pub(crate) async fn locks(pool: &Pool, study: StudyId) -> Result<Vec<LockRow>> {
+            let rows = sqlx::query("SELECT subject_id, scope, state, changed_by, changed_at FROM data_locks WHERE study_id = $1 ORDER BY subject_id, scope")
+                .bind(study.as_uuid()).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| {
+                    let su: Uuid = r.try_get("subject_id")?;
+                    Ok(LockRow {
+                        subject: (!su.is_nil()).then(|| SubjectId::from_uuid(su)),
+                        scope: r.try_get("scope")?,
+                        state: LockState::parse(&r.try_get::<String, _>("state")?).ok_or_else(|| StoreError::invalid("data_locks.state", "unknown state"))?,
+                        changed_by: r.try_get("changed_by")?,
+                        changed_at: UtcMicros::from_micros(r.try_get("changed_at")?),
+                    })
+                })
+                .collect()
+        }
+
         pub(crate) async fn create_session(pool: &Pool, s: &SessionRow) -> Result<()> {
             sqlx::query("INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, last_seen_at, absolute_expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(s.token_hash.to_vec()).bind(s.user.as_uuid()).bind(&s.csrf_token).bind(s.created_at.as_micros()).bind(s.last_seen_at.as_micros()).bind(s.absolute_expires_at.as_micros())
@@ -1157,6 +1231,7 @@ macro_rules! backend_impl {
                 queries: sqlx::query_as("SELECT study_id, query_id, subject_id, item_key, check_id, status, opened_by, opened_at, updated_at FROM queries ORDER BY study_id, query_id").fetch_all(pool).await?,
                 query_messages: sqlx::query_as("SELECT study_id, query_id, seq, action, author_id, author_name, at, text FROM query_messages ORDER BY study_id, query_id, seq").fetch_all(pool).await?,
                 verifications: sqlx::query_as("SELECT study_id, subject_id, item_key, verified_value, verified_by, verified_at FROM item_verifications ORDER BY study_id, subject_id, item_key").fetch_all(pool).await?,
+                locks: sqlx::query_as("SELECT study_id, subject_id, scope, state, changed_by, changed_at FROM data_locks ORDER BY study_id, subject_id, scope").fetch_all(pool).await?,
             })
         }
 
@@ -1213,6 +1288,10 @@ macro_rules! backend_impl {
             for x in &r.query_messages {
                 sqlx::query("INSERT INTO query_messages (study_id, query_id, seq, action, author_id, author_name, at, text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                     .bind(x.0).bind(x.1).bind(x.2).bind(&x.3).bind(x.4).bind(&x.5).bind(x.6).bind(&x.7).execute(&mut *conn).await?;
+            }
+            for x in &r.locks {
+                sqlx::query("INSERT INTO data_locks (study_id, subject_id, scope, state, changed_by, changed_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(x.0).bind(x.1).bind(&x.2).bind(&x.3).bind(x.4).bind(x.5).execute(&mut *conn).await?;
             }
             for x in &r.verifications {
                 sqlx::query("INSERT INTO item_verifications (study_id, subject_id, item_key, verified_value, verified_by, verified_at) VALUES ($1, $2, $3, $4, $5, $6)")

@@ -9,6 +9,8 @@ pub enum StoreError {
     NotFound { entity: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Locked(String),
     #[error("a reason for change is required to change {entity} {field} after first entry")]
     ReasonRequired { entity: &'static str, field: String },
     #[error("database URL: {0}")]
@@ -37,6 +39,7 @@ impl StoreError {
             StoreError::Invalid { .. } => "invalid_value",
             StoreError::NotFound { .. } => "not_found",
             StoreError::Conflict(_) => "conflict",
+            StoreError::Locked(_) => "locked",
             StoreError::ReasonRequired { .. } => "reason_required",
             StoreError::BadUrl(_) => "bad_database_url",
             StoreError::Unavailable => "unavailable",

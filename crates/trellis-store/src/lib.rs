@@ -316,6 +316,10 @@ impl Store {
     ) -> Result<Vec<VerificationRow>> {
         read!(self, verifications(study, subject))
     }
+    /// Freezes and locks of a study (study-wide, casebooks, forms).
+    pub async fn locks(&self, study: StudyId) -> Result<Vec<LockRow>> {
+        read!(self, locks(study))
+    }
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
         read!(self, checkpoints())
     }

@@ -188,6 +188,15 @@ pub enum Mutation {
         item_key: String,
         verified: bool,
     },
+    /// Freezes or locks data, or lifts it (`state: None`, which needs a reason): a form
+    /// instance (`scope`: `EVENT[n]/FORM[n]`), a subject's casebook (`scope` empty) or,
+    /// without a subject, the whole study.
+    SetLock {
+        study: StudyId,
+        subject: Option<SubjectId>,
+        scope: String,
+        state: Option<LockState>,
+    },
     Sign {
         study: StudyId,
         id: SignatureId,
@@ -233,6 +242,7 @@ impl Mutation {
             | Mutation::OpenQuery { study, .. }
             | Mutation::UpdateQuery { study, .. }
             | Mutation::VerifyItem { study, .. }
+            | Mutation::SetLock { study, .. }
             | Mutation::Sign { study, .. } => Chain::Study(*study),
             Mutation::CreateOrganization { .. }
             | Mutation::CreateUser(_)
@@ -359,6 +369,42 @@ pub struct MetadataVersionRow {
     pub seq: u32,
     pub odm_sha256: [u8; 32],
     pub created_at: UtcMicros,
+}
+
+/// How far data are closed to change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LockState {
+    /// Reviewed and complete: no entry until unfrozen.
+    Frozen,
+    /// Ready for analysis: no change until unlocked.
+    Locked,
+}
+
+impl LockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Frozen => "frozen",
+            Self::Locked => "locked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "frozen" => Some(Self::Frozen),
+            "locked" => Some(Self::Locked),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockRow {
+    /// `None`: the whole study.
+    pub subject: Option<SubjectId>,
+    /// A form instance `EVENT[n]/FORM[n]`, or empty for the whole casebook (or study).
+    pub scope: String,
+    pub state: LockState,
+    pub changed_by: Uuid,
+    pub changed_at: UtcMicros,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -31,6 +31,7 @@ fn expected(access: Access, role: Role) -> bool {
             matches!(role, Monitor | DataManager | MedicalMonitor)
         }
         Access::Study(Permission::VerifySource) => role == Monitor,
+        Access::Study(Permission::LockData) => matches!(role, DataManager | StudyManager),
         Access::Study(Permission::Sign) => matches!(
             role,
             Investigator | Monitor | DataManager | StudyManager | MedicalMonitor | SafetyPhysician

@@ -342,3 +342,89 @@ async fn a_monitor_raises_a_query_and_verifies_source_data() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_manager_freezes_a_form_and_reopens_it_with_a_reason() {
+    let app = TestApp::new().await;
+    let (dm_cookie, dm_csrf) = app.session("datamanager").await;
+    let (cookie, csrf) = app.session("coordinator").await;
+    let user = app
+        .store
+        .user_by_name("coordinator")
+        .await
+        .unwrap()
+        .unwrap();
+    let site = app
+        .store
+        .grants(Some(user.id))
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|g| g.site)
+        .unwrap();
+    let subject = app.subjects.iter().find(|s| s.site == site).unwrap();
+    let casebook = format!("/studies/{}/subjects/{}", app.study.id, subject.id);
+    let path = format!("{casebook}/forms/{VS}");
+    let lock = |state: &str, reason: &str| {
+        format!(
+            "csrf={dm_csrf}&scope={}&state={state}&reason={reason}&back={}",
+            enc("SE.SCREEN[1]/F.VS[1]"),
+            enc(&path)
+        )
+    };
+    let r = app
+        .send(form(
+            &format!("{casebook}/lock"),
+            &dm_cookie,
+            &lock("frozen", ""),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // The coordinator sees it frozen and cannot save.
+    let html = body_text(app.send(get(&path, &cookie)).await).await;
+    assert!(html.contains("This form is frozen"), "{html}");
+    assert!(!html.contains(">Save<"));
+    let body = format!(
+        "csrf={csrf}&{}=1&{}=125&reason=x",
+        enc("p:IG.VS[1]/I.SYSBP"),
+        enc("v:IG.VS[1]/I.SYSBP")
+    );
+    let r = app.send(form(&path, &cookie, &body)).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body_text(r).await.contains("is frozen"));
+    // The coordinator may not lift it.
+    let own = format!(
+        "csrf={csrf}&scope={}&state=open&reason=please",
+        enc("SE.SCREEN[1]/F.VS[1]")
+    );
+    assert_eq!(
+        app.send(form(&format!("{casebook}/lock"), &cookie, &own))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // Reopening needs a reason; with one, data can change again.
+    let r = app
+        .send(form(
+            &format!("{casebook}/lock"),
+            &dm_cookie,
+            &lock("open", ""),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .send(form(
+            &format!("{casebook}/lock"),
+            &dm_cookie,
+            &lock("open", "Site+correction+requested"),
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.send(form(&path, &cookie, &body)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert!(app.store.locks(app.study.id).await.unwrap().is_empty());
+}

@@ -73,3 +73,18 @@ CREATE TABLE item_verifications (
     PRIMARY KEY (study_id, subject_id, item_key),
     FOREIGN KEY (study_id, subject_id) REFERENCES subjects (study_id, subject_id)
 );
+
+-- Review states. A row freezes or locks data: scope is a form instance
+-- (EVENT[n]/FORM[n]) or '' for the subject's whole casebook; the nil subject id with
+-- scope '' is the whole study. Frozen or locked data cannot change; lifting either needs
+-- a reason. History is in the audit trail.
+CREATE TABLE data_locks (
+    study_id    UUID    NOT NULL,
+    subject_id  UUID    NOT NULL,
+    scope       TEXT    NOT NULL,
+    state       TEXT    NOT NULL CHECK (state IN ('frozen', 'locked')),
+    changed_by  UUID    NOT NULL,
+    changed_at  BIGINT NOT NULL,
+    PRIMARY KEY (study_id, subject_id, scope),
+    FOREIGN KEY (study_id) REFERENCES studies (study_id)
+);

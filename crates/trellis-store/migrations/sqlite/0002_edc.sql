@@ -74,3 +74,18 @@ CREATE TABLE item_verifications (
     PRIMARY KEY (study_id, subject_id, item_key),
     FOREIGN KEY (study_id, subject_id) REFERENCES subjects (study_id, subject_id)
 ) STRICT;
+
+-- Review states. A row freezes or locks data: scope is a form instance
+-- (EVENT[n]/FORM[n]) or '' for the subject's whole casebook; the nil subject id with
+-- scope '' is the whole study. Frozen or locked data cannot change; lifting either needs
+-- a reason. History is in the audit trail.
+CREATE TABLE data_locks (
+    study_id    BLOB    NOT NULL,
+    subject_id  BLOB    NOT NULL,
+    scope       TEXT    NOT NULL,
+    state       TEXT    NOT NULL CHECK (state IN ('frozen', 'locked')),
+    changed_by  BLOB    NOT NULL,
+    changed_at  INTEGER NOT NULL,
+    PRIMARY KEY (study_id, subject_id, scope),
+    FOREIGN KEY (study_id) REFERENCES studies (study_id)
+) STRICT;

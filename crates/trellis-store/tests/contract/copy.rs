@@ -63,6 +63,12 @@ async fn copy_sqlite_to_each_backend_and_verify() {
                     item_key: "A".into(),
                     verified: true,
                 },
+                Mutation::SetLock {
+                    study: s.study,
+                    subject: Some(s.subject),
+                    scope: "SE.SCREEN[1]/F.VS[1]".into(),
+                    state: Some(LockState::Frozen),
+                },
             ],
         ))
         .await
@@ -100,6 +106,10 @@ async fn copy_sqlite_to_each_backend_and_verify() {
         assert_eq!(
             dst.store.queries(s.study, None).await.unwrap(),
             src.store.queries(s.study, None).await.unwrap()
+        );
+        assert_eq!(
+            dst.store.locks(s.study).await.unwrap(),
+            src.store.locks(s.study).await.unwrap()
         );
         assert_eq!(
             dst.store.verifications(s.study, None).await.unwrap(),

@@ -353,3 +353,125 @@ async fn source_data_verification_records_the_verified_value() {
         db.store.verify_audit(None).await.unwrap();
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_and_locked_data_cannot_change_and_unlocking_needs_a_reason() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let vs = "SE.SCREEN[1]/F.VS[1]";
+        let key = format!("{vs}/IG.VS[1]/I.SYSBP");
+        let save = |v: &str| {
+            WriteRequest::new(
+                actor(),
+                vec![Mutation::SaveItems {
+                    study: s.study,
+                    subject: s.subject,
+                    values: vec![(key.clone(), Some(v.into()))],
+                }],
+            )
+            .with_reason("correction")
+        };
+        let lock =
+            |subject: Option<trellis_domain::SubjectId>, scope: &str, state| Mutation::SetLock {
+                study: s.study,
+                subject,
+                scope: scope.into(),
+                state,
+            };
+        db.store.write(save("120")).await.unwrap();
+
+        // Form frozen: its data cannot change; another form of the subject can.
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![lock(Some(s.subject), vs, Some(LockState::Frozen))],
+            ))
+            .await
+            .unwrap();
+        let err = db.store.write(save("121")).await.unwrap_err();
+        assert_eq!(err.code(), "locked", "{err}");
+        let other = WriteRequest::new(
+            actor(),
+            vec![Mutation::SaveItems {
+                study: s.study,
+                subject: s.subject,
+                values: vec![(
+                    "SE.SCREEN[1]/F.DM[1]/IG.DM[1]/I.SEX".into(),
+                    Some("F".into()),
+                )],
+            }],
+        );
+        db.store.write(other).await.unwrap();
+
+        // Lifting it needs a reason.
+        let err = db
+            .store
+            .write(WriteRequest::new(
+                actor(),
+                vec![lock(Some(s.subject), vs, None)],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "reason_required", "{err}");
+        db.store
+            .write(
+                WriteRequest::new(actor(), vec![lock(Some(s.subject), vs, None)])
+                    .with_reason("Site found a transcription error"),
+            )
+            .await
+            .unwrap();
+        db.store.write(save("121")).await.unwrap();
+
+        // Casebook lock and study lock.
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![lock(Some(s.subject), "", Some(LockState::Locked))],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.store.write(save("122")).await.unwrap_err().code(),
+            "locked"
+        );
+        db.store
+            .write(
+                WriteRequest::new(actor(), vec![lock(Some(s.subject), "", None)])
+                    .with_reason("reopened"),
+            )
+            .await
+            .unwrap();
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![lock(None, "", Some(LockState::Locked))],
+            ))
+            .await
+            .unwrap();
+        let err = db.store.write(save("122")).await.unwrap_err();
+        assert!(err.to_string().contains("study is locked"), "{err}");
+        let locks = db.store.locks(s.study).await.unwrap();
+        assert_eq!(locks.len(), 1);
+        assert_eq!(
+            (locks[0].subject, locks[0].state),
+            (None, LockState::Locked)
+        );
+
+        let trail = db
+            .store
+            .audit_entries(&AuditFilter {
+                entity_type: Some("lock".into()),
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let unlock = trail.iter().find(|e| e.body.action == "unlock").unwrap();
+        assert_eq!(
+            unlock.body.reason.as_deref(),
+            Some("Site found a transcription error")
+        );
+        assert_eq!(unlock.body.old_value.as_deref(), Some("frozen"));
+        db.store.verify_audit(None).await.unwrap();
+    });
+}
