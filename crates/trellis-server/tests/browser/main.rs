@@ -11,8 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
+use trellis_domain::{Role, RoleGrantId};
 use trellis_server::{AppState, ServerConfig};
-use trellis_store::{DatabaseUrl, Store, StoreOptions};
+use trellis_store::{Actor, DatabaseUrl, Mutation, QueryStatus, Store, StoreOptions, WriteRequest};
 
 fn find(bin: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
@@ -296,9 +297,11 @@ async fn sign_in_open_study_and_filter_the_audit_trail() {
     store.close().await;
 }
 
-/// A site coordinator enters screening vital signs: a hard edit check refuses an
-/// impossible value, the corrected value is saved with a reason, a soft check warns
-/// beside the item, and the item's audit history shows the change.
+/// The data-capture story at one site: a coordinator enters screening vital signs (a hard
+/// edit check refuses an impossible value, the corrected value is saved with a reason, a
+/// soft check warns beside the item and opens a query, the item's history shows the
+/// change); a monitor raises a query and marks an item verified against source; the
+/// coordinator answers; the investigator signs the casebook.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_enters_a_form_and_the_edit_checks_answer() {
     let Some(b) = start().await else { return };
@@ -379,6 +382,170 @@ async fn a_coordinator_enters_a_form_and_the_edit_checks_answer() {
     let page = b.wait_for_text("Audit history of").await;
     assert!(page.contains("Re-measured after 5 minutes rest") && page.contains("160"));
     b.shot("8-item-history.png").await;
+
+    // The US-01 monitor and investigator (granted here; the demo's work at DE-01).
+    let study = b.store.studies().await.unwrap().remove(0);
+    let us = b
+        .store
+        .sites(study.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.code == "US-01")
+        .unwrap();
+    let subject = b
+        .store
+        .subjects(study.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.screening_number == "US01-001")
+        .unwrap();
+    for (user, role) in [
+        ("monitor", Role::Monitor),
+        ("investigator", Role::Investigator),
+    ] {
+        let id = b.store.user_by_name(user).await.unwrap().unwrap().id;
+        b.store
+            .write(WriteRequest::new(
+                Actor::system(),
+                vec![Mutation::GrantRole {
+                    id: RoleGrantId::new(),
+                    user: id,
+                    role,
+                    study: Some(study.id),
+                    site: Some(us.id),
+                }],
+            ))
+            .await
+            .unwrap();
+    }
+    let form_url = format!(
+        "{}/studies/{}/subjects/{}/forms/SE.SCREEN%5B1%5D%2FF.VS%5B1%5D",
+        b.base, study.id, subject.id
+    );
+
+    // The monitor raises a query on the systolic value and verifies the weight against source.
+    c.delete_all_cookies().await.unwrap();
+    b.sign_in("monitor").await;
+    c.goto(&form_url).await.unwrap();
+    b.wait_for_text("query-item").await;
+    c.find(Locator::Css("#query-item"))
+        .await
+        .unwrap()
+        .select_by_value("SE.SCREEN[1]/F.VS[1]/IG.VS[1]/I.SYSBP")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#query-text"))
+        .await
+        .unwrap()
+        .send_keys("Source shows 145, please check")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text("Source shows 145, please check").await;
+    c.find(Locator::Css(
+        "input[type=checkbox][value='SE.SCREEN[1]/F.VS[1]/IG.VS[1]/I.WEIGHT']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    c.find(Locator::Css(
+        "section.review form[action$='/sdv'] button[type=submit]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    b.wait_for_text("tag ok").await;
+    b.shot("9-monitor-query-and-sdv.png").await;
+
+    // The coordinator answers the query.
+    c.delete_all_cookies().await.unwrap();
+    b.sign_in("coordinator").await;
+    c.goto(&form_url).await.unwrap();
+    let page = b.wait_for_text("Source shows 145, please check").await;
+    assert!(page.contains("Query open"));
+    let manual = b
+        .store
+        .queries(study.id, Some(subject.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|q| q.check_id.is_none())
+        .unwrap();
+    c.find(Locator::Css(&format!("#text-{}", manual.id)))
+        .await
+        .unwrap()
+        .send_keys("Transcription checked: 150 is correct")
+        .await
+        .unwrap();
+    c.find(Locator::Css(&format!(
+        "#query-{} button[value=answer]",
+        manual.id
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    b.wait_for_text("Transcription checked: 150 is correct")
+        .await;
+    b.shot("10-coordinator-answers.png").await;
+    let answered = b
+        .store
+        .queries(study.id, Some(subject.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|q| q.id == manual.id)
+        .unwrap();
+    assert_eq!(answered.status, QueryStatus::Answered);
+
+    // The investigator signs the casebook.
+    c.delete_all_cookies().await.unwrap();
+    b.sign_in("investigator").await;
+    c.goto(&format!(
+        "{}/studies/{}/subjects/{}/sign",
+        b.base, study.id, subject.id
+    ))
+    .await
+    .unwrap();
+    b.wait_for_text("content_sha256").await;
+    c.find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(&b.creds.role_users_password)
+        .await
+        .unwrap();
+    c.find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if !b.store.signatures(study.id).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let signatures = b.store.signatures(study.id).await.unwrap();
+    assert_eq!(
+        signatures.len(),
+        1,
+        "the investigator's signature is recorded"
+    );
+    assert_eq!(signatures[0].entity_id, subject.id.to_string());
+    b.shot("11-investigator-signed.png").await;
     b.c.clone().close().await.unwrap();
     b.store.close().await;
 }
