@@ -24,9 +24,9 @@
 //! and its analytic gradient `∂D/∂θ_j = tr(F ∂Σ/∂θ_j)`, with
 //! `F = Σ_patterns embed(n_k W_k − W_k Q_k W_k)`, `W_k = Σ_k⁻¹`,
 //! `Q_k = Σ_i (X_i Φ X_iᵀ + r_i r_iᵀ)`, `Φ = (XᵀV⁻¹X)⁻¹`, cost nothing that depends on
-//! the number of subjects. The optimiser is Newton's method on a Hessian from central
-//! differences of the analytic gradient (Richardson-extrapolated), with a Levenberg shift when
-//! it is not positive definite and an Armijo line search.
+//! the number of subjects. The optimiser is Newton's method with the analytic observed Hessian
+//! (`MmrmData::hessian_analytic`; a unit test checks it against differences of the
+//! gradient), a Levenberg shift when it is not positive definite and an Armijo line search.
 //!
 //! Inference: `Cov(β̂) = Φ(θ̂)` (model-based, as SAS and `mmrm` defaults). Satterthwaite
 //! degrees of freedom of a contrast `l`: `ν = 2 (lᵀΦl)² / (gᵀ A g)` with `g_j = lᵀ (∂Φ/∂θ_j) l`
@@ -387,6 +387,82 @@ impl CovModel {
         s
     }
 
+    /// `⟨F, ∂²Σ/∂θ_h∂θ_j⟩` for all h, j (q×q) for a symmetric m×m `f`.
+    fn d2_contract(&self, theta: &[f64], f: &[f64]) -> Vec<f64> {
+        let m = self.m;
+        let q = self.n_theta();
+        let mut out = vec![0.0; q * q];
+        match self.kind {
+            CovStructure::Us => {
+                let l = self.us_l(theta);
+                // θ_h moves L[r_h, c_h] with ∂L/∂θ_h = s_h
+                let mut ent = Vec::with_capacity(q);
+                for i in 0..m {
+                    ent.push((i, i, l[i * m + i]));
+                }
+                for i in 0..m {
+                    for j in 0..i {
+                        ent.push((i, j, 1.0));
+                    }
+                }
+                for (h, &(rh, ch, sh)) in ent.iter().enumerate() {
+                    for (j, &(rj, cj, sj)) in ent.iter().enumerate() {
+                        if ch == cj {
+                            out[h * q + j] += 2.0 * sh * sj * f[rh * m + rj];
+                        }
+                    }
+                }
+                for i in 0..m {
+                    let fl: f64 = (0..m).map(|b| f[i * m + b] * l[b * m + i]).sum();
+                    out[i * q + i] += 2.0 * l[i * m + i] * fl;
+                }
+            }
+            CovStructure::Cs | CovStructure::Ar1 => {
+                let ds = self.dsigma(theta);
+                let s2 = theta[0].exp();
+                let d11: Vec<f64> = match self.kind {
+                    CovStructure::Cs => {
+                        let lo = self.cs_bounds();
+                        let sg = 1.0 / (1.0 + (-theta[1]).exp());
+                        let rho2 = (1.0 - lo) * sg * (1.0 - sg) * (1.0 - 2.0 * sg);
+                        (0..m * m)
+                            .map(|k| if k / m != k % m { s2 * rho2 } else { 0.0 })
+                            .collect()
+                    }
+                    _ => {
+                        let rho = theta[1].tanh();
+                        let r1 = 1.0 - rho * rho;
+                        let r2 = -2.0 * rho * r1;
+                        (0..m * m)
+                            .map(|k| {
+                                let d = (k / m).abs_diff(k % m) as i32;
+                                let df = d as f64;
+                                let a = if d >= 2 {
+                                    df * (df - 1.0) * rho.powi(d - 2) * r1 * r1
+                                } else {
+                                    0.0
+                                };
+                                let b = if d >= 1 {
+                                    df * rho.powi(d - 1) * r2
+                                } else {
+                                    0.0
+                                };
+                                s2 * (a + b)
+                            })
+                            .collect()
+                    }
+                };
+                let dot_f = |d: &[f64]| d.iter().zip(f).map(|(x, y)| x * y).sum::<f64>();
+                // ∂²/∂θ0² = Σ = ∂Σ/∂θ0; ∂²/∂θ0∂θ1 = ∂Σ/∂θ1
+                out[0] = dot_f(&ds[0]);
+                out[1] = dot_f(&ds[1]);
+                out[2] = out[1];
+                out[3] = dot_f(&d11);
+            }
+        }
+        out
+    }
+
     /// `∂Σ/∂θ_j` for every j (row-major m×m each).
     fn dsigma(&self, theta: &[f64]) -> Vec<Vec<f64>> {
         let m = self.m;
@@ -634,17 +710,23 @@ impl MmrmData {
     }
 
     /// `∂D/∂Σ` as the symmetric m×m matrix F (see the module notes).
-    fn f_matrix(&self, ev: &Eval) -> Vec<f64> {
-        let m = self.m;
-        let p = self.p;
-        let pp = p + 1;
-        // K = [[Φ, 0], [0, 0]] + u uᵀ with u = (−β, 1)
-        let mut k = vec![0.0; pp * pp];
-        let mut u = vec![0.0; pp];
+    /// `u = (−β, 1)`: `z·u` is the residual of a row.
+    fn resid_vec(&self, ev: &Eval) -> Vec<f64> {
+        let mut u = vec![0.0; self.p + 1];
         for (ur, b) in u.iter_mut().zip(&ev.beta) {
             *ur = -b;
         }
-        u[p] = 1.0;
+        u[self.p] = 1.0;
+        u
+    }
+
+    /// Per pattern `Q_k = Σ_i (X_i Φ X_iᵀ + r_i r_iᵀ)` (s×s).
+    fn q_mats(&self, ev: &Eval) -> Vec<Vec<f64>> {
+        let p = self.p;
+        let pp = p + 1;
+        // K = [[Φ, 0], [0, 0]] + u uᵀ with u = (−β, 1)
+        let u = self.resid_vec(ev);
+        let mut k = vec![0.0; pp * pp];
         for r in 0..pp {
             for c in 0..pp {
                 k[r * pp + c] = u[r] * u[c]
@@ -655,21 +737,36 @@ impl MmrmData {
                     };
             }
         }
-        let mut f = vec![0.0; m * m];
-        for (pat, w) in self.patterns.iter().zip(&ev.w) {
-            let s = pat.visits.len();
-            let mut q = vec![0.0; s * s];
-            for a in 0..s {
-                for b in 0..=a {
-                    let blk = &pat.blocks[tri(a, b) * pp * pp..(tri(a, b) + 1) * pp * pp];
-                    let v: f64 = blk.iter().zip(&k).map(|(x, y)| x * y).sum();
-                    q[a * s + b] = v;
-                    q[b * s + a] = v;
+        self.patterns
+            .iter()
+            .map(|pat| {
+                let s = pat.visits.len();
+                let mut q = vec![0.0; s * s];
+                for a in 0..s {
+                    for b in 0..=a {
+                        let blk = &pat.blocks[tri(a, b) * pp * pp..(tri(a, b) + 1) * pp * pp];
+                        let v: f64 = blk.iter().zip(&k).map(|(x, y)| x * y).sum();
+                        q[a * s + b] = v;
+                        q[b * s + a] = v;
+                    }
                 }
-            }
+                q
+            })
+            .collect()
+    }
+
+    /// `∂D/∂Σ` as the symmetric m×m matrix F (see the module notes).
+    fn f_matrix(&self, ev: &Eval) -> Vec<f64> {
+        self.f_from_q(ev, &self.q_mats(ev))
+    }
+
+    fn f_from_q(&self, ev: &Eval, qs: &[Vec<f64>]) -> Vec<f64> {
+        let m = self.m;
+        let mut f = vec![0.0; m * m];
+        for ((pat, w), q) in self.patterns.iter().zip(&ev.w).zip(qs) {
+            let s = pat.visits.len();
             // n W − W Q W
-            let wq = matmul(w, &q, s);
-            let wqw = matmul(&wq, w, s);
+            let wqw = matmul(&matmul(w, q, s), w, s);
             for a in 0..s {
                 for b in 0..s {
                     f[pat.visits[a] * m + pat.visits[b]] +=
@@ -678,6 +775,118 @@ impl MmrmData {
             }
         }
         f
+    }
+
+    /// Analytic Hessian of the REML deviance:
+    /// `∂²D/∂θ_j∂θ_k = tr(PV_jk) − yᵀPV_jkPy − tr(PV_jPV_k) + 2yᵀPV_jPV_kPy`, with
+    /// `tr(PV_jPV_k) = Σ_i tr(W D_j W D_k) − 2 Σ_i tr(W D_j W D_k W X_iΦX_iᵀ) + tr(ΦT_jΦT_k)`
+    /// and `yᵀPV_jPV_kPy = Σ_i r_iᵀW D_j W D_k W r_i − g_jᵀΦg_k`, `T_j = XᵀV⁻¹V_jV⁻¹X`,
+    /// `g_j = XᵀV⁻¹V_jV⁻¹r`. The first two terms are `⟨F, ∂²Σ/∂θ_j∂θ_k⟩`.
+    fn hessian_analytic(&self, cm: &CovModel, theta: &[f64], ev: &Eval) -> Vec<f64> {
+        let m = self.m;
+        let p = self.p;
+        let pp = p + 1;
+        let q = cm.n_theta();
+        let ds = cm.dsigma(theta);
+        let qs = self.q_mats(ev);
+        let f = self.f_from_q(ev, &qs);
+        let mut h = cm.d2_contract(theta, &f);
+        let u = self.resid_vec(ev);
+        let mut e_j: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(self.patterns.len()); q];
+        let mut g = vec![vec![0.0; p]; q];
+        for ((pat, w), qk) in self.patterns.iter().zip(&ev.w).zip(&qs) {
+            let s = pat.visits.len();
+            let n = pat.n as f64;
+            let uj: Vec<Vec<f64>> = ds
+                .iter()
+                .map(|d| matmul(w, &linalg::submatrix(d, m, &pat.visits), s))
+                .collect();
+            let wq = matmul(w, qk, s);
+            let yk: Vec<Vec<f64>> = uj.iter().map(|x| matmul(x, &wq, s)).collect();
+            let tr = |a: &[f64], b: &[f64]| -> f64 {
+                let mut t = 0.0;
+                for i in 0..s {
+                    for k in 0..s {
+                        t += a[i * s + k] * b[k * s + i];
+                    }
+                }
+                t
+            };
+            for j in 0..q {
+                for k in 0..=j {
+                    let v = -n * tr(&uj[j], &uj[k]) + 2.0 * tr(&uj[j], &yk[k]);
+                    h[j * q + k] += v;
+                    if k != j {
+                        h[k * q + j] += v;
+                    }
+                }
+            }
+            // v_ab = Σ_i x_ia r_ib (p-vectors)
+            let mut vab = vec![vec![0.0; p]; s * s];
+            for a in 0..s {
+                for b in 0..=a {
+                    let blk = &pat.blocks[tri(a, b) * pp * pp..(tri(a, b) + 1) * pp * pp];
+                    for r in 0..p {
+                        let row = &blk[r * pp..r * pp + pp];
+                        vab[a * s + b][r] = row.iter().zip(&u).map(|(x, y)| x * y).sum();
+                        if a != b {
+                            vab[b * s + a][r] =
+                                (0..pp).map(|c| blk[c * pp + r] * u[c]).sum::<f64>();
+                        }
+                    }
+                }
+            }
+            for j in 0..q {
+                let ej = matmul(&uj[j], w, s);
+                for a in 0..s {
+                    for b in 0..s {
+                        let c = ej[a * s + b];
+                        if c != 0.0 {
+                            for (gr, vr) in g[j].iter_mut().zip(&vab[a * s + b]) {
+                                *gr += c * vr;
+                            }
+                        }
+                    }
+                }
+                e_j[j].push(ej);
+            }
+        }
+        // T_j and the Φ terms
+        let pt: Vec<Vec<f64>> = e_j
+            .iter()
+            .map(|e| {
+                let t = self.weighted(e);
+                let mut txx = vec![0.0; p * p];
+                for r in 0..p {
+                    txx[r * p..r * p + p].copy_from_slice(&t[r * pp..r * pp + p]);
+                }
+                matmul(&ev.phi, &txx, p)
+            })
+            .collect();
+        let phig: Vec<Vec<f64>> = g
+            .iter()
+            .map(|gj| {
+                (0..p)
+                    .map(|r| (0..p).map(|c| ev.phi[r * p + c] * gj[c]).sum())
+                    .collect()
+            })
+            .collect();
+        for j in 0..q {
+            for k in 0..=j {
+                let mut t = 0.0;
+                for a in 0..p {
+                    for b in 0..p {
+                        t += pt[j][a * p + b] * pt[k][b * p + a];
+                    }
+                }
+                let v = -t - 2.0 * dot(&g[j], &phig[k]);
+                h[j * q + k] += v;
+                if k != j {
+                    h[k * q + j] += v;
+                }
+            }
+        }
+        h
     }
 
     fn gradient(&self, cm: &CovModel, theta: &[f64], ev: &Eval) -> Vec<f64> {
@@ -839,7 +1048,8 @@ impl MmrmData {
     }
 
     /// Hessian of D by central differences of the analytic gradient, Richardson-extrapolated
-    /// over steps 2h and h.
+    /// over steps 2h and h (the test oracle for `MmrmData::hessian_analytic`).
+    #[cfg(test)]
     fn hessian(&self, cm: &CovModel, theta: &[f64], h0: f64) -> Option<Vec<f64>> {
         let q = theta.len();
         let grad_at = |t: &[f64]| -> Option<Vec<f64>> {
@@ -971,11 +1181,7 @@ fn optimise(data: &MmrmData, cm: &CovModel) -> Result<Solution> {
     let mut grad = data.gradient(cm, &theta, &ev);
     let max_iter = 200;
     for it in 1..=max_iter {
-        let h = data.hessian(cm, &theta, 1e-4).ok_or_else(|| {
-            StatsError::Degenerate(
-                "MMRM: covariance left the positive-definite region during optimisation".into(),
-            )
-        })?;
+        let h = data.hessian_analytic(cm, &theta, &ev);
         // Levenberg shift until positive definite
         let maxdiag = (0..q).map(|i| h[i * q + i].abs()).fold(1e-12, f64::max);
         let mut lambda = 0.0;
@@ -1034,9 +1240,7 @@ fn optimise(data: &MmrmData, cm: &CovModel) -> Result<Solution> {
             }
         }
         if converged_now || accepted_is_tiny(&step, t) {
-            let hess = data.hessian(cm, &theta, 1e-3).ok_or_else(|| {
-                StatsError::Degenerate("MMRM: Hessian undefined at the estimate".into())
-            })?;
+            let hess = data.hessian_analytic(cm, &theta, &ev);
             if linalg::cholesky(&hess, q).is_err() {
                 return degenerate(
                     "MMRM converged to a point where the REML Hessian is not positive definite (covariance parameters not identifiable, e.g. a visit with too few subjects or a correlation at ±1)",
@@ -1975,6 +2179,15 @@ mod tests {
                     (fd - g[j]).abs() < 1e-6 * g[j].abs().max(1.0),
                     "{kind:?} θ{j}: analytic {} vs numeric {fd}",
                     g[j]
+                );
+            }
+            // analytic Hessian against differences of the analytic gradient
+            let ha = data.hessian_analytic(&cm, &theta, &ev);
+            let hn = data.hessian(&cm, &theta, 1e-3).unwrap();
+            for (k, (a, n)) in ha.iter().zip(&hn).enumerate() {
+                assert!(
+                    (a - n).abs() < 1e-6 * n.abs().max(1.0),
+                    "{kind:?} H[{k}]: analytic {a} vs numeric {n}"
                 );
             }
             // ∂Φ/∂θ against differences of Φ
