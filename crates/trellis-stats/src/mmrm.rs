@@ -43,6 +43,10 @@
 //! mmrm's "Kenward-Roger-Linear", which its tests match to SAS `DDFM=KR`), AR(1) `(σ², ρ)`.
 //! The df of a one-dimensional contrast reduce to the Satterthwaite formula with the
 //! unadjusted Φ (mmrm's `h_kr_df` with one row), which is what is reported.
+//!
+//! Type III F tests are written as LS-mean contrasts (treatment averaged over visits, visit
+//! averaged over arms, interaction contrasts; covariates), with Satterthwaite denominator df
+//! as SAS / mmrm `h_df_md_sat` or the Kenward–Roger F test (`h_kr_df`).
 
 use crate::data::Dataset;
 use crate::dist::{f_sf, t_p2, t_ppf};
@@ -206,7 +210,7 @@ struct Pattern {
 
 /// The data an MMRM fit needs: per-pattern cross products of `(x, y)`.
 #[derive(Debug, Clone)]
-pub struct MmrmData {
+struct MmrmData {
     m: usize,
     p: usize,
     patterns: Vec<Pattern>,
@@ -219,8 +223,7 @@ fn tri(a: usize, b: usize) -> usize {
 }
 
 impl MmrmData {
-    /// Builds the statistics from subjects given as `(visit position, sparse x row, y)` lists.
-    /// `x` entries are `(column, value)`; positions must be distinct within a subject.
+    /// Empty statistics for m visits and p fixed effects (filled by `Builder::add_subject`).
     fn new(m: usize, p: usize) -> MmrmData {
         MmrmData {
             m,
