@@ -1308,3 +1308,108 @@ pub async fn lock_submit(
     };
     write_and_return(&st, &p, &s, subject.id, &back, req).await
 }
+
+#[derive(Deserialize, Default)]
+pub struct QueryListFilter {
+    #[serde(default)]
+    status: String,
+}
+
+/// The study's queries (within the user's sites): status, age in days, counts per site.
+pub async fn study_queries(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Query(f): Query<QueryListFilter>,
+) -> Response {
+    let (queries, subjects, sites) = match (
+        st.store.queries(s.id, None).await,
+        st.store.subjects(s.id).await,
+        st.store.sites(s.id).await,
+    ) {
+        (Ok(q), Ok(su), Ok(si)) => (q, su, si),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return crate::problem::Problem::from(e).into_response();
+        }
+    };
+    let scope = p.site_scope(s.id);
+    let visible_site =
+        |site: trellis_domain::SiteId| scope.as_ref().is_none_or(|v| v.contains(&site));
+    let subject_of: HashMap<SubjectId, &Subject> = subjects
+        .iter()
+        .filter(|x| visible_site(x.site))
+        .map(|x| (x.id, x))
+        .collect();
+    let now = trellis_domain::UtcMicros::from_timestamp(jiff::Timestamp::now()).as_micros();
+    let age_days = |q: &QueryRow| (now - q.opened_at.as_micros()).max(0) / 86_400_000_000;
+    let wanted = QueryStatus::parse(&f.status);
+    let mut rows: Vec<(&QueryRow, &Subject)> = queries
+        .iter()
+        .filter_map(|q| subject_of.get(&q.subject).map(|x| (q, *x)))
+        .filter(|(q, _)| wanted.is_none_or(|w| q.status == w))
+        .collect();
+    rows.sort_by_key(|(q, _)| (q.status, std::cmp::Reverse(age_days(q))));
+    // Counts per site: open, answered, closed, and open for more than 14 days.
+    let mut counts: Vec<(String, [usize; 4])> = sites
+        .iter()
+        .filter(|x| visible_site(x.id))
+        .map(|x| (x.code.clone(), [0; 4]))
+        .collect();
+    for q in &queries {
+        let Some(subject) = subject_of.get(&q.subject) else {
+            continue;
+        };
+        let Some(site) = sites.iter().find(|x| x.id == subject.site) else {
+            continue;
+        };
+        if let Some((_, c)) = counts.iter_mut().find(|(code, _)| *code == site.code) {
+            c[match q.status {
+                QueryStatus::Open => 0,
+                QueryStatus::Answered => 1,
+                QueryStatus::Closed => 2,
+            }] += 1;
+            if q.status == QueryStatus::Open && age_days(q) > 14 {
+                c[3] += 1;
+            }
+        }
+    }
+    let t = |k: &str| st.i18n.t(&p.locale, k);
+    let body = html! {
+        p { a href=(format!("/studies/{}", s.id)) { "← " (s.code) } }
+        h1 { (t("query-title")) " · " (s.code) }
+        table {
+            thead { tr {
+                th scope="col" { (t("site-code")) } th scope="col" { (t("query-status-open")) } th scope="col" { (t("query-status-answered")) }
+                th scope="col" { (t("query-status-closed")) } th scope="col" { (t("query-overdue")) }
+            } }
+            tbody { @for (code, c) in &counts { tr { td { (code) } td { (c[0]) } td { (c[1]) } td { (c[2]) } td { (c[3]) } } } }
+        }
+        form.filters method="get" {
+            label for="status" { (t("query-filter-status")) }
+            select #status name="status" {
+                option value="" { (t("audit-any")) }
+                @for st_ in [QueryStatus::Open, QueryStatus::Answered, QueryStatus::Closed] {
+                    option value=(st_.as_str()) selected[wanted == Some(st_)] { (t(&format!("query-status-{}", st_.as_str()))) }
+                }
+            }
+            button.primary type="submit" { (t("audit-apply")) }
+        }
+        table {
+            thead { tr {
+                th scope="col" { (t("subject-screening-number")) } th scope="col" { (t("query-item")) } th scope="col" { (t("sdv-state")) }
+                th scope="col" { (t("query-age")) } th scope="col" { (t("query-last-message")) }
+            } }
+            tbody { @for (q, subject) in &rows {
+                @let form_link = q.item_key.parse::<ItemPath>().ok().map(|path| format!("{}#{}", form_url(&s, subject.id, &path.form), query_anchor(q)));
+                tr {
+                    td { (subject.screening_number) }
+                    td { @match &form_link { Some(l) => a href=(l) { span.mono { (q.item_key) } }, None => span.mono { (q.item_key) } } }
+                    td { (t(&format!("query-status-{}", q.status.as_str()))) @if q.check_id.is_some() { " " span.muted { (t("query-automatic")) } } }
+                    td { (age_days(q)) }
+                    td { @if let Some(m) = q.messages.last() { (m.author_name) ": " (m.text) } }
+                }
+            } }
+        }
+    };
+    html_response(StatusCode::OK, page(&st, Some(&p), &t("query-title"), body))
+}

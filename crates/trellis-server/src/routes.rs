@@ -218,6 +218,16 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         (
             spec(
+                Method::GET,
+                "/studies/{study}/queries",
+                Study(ViewStudy),
+                false,
+                "The study's queries with their age, and counts per site",
+            ),
+            get(edc_ui::study_queries),
+        ),
+        (
+            spec(
                 Method::POST,
                 "/studies/{study}/subjects/{subject}/lock",
                 Study(LockData),

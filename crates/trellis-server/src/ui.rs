@@ -497,8 +497,11 @@ pub async fn study_home(
     };
     let body = html! {
         h1 { (s.code) " — " (s.title) }
-        @if p.can(&s, Permission::ViewAudit) {
-            p.actions { a href=(format!("/studies/{}/audit", s.id)) { (t("study-audit")) } }
+        p.actions {
+            a href=(format!("/studies/{}/queries", s.id)) { (t("study-queries")) }
+            @if p.can(&s, Permission::ViewAudit) {
+                " " a href=(format!("/studies/{}/audit", s.id)) { (t("study-audit")) }
+            }
         }
         h2 { (t("study-sites")) }
         table {
