@@ -10,7 +10,8 @@
 //! * MMRM (`BENCH_ONLY=mmrm`): 5,000 subjects × 4 visits and 100,000 subjects × 4 visits with
 //!   dropout (≈2.8 observed visits each, as in the research note's 280k-row anchor), unstructured
 //!   covariance, treatment × visit and baseline × visit; the peer is
-//!   `reference/mmrm_reference.py bench` (numpy/scipy) on the same data.
+//!   `reference/mmrm_reference.py bench` (numpy/scipy) on the same data. Also 2,000 subjects × 10
+//!   visits with dropout (55 covariance parameters, 40 fixed effects; no peer).
 //!
 //! Synthetic data as in shared/research/pv-and-stats.md B.3: 5 covariates (2 binary, 3 N(0,1)),
 //! log-HR (0.5, −0.3, 0.2, 0, −0.1), exponential baseline, uniform(0, 5) censoring; day-tied
@@ -111,18 +112,32 @@ fn make_data(n: usize) -> Dataset {
     }
 }
 
-/// Long repeated-measures data: 3 arms, visits Week 2/4/8/12, unstructured errors; with
-/// `dropout`, monotone dropout (≈ 2.8 observed visits per subject) plus 5% intermittent gaps.
-fn make_mmrm_data(subjects: usize, dropout: bool) -> Dataset {
-    let mut r = Rng(7 + subjects as u64);
-    let sigma = [
-        [16.0, 8.0, 6.0, 5.0],
-        [8.0, 20.0, 11.0, 9.0],
-        [6.0, 11.0, 25.0, 15.0],
-        [5.0, 9.0, 15.0, 36.0],
-    ];
-    let mut l = [[0.0f64; 4]; 4];
-    for i in 0..4 {
+/// Long repeated-measures data: 3 arms, `visits` visits ("Week 2", "Week 4", ...),
+/// unstructured errors (for 4 visits the matrix of the reference fixtures; otherwise
+/// heterogeneous variances with correlation 0.6^|j−k|); with `dropout`, monotone dropout
+/// (for 4 visits ≈ 2.8 observed visits per subject) plus 5% intermittent gaps.
+#[allow(clippy::needless_range_loop)] // index loops mirror the Cholesky formulas
+fn make_mmrm_data(subjects: usize, visits: usize, dropout: bool) -> Dataset {
+    let mut r = Rng(7 + subjects as u64 + visits as u64);
+    let m = visits;
+    let mut sigma = vec![vec![0.0f64; m]; m];
+    for i in 0..m {
+        for j in 0..m {
+            sigma[i][j] = if m == 4 {
+                [
+                    [16.0, 8.0, 6.0, 5.0],
+                    [8.0, 20.0, 11.0, 9.0],
+                    [6.0, 11.0, 25.0, 15.0],
+                    [5.0, 9.0, 15.0, 36.0],
+                ][i][j]
+            } else {
+                let sd = |k: usize| 4.0 + 0.3 * k as f64;
+                sd(i) * sd(j) * 0.6f64.powi(i.abs_diff(j) as i32)
+            };
+        }
+    }
+    let mut l = vec![vec![0.0f64; m]; m];
+    for i in 0..m {
         for j in 0..=i {
             let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
             l[i][j] = if i == j {
@@ -132,27 +147,26 @@ fn make_mmrm_data(subjects: usize, dropout: bool) -> Dataset {
             };
         }
     }
-    let visits = ["Week 2", "Week 4", "Week 8", "Week 12"];
     let arms = ["Placebo", "Low", "High"];
     let (mut subj, mut trt, mut vis, mut base, mut chg) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..subjects {
         let a = (r.unif() * 3.0) as usize;
         let b = 50.0 + 8.0 * r.normal();
-        let z: Vec<f64> = (0..4).map(|_| r.normal()).collect();
+        let z: Vec<f64> = (0..m).map(|_| r.normal()).collect();
         let last = if dropout {
             let u = r.unif();
             if u < 0.15 {
-                1
+                1.max(m / 4)
             } else if u < 0.3 {
-                2
+                m / 2
             } else if u < 0.5 {
-                3
+                3 * m / 4
             } else {
-                4
+                m
             }
         } else {
-            4
+            m
         };
         for v in 0..last {
             if v > 0 && r.unif() < 0.05 {
@@ -161,7 +175,7 @@ fn make_mmrm_data(subjects: usize, dropout: bool) -> Dataset {
             let e: f64 = (0..=v).map(|k| l[v][k] * z[k]).sum();
             subj.push(format!("S{i:06}"));
             trt.push(arms[a].to_string());
-            vis.push(visits[v].to_string());
+            vis.push(format!("Week {}", 2 * (v + 1)));
             base.push(b);
             chg.push(
                 -1.0 - 0.6 * v as f64
@@ -494,14 +508,16 @@ fn main() {
         ..Default::default()
     };
     let mut peers: BTreeMap<String, f64> = BTreeMap::new();
-    for (task, subjects, dropout, runs) in [
-        ("mmrm_us_5k_subjects", 5_000usize, false, 3usize),
-        ("mmrm_us_100k_subjects", 100_000, true, 3),
+    for (task, subjects, visits, dropout, runs) in [
+        ("mmrm_us_5k_subjects", 5_000usize, 4usize, false, 3usize),
+        ("mmrm_us_100k_subjects", 100_000, 4, true, 3),
+        // 10 visits: 55 covariance parameters, 40 fixed effects, many missing-visit patterns
+        ("mmrm_us_10_visits_2k_subjects", 2_000, 10, true, 3),
     ] {
         if !wanted(task) {
             continue;
         }
-        let d = make_mmrm_data(subjects, dropout);
+        let d = make_mmrm_data(subjects, visits, dropout);
         let (t, fit) = time(runs, || {
             trellis_stats::mmrm::mmrm(&d, &mmrm_spec, 0.05).expect("mmrm")
         });
@@ -649,6 +665,7 @@ fn main() {
                 "numpy_bfgs_only_mmrm_us_100k_subjects",
             ],
         ),
+        ("mmrm_us_10_visits_2k_subjects", &["(no peer)"]),
     ];
     let mut so = std::io::stdout().lock();
     let _ = writeln!(
