@@ -830,6 +830,14 @@ async fn gather(
         }
     }
     let signatures = store.signatures(study.id).await?;
+    // Queries go out as annotations on the item they are about, with their whole thread.
+    let mut queries: HashMap<(SubjectId, String), Vec<trellis_store::QueryRow>> = HashMap::new();
+    for q in store.queries(study.id, None).await? {
+        queries
+            .entry((q.subject, q.item_key.clone()))
+            .or_default()
+            .push(q);
+    }
     for s in &signatures {
         users
             .entry(user_oid(s.signer.as_uuid()))
@@ -942,6 +950,15 @@ async fn gather(
                         items.push(ItemData::new(path.item.as_str(), v.clone()));
                     }
                 }
+            }
+            if let (Some(last), Some(qs)) =
+                (items.last_mut(), queries.get(&(subject.id, key.clone())))
+            {
+                last.annotations = qs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, q)| query_annotation(i, q))
+                    .collect();
             }
             events
                 .entry((
@@ -1175,4 +1192,38 @@ fn import_request_id(file: &Path, file_oid: &str) -> String {
         .take(200)
         .collect();
     id
+}
+
+/// A query as an ODM annotation: its status and thread in the comment.
+fn query_annotation(i: usize, q: &trellis_store::QueryRow) -> trellis_odm::Annotation {
+    let origin = match &q.check_id {
+        Some(check) => format!("raised by edit check {check}"),
+        None => "raised manually".to_owned(),
+    };
+    let thread: Vec<String> = q
+        .messages
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} by {}: {}",
+                m.at.to_rfc3339(),
+                m.action,
+                m.author_name,
+                m.text
+            )
+        })
+        .collect();
+    trellis_odm::Annotation {
+        seq_num: u32::try_from(i + 1).unwrap_or(u32::MAX),
+        id: None,
+        comment: Some(trellis_odm::Comment {
+            sponsor_or_site: Some("Sponsor".into()),
+            text: format!(
+                "Query {} ({origin}). {}",
+                q.status.as_str(),
+                thread.join(" | ")
+            ),
+        }),
+        flags: Vec::new(),
+    }
 }

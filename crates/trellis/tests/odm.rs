@@ -150,6 +150,29 @@ async fn import_export_and_import_again() {
     );
     assert_eq!(store.metadata_versions(a).await.unwrap().len(), 1);
 
+    // A query on the height goes out as an annotation on that item.
+    let subject_a = store
+        .subjects(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.screening_number == "BER-001")
+        .unwrap();
+    store
+        .write(WriteRequest::new(
+            Actor::system(),
+            vec![Mutation::OpenQuery {
+                study: a,
+                id: QueryId::new(),
+                subject: subject_a.id,
+                item_key: "SE.SCREEN[1]/F.DM[1]/IG.DM[1]/I.HEIGHT".into(),
+                check_id: None,
+                text: "Please confirm the height <in cm> & units".into(),
+            }],
+        ))
+        .await
+        .unwrap();
+
     // Export with the full audit trail: valid ODM 1.3.2.
     let export = env.dir.path().join("export.xml");
     let out = env.run(&[
@@ -169,6 +192,21 @@ async fn import_export_and_import_again() {
     assert_eq!(subject.subject_key, "BER-001");
     let first = &subject.study_events[0].forms[0].item_groups[0].items[0];
     assert_eq!(first.item_oid, "I.BRTHDTC", "definition order");
+    let height = subject.study_events[0].forms[0].item_groups[0]
+        .items
+        .iter()
+        .rfind(|i| i.item_oid == "I.HEIGHT")
+        .unwrap();
+    let note = height.annotations[0].comment.as_ref().unwrap();
+    assert!(
+        note.text.starts_with("Query open (raised manually)"),
+        "{}",
+        note.text
+    );
+    assert!(
+        note.text
+            .contains("Please confirm the height <in cm> & units")
+    );
     let audit = first.audit_record.as_ref().unwrap();
     assert_eq!(audit.location_oid, "LOC.DE-01");
     assert!(audit.source_id.as_deref().unwrap().starts_with("audit "));
