@@ -13,7 +13,15 @@ shares nothing with the Rust code path:
   a finite-difference (Richardson-extrapolated) Hessian;
 * Satterthwaite degrees of freedom use numerical derivatives only: the Hessian of D and the
   Jacobian of (X'V^-1 X)^-1 with respect to theta, both by central differences with
-  Richardson extrapolation.
+  Richardson extrapolation;
+* Kenward-Roger: P, Q, R and W by numerical differentiation in SAS's covariance
+  parametrisation (kr_adjusted);
+* type III F tests: Satterthwaite (SAS / mmrm h_df_md_sat) or Kenward-Roger (h_kr_df) on
+  LS-mean contrasts.
+
+The formulas (REML deviance, Satterthwaite, Kenward-Roger, the multi-df F rules) are the
+published ones, so agreement with the Rust code checks the implementation, not the choice of
+formula; the one-off comparisons with SAS / R mmrm output in the crate README check that.
 
 Usage:
     python reference/mmrm_reference.py            # writes fixtures/admmrm.csv and mmrm_reference.json
