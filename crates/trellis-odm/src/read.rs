@@ -2156,7 +2156,10 @@ pub fn check_clinical_data(data: &ClinicalData, mdv: &MetaDataVersion) -> Vec<Di
                                 ),
                             );
                         }
-                        if !items_seen.insert(item.item_oid.as_str()) {
+                        // In a transactional file one item may change several times, in order.
+                        if !items_seen.insert(item.item_oid.as_str())
+                            && item.transaction_type.is_none()
+                        {
                             err(
                                 item.line,
                                 &ipath,
