@@ -200,8 +200,16 @@ async fn a_failing_check_opens_a_query_that_the_site_answers_and_the_check_close
     let html = body_text(app.send(get(&path, &cookie)).await).await;
     assert!(html.contains("Query open"), "badge beside the item");
     // The study's query list shows it with its age and counts it for the site.
-    let list = body_text(app.send(get(&format!("/studies/{}/queries", app.study.id), &cookie)).await).await;
-    assert!(list.contains("I.DIABP") && list.contains("<td>US-01</td><td>1</td><td>0</td><td>0</td><td>0</td>"), "{list}");
+    let list = body_text(
+        app.send(get(&format!("/studies/{}/queries", app.study.id), &cookie))
+            .await,
+    )
+    .await;
+    assert!(
+        list.contains("I.DIABP")
+            && list.contains("<td>US-01</td><td>1</td><td>0</td><td>0</td><td>0</td>"),
+        "{list}"
+    );
     assert!(!list.contains("DE-01"), "site scope applies to the list");
     // Saving again while it is open does not open a second one.
     assert_eq!(
