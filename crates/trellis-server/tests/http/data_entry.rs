@@ -12,20 +12,24 @@ fn enc(s: &str) -> String {
     url_encode(s).replace('/', "%2F")
 }
 
+/// A subject at the (site-scoped) user's own site.
+async fn subject_at_site_of(app: &TestApp, username: &str) -> trellis_store::Subject {
+    let user = app.store.user_by_name(username).await.unwrap().unwrap();
+    let grants = app.store.grants(Some(user.id)).await.unwrap();
+    let site = grants.iter().find_map(|g| g.site).unwrap();
+    app.subjects
+        .iter()
+        .find(|s| s.site == site)
+        .unwrap()
+        .clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_saves_a_form_and_edit_checks_decide() {
     let app = TestApp::new().await;
     let (cookie, csrf) = app.session("coordinator").await;
     // A subject at the coordinator's own site.
-    let user = app
-        .store
-        .user_by_name("coordinator")
-        .await
-        .unwrap()
-        .unwrap();
-    let grants = app.store.grants(Some(user.id)).await.unwrap();
-    let site = grants.iter().find_map(|g| g.site).unwrap();
-    let subject = app.subjects.iter().find(|s| s.site == site).unwrap();
+    let subject = subject_at_site_of(&app, "coordinator").await;
     let casebook = format!("/studies/{}/subjects/{}", app.study.id, subject.id);
     let html = body_text(app.send(get(&casebook, &cookie)).await).await;
     assert!(
@@ -158,21 +162,7 @@ async fn a_monitor_sees_the_form_read_only() {
 async fn a_failing_check_opens_a_query_that_the_site_answers_and_the_check_closes() {
     let app = TestApp::new().await;
     let (cookie, csrf) = app.session("coordinator").await;
-    let user = app
-        .store
-        .user_by_name("coordinator")
-        .await
-        .unwrap()
-        .unwrap();
-    let site = app
-        .store
-        .grants(Some(user.id))
-        .await
-        .unwrap()
-        .iter()
-        .find_map(|g| g.site)
-        .unwrap();
-    let subject = app.subjects.iter().find(|s| s.site == site).unwrap();
+    let subject = subject_at_site_of(&app, "coordinator").await;
     let casebook = format!("/studies/{}/subjects/{}", app.study.id, subject.id);
     let path = format!("{casebook}/forms/{VS}");
     let diabp = |v: &str| {
@@ -360,21 +350,7 @@ async fn a_data_manager_freezes_a_form_and_reopens_it_with_a_reason() {
     let app = TestApp::new().await;
     let (dm_cookie, dm_csrf) = app.session("datamanager").await;
     let (cookie, csrf) = app.session("coordinator").await;
-    let user = app
-        .store
-        .user_by_name("coordinator")
-        .await
-        .unwrap()
-        .unwrap();
-    let site = app
-        .store
-        .grants(Some(user.id))
-        .await
-        .unwrap()
-        .iter()
-        .find_map(|g| g.site)
-        .unwrap();
-    let subject = app.subjects.iter().find(|s| s.site == site).unwrap();
+    let subject = subject_at_site_of(&app, "coordinator").await;
     let casebook = format!("/studies/{}/subjects/{}", app.study.id, subject.id);
     let path = format!("{casebook}/forms/{VS}");
     let lock = |state: &str, reason: &str| {
