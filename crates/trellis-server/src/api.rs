@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::authz::Principal;
 use crate::problem::Problem;
 
-type ApiResult<T> = Result<T, Problem>;
+pub(crate) type ApiResult<T> = Result<T, Problem>;
 
 /// A JSON body that fails with problem+json naming what is wrong, never plain text.
 pub struct ApiJson<T>(pub T);
@@ -72,14 +72,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-fn request_id(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(100).collect())
 }
 
-fn actor(p: &Principal) -> Actor {
+pub(crate) fn actor(p: &Principal) -> Actor {
     Actor {
         id: p.user.as_uuid(),
         name: p.display_name.clone(),
@@ -319,6 +319,29 @@ pub async fn save_items(
             "values: give at least one item",
         )
         .with_field("values"));
+    }
+    // Case report form items are saved through their form, where the edit checks run;
+    // this endpoint takes only data outside the study's forms.
+    if let Some(key) = body
+        .values
+        .keys()
+        .find(|k| k.parse::<trellis_edc::ItemPath>().is_ok())
+        && !st.store.metadata_versions(s.id).await?.is_empty()
+    {
+        let form = key
+            .parse::<trellis_edc::ItemPath>()
+            .map(|p| p.form.to_string())
+            .unwrap_or_default();
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "form_item",
+            format!(
+                "{key} is an item of a case report form: save it with PUT /api/v1/studies/{}/subjects/{subject}/forms/{} so that its edit checks run",
+                s.id,
+                crate::edc::url_encode_segment(&form)
+            ),
+        )
+        .with_field(format!("values.{key}")));
     }
     let mut req = WriteRequest::new(
         actor(&p),

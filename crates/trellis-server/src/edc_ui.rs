@@ -2,7 +2,6 @@
 //! every save, and each item's audit history.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
@@ -10,86 +9,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use trellis_checks::{Env, Severity};
+use trellis_checks::Severity;
 use trellis_domain::{QueryId, StudyId, SubjectId};
-use trellis_edc::FindingKind;
-use trellis_edc::{Evaluation, ExternalKey, FormDesign, FormPath, ItemPath, LocalKey, StudyDesign};
+use trellis_edc::{Evaluation, FormDesign, FormPath, ItemPath, LocalKey};
 use trellis_store::{
     Actor, AuditFilter, Chain, LockRow, LockState, Mutation, QueryAction, QueryRow, QueryStatus,
-    Store, StoreError, Study, Subject, VerificationRow, WriteRequest,
+    StoreError, Study, Subject, VerificationRow, WriteRequest,
 };
 
 use crate::AppState;
 use crate::authz::{Permission, Principal};
 use crate::crf::{self, FormView};
+use crate::edc::{
+    ContextError, FormContext, FormValues, SaveOutcome, applicable_lock, casebook_lock, save_form,
+    shown_values, subject_design,
+};
 use crate::i18n::format_time;
-use crate::ui::{check_csrf, error_page, html_response, page, subject_in_scope, url_encode};
-
-/// Study designs by (study, metadata version). Versions are immutable, so a design
-/// once built stays valid.
-#[derive(Clone, Default)]
-pub struct DesignCache(Arc<std::sync::RwLock<Designs>>);
-
-type Designs = HashMap<(StudyId, String), Arc<StudyDesign>>;
-
-impl DesignCache {
-    async fn get(
-        &self,
-        store: &Store,
-        study: StudyId,
-        oid: &str,
-    ) -> Result<Option<Arc<StudyDesign>>, String> {
-        let key = (study, oid.to_owned());
-        if let Ok(map) = self.0.read()
-            && let Some(d) = map.get(&key)
-        {
-            return Ok(Some(d.clone()));
-        }
-        let Some(text) = store
-            .metadata_version_odm(study, oid)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Ok(None);
-        };
-        let odm = trellis_odm::read_str(&text).map_err(|e| e.to_string())?.odm;
-        let Some(definition) = odm.studies.first() else {
-            return Ok(None);
-        };
-        let design = Arc::new(StudyDesign::build(definition, oid).map_err(|e| e.to_string())?);
-        if let Ok(mut map) = self.0.write() {
-            map.insert(key, design.clone());
-        }
-        Ok(Some(design))
-    }
-}
-
-/// The design a subject's forms follow: its assigned version, else the study's first.
-async fn subject_design(
-    st: &AppState,
-    study: &Study,
-    subject: SubjectId,
-) -> Result<Option<Arc<StudyDesign>>, String> {
-    let assigned = st
-        .store
-        .subject_versions(study.id)
-        .await
-        .map_err(|e| e.to_string())?;
-    let oid = match assigned.into_iter().find(|(s, _)| *s == subject) {
-        Some((_, oid)) => oid,
-        None => match st
-            .store
-            .metadata_versions(study.id)
-            .await
-            .map_err(|e| e.to_string())?
-            .first()
-        {
-            Some(v) => v.oid.clone(),
-            None => return Ok(None),
-        },
-    };
-    st.designs.get(&st.store, study.id, &oid).await
-}
+use crate::ui::{check_csrf, error_page, html_response, page, subject_in_scope};
 
 fn form_url(study: &Study, subject: SubjectId, form: &FormPath) -> String {
     format!(
@@ -100,9 +36,8 @@ fn form_url(study: &Study, subject: SubjectId, form: &FormPath) -> String {
     )
 }
 
-/// Percent-encodes everything but unreserved characters, so a form address is one path segment.
 fn url_encode_all(s: &str) -> String {
-    url_encode(s).replace('/', "%2F")
+    crate::edc::url_encode_segment(s)
 }
 
 fn history_url(study: &Study, subject: SubjectId, key: &str) -> String {
@@ -112,67 +47,6 @@ fn history_url(study: &Study, subject: SubjectId, key: &str) -> String {
         subject,
         url_encode_all(key)
     )
-}
-
-/// The subject's values of one form instance, and all its values by address.
-fn split_values(
-    all: &[(String, Option<String>)],
-    form: &FormPath,
-) -> (BTreeMap<LocalKey, String>, HashMap<String, String>) {
-    let mut local = BTreeMap::new();
-    let mut by_key = HashMap::new();
-    for (k, v) in all {
-        let Some(v) = v else { continue };
-        by_key.insert(k.clone(), v.clone());
-        if let Ok(path) = k.parse::<ItemPath>()
-            && &path.form == form
-        {
-            local.insert(
-                LocalKey {
-                    group: path.group,
-                    repeat: path.group_repeat,
-                    item: path.item,
-                },
-                v.clone(),
-            );
-        }
-    }
-    (local, by_key)
-}
-
-fn evaluate(
-    design: &FormDesign,
-    form: &FormPath,
-    local: &BTreeMap<LocalKey, String>,
-    all: &HashMap<String, String>,
-    today: jiff::civil::Date,
-) -> Evaluation {
-    let lookup = |k: &ExternalKey| {
-        let (event, event_repeat) = match k.event {
-            Some(e) => (e.to_string(), 1),
-            None => (form.event.to_string(), form.event_repeat),
-        };
-        all.get(&format!(
-            "{event}[{event_repeat}]/{}[1]/{}[1]/{}",
-            k.form, k.group, k.item
-        ))
-        .cloned()
-    };
-    trellis_edc::evaluate(design, local, &lookup, &Env { today })
-}
-
-/// Today at the subject's site, so `today()` in checks does not depend on the server's zone.
-async fn site_today(st: &AppState, study: &Study, subject: &Subject) -> jiff::civil::Date {
-    let zone = st
-        .store
-        .sites(study.id)
-        .await
-        .ok()
-        .and_then(|sites| sites.into_iter().find(|x| x.id == subject.site))
-        .map(|x| x.time_zone);
-    let now = jiff::Timestamp::now();
-    let tz = zone.map_or(jiff::tz::TimeZone::UTC, |z| z.to_tz());
-    now.to_zoned_datetime(tz).date()
 }
 
 pub async fn casebook(
@@ -197,11 +71,7 @@ pub async fn casebook(
         Ok(l) => l,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
-    let casebook_lock = locks
-        .iter()
-        .filter(|l| l.scope.is_empty() && (l.subject.is_none() || l.subject == Some(subject.id)))
-        .min_by_key(|l| l.state != LockState::Locked)
-        .cloned();
+    let casebook_lock = casebook_lock(&locks, subject.id);
     let mut counts: HashMap<FormPath, usize> = HashMap::new();
     for (k, v) in &values {
         if v.is_some()
@@ -264,68 +134,6 @@ fn server_error(st: &AppState, p: &Principal, detail: &str) -> Response {
 #[derive(Deserialize, Default)]
 pub struct FormQuery {
     saved: Option<u8>,
-}
-
-struct FormContext {
-    subject: Subject,
-    design: Arc<StudyDesign>,
-    path: FormPath,
-}
-
-async fn form_context(
-    st: &AppState,
-    p: &Principal,
-    s: &Study,
-    subject: SubjectId,
-    form: &str,
-) -> Result<FormContext, Response> {
-    let Some(subject) = subject_in_scope(st, p, s, subject).await else {
-        return Err(error_page(
-            st,
-            Some(p),
-            StatusCode::NOT_FOUND,
-            "error-not-found",
-        ));
-    };
-    let design = match subject_design(st, s, subject.id).await {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            return Err(error_page(
-                st,
-                Some(p),
-                StatusCode::NOT_FOUND,
-                "error-not-found",
-            ));
-        }
-        Err(e) => return Err(server_error(st, p, &e)),
-    };
-    let Ok(path) = form.parse::<FormPath>() else {
-        return Err(error_page(
-            st,
-            Some(p),
-            StatusCode::NOT_FOUND,
-            "error-not-found",
-        ));
-    };
-    let known = design
-        .event(path.event.as_str())
-        .is_some_and(|e| e.forms.contains(&path.form) && (e.repeating || path.event_repeat == 1))
-        && design
-            .form(path.form.as_str())
-            .is_some_and(|f| f.repeating || path.form_repeat == 1);
-    if !known {
-        return Err(error_page(
-            st,
-            Some(p),
-            StatusCode::NOT_FOUND,
-            "error-not-found",
-        ));
-    }
-    Ok(FormContext {
-        subject,
-        design,
-        path,
-    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -425,6 +233,27 @@ struct ItemPathBase {
     form: FormPath,
 }
 
+/// Opens a form instance for a page, or the error page saying why it cannot be.
+async fn form_context(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    subject: SubjectId,
+    form: &str,
+) -> Result<FormContext, Response> {
+    match FormContext::load(st, p, s, subject, form).await {
+        Ok(c) => Ok(c),
+        Err(ContextError::NotFound(_)) => Err(error_page(
+            st,
+            Some(p),
+            StatusCode::NOT_FOUND,
+            "error-not-found",
+        )),
+        Err(ContextError::Store(e)) => Err(crate::problem::Problem::from(e).into_response()),
+        Err(ContextError::Design(e)) => Err(server_error(st, p, &e)),
+    }
+}
+
 pub async fn form_page(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -436,25 +265,16 @@ pub async fn form_page(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let all = match st.store.item_values(s.id, ctx.subject.id).await {
+    let Some(design) = ctx.form() else {
+        return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
+    };
+    let values = match FormValues::load(&st, &s, &ctx).await {
         Ok(v) => v,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
-    let (local, by_key) = split_values(&all, &ctx.path);
-    let Some(design) = ctx.design.form(ctx.path.form.as_str()) else {
-        return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
-    };
-    let today = site_today(&st, &s, &ctx.subject).await;
-    let evaluation = evaluate(design, &ctx.path, &local, &by_key, today);
+    let evaluation = values.evaluate_saved(&ctx, design);
     let message = q.saved.map(|_| (st.i18n.t(&p.locale, "crf-saved"), false));
-    // Derived items show what they compute to now, also before the next save stores it.
-    let mut shown = local.clone();
-    for (k, v) in &evaluation.derived {
-        match v {
-            Some(v) => shown.insert(k.clone(), v.clone()),
-            None => shown.remove(k),
-        };
-    }
+    let shown = shown_values(&values.saved, &evaluation);
     let review = match Review::load(&st, s.id, ctx.subject.id, &ctx.path).await {
         Ok(r) => r,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
@@ -466,7 +286,7 @@ pub async fn form_page(
         &ctx,
         &shown,
         &evaluation,
-        !local.is_empty(),
+        !values.saved.is_empty(),
         message,
         &review,
     );
@@ -492,38 +312,28 @@ pub async fn form_submit(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(design) = ctx.design.form(ctx.path.form.as_str()) else {
+    let Some(design) = ctx.form() else {
         return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
     };
     let reason = pairs
         .iter()
         .find(|(k, _)| k == "reason")
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    let all = match st.store.item_values(s.id, ctx.subject.id).await {
+        .map(|(_, v)| v.clone());
+    let values = match FormValues::load(&st, &s, &ctx).await {
         Ok(v) => v,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
-    let (saved, mut by_key) = split_values(&all, &ctx.path);
-    let today = site_today(&st, &s, &ctx.subject).await;
     let review = match Review::load(&st, s.id, ctx.subject.id, &ctx.path).await {
         Ok(r) => r,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
+    let had_values = !values.saved.is_empty();
     let respond = |status: StatusCode,
-                   values: &BTreeMap<LocalKey, String>,
+                   shown: &BTreeMap<LocalKey, String>,
                    evaluation: &Evaluation,
                    message: Option<(String, bool)>| {
         let m = form_markup(
-            &st,
-            &p,
-            &s,
-            &ctx,
-            values,
-            evaluation,
-            !saved.is_empty(),
-            message,
-            &review,
+            &st, &p, &s, &ctx, shown, evaluation, had_values, message, &review,
         );
         html_response(status, page(&st, Some(&p), &design.name, m))
     };
@@ -535,113 +345,48 @@ pub async fn form_submit(
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect::<Vec<_>>()
                 .join("; ");
-            let evaluation = evaluate(design, &ctx.path, &saved, &by_key, today);
+            let evaluation = values.evaluate_saved(&ctx, design);
             return respond(
                 StatusCode::BAD_REQUEST,
-                &saved,
+                &values.saved,
                 &evaluation,
                 Some((text, true)),
             );
         }
     };
-    let mut merged = saved.clone();
-    for (k, v) in &submitted {
-        match v {
-            Some(v) => merged.insert(k.clone(), v.clone()),
-            None => merged.remove(k),
-        };
-    }
-    for (k, v) in &merged {
-        let key = ItemPath {
-            form: ctx.path.clone(),
-            group: k.group.clone(),
-            group_repeat: k.repeat,
-            item: k.item.clone(),
-        };
-        by_key.insert(key.to_string(), v.clone());
-    }
-    let evaluation = evaluate(design, &ctx.path, &merged, &by_key, today);
-    if evaluation.refused() {
-        // Nothing is saved; the entered values are shown again with what is wrong.
-        return respond(StatusCode::UNPROCESSABLE_ENTITY, &merged, &evaluation, None);
-    }
-    // What changes: submitted items and derived items whose value differs from what is saved.
-    let mut changes: Vec<(String, Option<String>)> = Vec::new();
-    let mut changes_saved_value = false;
-    let address = |k: &LocalKey| {
-        ItemPath {
-            form: ctx.path.clone(),
-            group: k.group.clone(),
-            group_repeat: k.repeat,
-            item: k.item.clone(),
-        }
-        .to_string()
-    };
-    for (k, v) in submitted
-        .iter()
-        .map(|(k, v)| (k, v.clone()))
-        .chain(evaluation.derived.iter().map(|(k, v)| (k, v.clone())))
-    {
-        let before = saved.get(k);
-        if before != v.as_ref() {
-            changes_saved_value |= before.is_some();
-            changes.push((address(k), v));
-        }
-    }
-    changes.sort();
-    changes.dedup_by(|a, b| a.0 == b.0);
-    if changes.is_empty() {
-        return respond(
-            StatusCode::OK,
-            &merged,
-            &evaluation,
-            Some((st.i18n.t(&p.locale, "crf-unchanged"), false)),
-        );
-    }
-    if changes_saved_value && reason.is_none() {
-        return respond(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &merged,
-            &evaluation,
-            Some((st.i18n.t(&p.locale, "crf-reason-missing"), true)),
-        );
-    }
-    let mut mutations = vec![Mutation::SaveItems {
-        study: s.id,
-        subject: ctx.subject.id,
-        values: changes,
-    }];
-    match st.store.queries(s.id, Some(ctx.subject.id)).await {
-        Ok(existing) => mutations.extend(automatic_queries(
-            s.id,
-            ctx.subject.id,
-            &ctx.path,
-            &evaluation,
-            &existing,
-        )),
+    let actor = Actor::user(p.user, &p.display_name);
+    let report = match save_form(&st, actor, None, &s, &ctx, values, &submitted, reason).await {
+        Ok(r) => r,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
-    }
-    let mut req = WriteRequest::new(Actor::user(p.user, &p.display_name), mutations);
-    req.reason = reason;
-    match st.store.write(req).await {
-        Ok(_) => Redirect::to(&format!(
+    };
+    let t = |k: &str| st.i18n.t(&p.locale, k);
+    let (merged, evaluation) = (&report.merged, &report.evaluation);
+    match report.outcome {
+        SaveOutcome::Saved { .. } => Redirect::to(&format!(
             "{}?saved=1",
             form_url(&s, ctx.subject.id, &ctx.path)
         ))
         .into_response(),
-        Err(StoreError::ReasonRequired { .. }) => respond(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &merged,
-            &evaluation,
-            Some((st.i18n.t(&p.locale, "crf-reason-missing"), true)),
+        // Nothing is saved; the entered values are shown again with what is wrong.
+        SaveOutcome::Refused => respond(StatusCode::UNPROCESSABLE_ENTITY, merged, evaluation, None),
+        SaveOutcome::Unchanged => respond(
+            StatusCode::OK,
+            merged,
+            evaluation,
+            Some((t("crf-unchanged"), false)),
         ),
-        Err(e @ (StoreError::Invalid { .. } | StoreError::Locked(_))) => respond(
+        SaveOutcome::ReasonRequired => respond(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &merged,
-            &evaluation,
+            merged,
+            evaluation,
+            Some((t("crf-reason-missing"), true)),
+        ),
+        SaveOutcome::Rejected(e) => respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            merged,
+            evaluation,
             Some((e.to_string(), true)),
         ),
-        Err(e) => crate::problem::Problem::from(e).into_response(),
     }
 }
 
@@ -704,72 +449,6 @@ pub async fn item_history(
         StatusCode::OK,
         page(&st, Some(&p), &t("history-title"), body),
     )
-}
-
-/// Queries a save opens and closes by itself, in the same write as the save: a failing
-/// soft edit check opens one on each item it names (unless one is already open for that
-/// check and item), and a check that now holds closes its own.
-fn automatic_queries(
-    study: StudyId,
-    subject: SubjectId,
-    form: &FormPath,
-    evaluation: &Evaluation,
-    existing: &[QueryRow],
-) -> Vec<Mutation> {
-    let address = |k: &LocalKey| {
-        ItemPath {
-            form: form.clone(),
-            group: k.group.clone(),
-            group_repeat: k.repeat,
-            item: k.item.clone(),
-        }
-        .to_string()
-    };
-    let live = |key: &str, check: &str| {
-        let (key, check) = (key.to_owned(), check.to_owned());
-        existing.iter().filter(move |q| {
-            q.status != QueryStatus::Closed
-                && q.item_key == key
-                && q.check_id.as_deref() == Some(check.as_str())
-        })
-    };
-    let mut out = Vec::new();
-    for f in &evaluation.findings {
-        // Blank required items are shown, not queried, while a form is being filled in.
-        if f.severity != Severity::Soft
-            || !matches!(
-                f.kind,
-                FindingKind::Check | FindingKind::NotCollected | FindingKind::CannotEvaluate
-            )
-        {
-            continue;
-        }
-        for t in &f.targets {
-            let key = address(t);
-            if live(&key, &f.check_id).next().is_none() {
-                out.push(Mutation::OpenQuery {
-                    study,
-                    id: QueryId::new(),
-                    subject,
-                    item_key: key,
-                    check_id: Some(f.check_id.clone()),
-                    text: f.message.clone(),
-                });
-            }
-        }
-    }
-    for (check, t) in &evaluation.resolved {
-        let key = address(t);
-        for q in live(&key, check) {
-            out.push(Mutation::UpdateQuery {
-                study,
-                id: q.id,
-                action: QueryAction::Close,
-                text: "Closed automatically: the edit check now holds.".into(),
-            });
-        }
-    }
-    out
 }
 
 /// What the form page shows about queries and source data verification.
@@ -1192,20 +871,6 @@ pub async fn sdv_submit(
             .collect(),
     );
     write_and_return(&st, &p, &s, subject.id, &back, req).await
-}
-
-/// The freeze or lock that closes a form: the study's, the casebook's or the form's own,
-/// a lock before a freeze.
-fn applicable_lock(locks: &[LockRow], subject: SubjectId, form: &str) -> Option<LockRow> {
-    let mut found: Vec<&LockRow> = locks
-        .iter()
-        .filter(|l| match l.subject {
-            None => l.scope.is_empty(),
-            Some(s) => s == subject && (l.scope.is_empty() || l.scope == form),
-        })
-        .collect();
-    found.sort_by_key(|l| l.state != LockState::Locked);
-    found.first().map(|l| (*l).clone())
 }
 
 fn lock_controls(

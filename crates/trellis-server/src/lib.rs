@@ -10,6 +10,8 @@ pub mod auth;
 pub mod authz;
 pub mod crf;
 pub mod demo;
+pub mod edc;
+pub mod edc_api;
 pub mod edc_ui;
 pub mod i18n;
 pub mod openapi;
@@ -57,7 +59,7 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<ServerConfig>,
     pub i18n: i18n::I18n,
-    pub designs: edc_ui::DesignCache,
+    pub designs: edc::DesignCache,
 }
 
 impl AppState {
@@ -66,7 +68,7 @@ impl AppState {
             store,
             config: Arc::new(config),
             i18n: i18n::I18n::load()?,
-            designs: edc_ui::DesignCache::default(),
+            designs: edc::DesignCache::default(),
         })
     }
 }

@@ -16,7 +16,11 @@ pub fn document() -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}))
+            .map(|name| match name {
+                "form" => json!({"name": name, "in": "path", "required": true, "description": "A form instance `EVENT[n]/FORM[n]`, percent-encoded as one path segment (`/` as `%2F`)", "schema": {"type": "string"}}),
+                _ => json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}),
+            })
+            .chain(query_parameters(spec.method.as_str(), spec.path))
             .collect();
         let security = match spec.access {
             Access::Public => json!([]),
@@ -57,7 +61,10 @@ pub fn document() -> Value {
             "responses": responses,
         });
         if matches!(spec.method.as_str(), "POST" | "PUT") {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+            let schema = request_schema(spec.method.as_str(), spec.path)
+                .unwrap_or_else(|| json!({"type": "object"}));
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema}}});
         }
         let entry = paths
             .entry(spec.path.to_owned())
@@ -96,5 +103,96 @@ pub fn document() -> Value {
                 "Problem": {"description": "Error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
             },
         },
+    })
+}
+
+const ITEM_KEY: &str = "EVENT[n]/FORM[n]/GROUP[n]/ITEM";
+
+fn string(description: &str) -> Value {
+    json!({"type": "string", "description": description})
+}
+
+/// Query-string parameters of GET routes that take them.
+fn query_parameters(method: &str, path: &str) -> Vec<Value> {
+    let q = |name: &str, description: &str, required: bool| json!({"name": name, "in": "query", "required": required, "description": description, "schema": {"type": "string"}});
+    match (method, path) {
+        ("GET", "/api/v1/studies/{study}/queries") => vec![
+            q("status", "open, answered or closed", false),
+            q("subject", "Only this subject's queries (uuid)", false),
+        ],
+        ("GET", "/api/v1/studies/{study}/subjects/{subject}/history") => {
+            vec![q("item", &format!("The item, {ITEM_KEY}"), true)]
+        }
+        ("GET", "/api/v1/studies/{study}/audit" | "/api/v1/audit") => vec![
+            q("site", "Site id", false),
+            q("subject", "Subject id", false),
+            q("user", "User id (the actor)", false),
+            q("entity_type", "e.g. item, subject, query", false),
+            q("entity_id", "The entity's id", false),
+            q("from", "RFC 3339 time or date (inclusive)", false),
+            q("to", "RFC 3339 time or date (inclusive)", false),
+            q("limit", "Page size (default 100, at most 1000)", false),
+            q("cursor", "`next_cursor` of the previous page", false),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The JSON body each POST and PUT route takes.
+fn request_schema(method: &str, path: &str) -> Option<Value> {
+    let object = |required: &[&str], properties: Value| json!({"type": "object", "additionalProperties": false, "required": required, "properties": properties});
+    let values = json!({"type": "object", "additionalProperties": {"type": ["string", "null"]}});
+    let reason = string("Reason for change; required when a saved value changes");
+    let text = string("Message text");
+    Some(match (method, path) {
+        ("POST", "/api/v1/studies/{study}/subjects") => object(
+            &["site", "screening_number"],
+            json!({"site": {"type": "string", "format": "uuid"}, "screening_number": string("Unique in the study")}),
+        ),
+        ("PUT", "/api/v1/studies/{study}/subjects/{subject}/items") => {
+            object(&["values"], json!({"values": values, "reason": reason}))
+        }
+        ("PUT", "/api/v1/studies/{study}/subjects/{subject}/forms/{form}") => object(
+            &["values"],
+            json!({
+                "values": {"type": "object", "description": "`GROUP[row]/ITEM` to its value, or null to clear it", "additionalProperties": {"type": ["string", "null"]}},
+                "reason": reason,
+            }),
+        ),
+        ("POST", "/api/v1/studies/{study}/signatures") => object(
+            &["subject", "meaning", "password"],
+            json!({
+                "subject": {"type": "string", "format": "uuid"},
+                "meaning": {"type": "string", "enum": ["authored", "reviewed", "approved", "responsible"]},
+                "password": string("The signer's password, re-entered"),
+            }),
+        ),
+        ("POST", "/api/v1/studies/{study}/subjects/{subject}/queries") => object(
+            &["item", "text"],
+            json!({"item": string(ITEM_KEY), "text": text}),
+        ),
+        (
+            "POST",
+            "/api/v1/studies/{study}/subjects/{subject}/queries/{query}/answer"
+            | "/api/v1/studies/{study}/subjects/{subject}/queries/{query}/close"
+            | "/api/v1/studies/{study}/subjects/{subject}/queries/{query}/reopen",
+        ) => object(&[], json!({"text": text})),
+        ("POST", "/api/v1/studies/{study}/subjects/{subject}/verifications") => object(
+            &["items"],
+            json!({
+                "items": {"type": "array", "items": string(ITEM_KEY), "minItems": 1},
+                "verified": {"type": "boolean", "default": true, "description": "false withdraws the verification"},
+            }),
+        ),
+        ("PUT", "/api/v1/studies/{study}/locks") => object(
+            &["state"],
+            json!({
+                "subject": {"type": "string", "format": "uuid", "description": "Omitted: the whole study"},
+                "form": string("EVENT[n]/FORM[n]; omitted: the whole casebook (or study)"),
+                "state": {"type": "string", "enum": ["frozen", "locked", "open"]},
+                "reason": string("Required to reopen"),
+            }),
+        ),
+        _ => return None,
     })
 }

@@ -9,24 +9,34 @@ use trellis_store::StoreError;
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     pub code: &'static str,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// RFC 9457 extension members, e.g. the edit-check findings that refused a save.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             type_uri: format!("https://trellis.invalid/problems/{code}"),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             code,
             detail: detail.into(),
             field: None,
+            extensions: None,
         }
+    }
+    pub fn with_extension(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extensions
+            .get_or_insert_default()
+            .insert(key.to_owned(), value);
+        self
     }
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

@@ -15,7 +15,7 @@ use trellis_store::Study;
 
 use crate::authz::{Access, Permission, Principal};
 use crate::problem::Problem;
-use crate::{AppState, api, auth, edc_ui, ui};
+use crate::{AppState, api, auth, edc_api, edc_ui, ui};
 
 /// One route as declared in the table.
 #[derive(Clone, Debug)]
@@ -401,6 +401,146 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "Save data values (audited; reason required for changes)",
             ),
             put(api::save_items),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/metadata-versions",
+                Study(ViewStudy),
+                true,
+                "The study's metadata versions (protocol amendments)",
+            ),
+            get(edc_api::metadata_versions),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/subjects/{subject}/casebook",
+                Study(ViewStudy),
+                true,
+                "A subject's casebook: visit schedule and each form's state",
+            ),
+            get(edc_api::casebook),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/subjects/{subject}/forms/{form}",
+                Study(ViewStudy),
+                true,
+                "A form instance: design, values, edit-check results, queries, verifications, lock",
+            ),
+            get(edc_api::form),
+        ),
+        (
+            spec(
+                Method::PUT,
+                "/api/v1/studies/{study}/subjects/{subject}/forms/{form}",
+                Study(EnterData),
+                true,
+                "Save a form instance (edit checks run; automatic queries; changes need a reason)",
+            ),
+            put(edc_api::save),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/subjects/{subject}/history",
+                Study(ViewStudy),
+                true,
+                "An item's audit history",
+            ),
+            get(edc_api::item_history),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/queries",
+                Study(ViewStudy),
+                true,
+                "Queries with their age, and counts per site",
+            ),
+            get(edc_api::queries),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/api/v1/studies/{study}/subjects/{subject}/queries",
+                Study(ManageQueries),
+                true,
+                "Raise a query on an item",
+            ),
+            post(edc_api::open_query),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/api/v1/studies/{study}/subjects/{subject}/queries/{query}/answer",
+                Study(EnterData),
+                true,
+                "Answer a query (site)",
+            ),
+            post(edc_api::answer_query),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/api/v1/studies/{study}/subjects/{subject}/queries/{query}/close",
+                Study(ManageQueries),
+                true,
+                "Close a query",
+            ),
+            post(edc_api::close_query),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/api/v1/studies/{study}/subjects/{subject}/queries/{query}/reopen",
+                Study(ManageQueries),
+                true,
+                "Re-open a query",
+            ),
+            post(edc_api::reopen_query),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/subjects/{subject}/verifications",
+                Study(ViewStudy),
+                true,
+                "Source data verifications of a subject (stale once the value changed)",
+            ),
+            get(edc_api::verifications),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/api/v1/studies/{study}/subjects/{subject}/verifications",
+                Study(VerifySource),
+                true,
+                "Mark items as verified against source (or withdraw)",
+            ),
+            post(edc_api::verify),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/locks",
+                Study(ViewStudy),
+                true,
+                "Freezes and locks in force",
+            ),
+            get(edc_api::locks),
+        ),
+        (
+            spec(
+                Method::PUT,
+                "/api/v1/studies/{study}/locks",
+                Study(LockData),
+                true,
+                "Freeze, lock or reopen a form, casebook or the whole study (reopening needs a reason)",
+            ),
+            put(edc_api::set_lock),
         ),
         (
             spec(

@@ -1395,16 +1395,10 @@ pub(crate) async fn subject_in_scope(
     s: &Study,
     subject: trellis_domain::SubjectId,
 ) -> Option<trellis_store::Subject> {
-    let x = st
-        .store
-        .subjects(s.id)
+    crate::edc::subject_in_scope(st, p, s, subject)
         .await
-        .ok()?
-        .into_iter()
-        .find(|x| x.id == subject)?;
-    p.site_scope(s.id)
-        .is_none_or(|sites| sites.contains(&x.site))
-        .then_some(x)
+        .ok()
+        .flatten()
 }
 
 pub async fn sign_page(

@@ -157,7 +157,7 @@ async fn bad_api_input_is_a_problem_naming_the_field_and_writes_nothing() {
                 ),
             ),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "reason_required",
+            "form_item",
         ),
         (
             json(
@@ -229,8 +229,8 @@ async fn correction_with_reason_and_signature_that_becomes_invalid() {
         .find(|s| s.code == "DE-01")
         .unwrap();
     let subject = app.subjects.iter().find(|s| s.site == de.id).unwrap();
-    let items = format!(
-        "/api/v1/studies/{}/subjects/{}/items",
+    let vital_signs = format!(
+        "/api/v1/studies/{}/subjects/{}/forms/SE.SCREEN%5B1%5D%2FF.VS%5B1%5D",
         app.study.id, subject.id
     );
     let sigs = format!("/api/v1/studies/{}/signatures", app.study.id);
@@ -271,12 +271,9 @@ async fn correction_with_reason_and_signature_that_becomes_invalid() {
     let r = app
         .send(json(
             "PUT",
-            &items,
+            &vital_signs,
             &cookie,
-            &format!(
-                "{{\"values\": {{\"{}\": \"79\"}}, \"reason\": \"Re-measured per protocol\"}}",
-                trellis_server::demo::DEMO_DIABP
-            ),
+            "{\"values\": {\"IG.VS[1]/I.DIABP\": \"79\"}, \"reason\": \"Re-measured per protocol\"}",
         ))
         .await;
     assert_eq!(r.status(), StatusCode::OK, "{}", body_text(r).await);

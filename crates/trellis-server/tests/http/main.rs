@@ -4,4 +4,5 @@
 mod app;
 mod authz_matrix;
 mod data_entry;
+mod edc_api;
 mod flows;
