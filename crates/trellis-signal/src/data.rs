@@ -83,6 +83,25 @@ impl Csr {
         csr
     }
 
+    /// Like [`Csr::from_pairs`], taking the items by value: when `rows` is
+    /// already non-decreasing (files sorted by report), no scatter is needed.
+    pub fn from_rows(n_rows: usize, rows: &[u32], items: Vec<u32>) -> Csr {
+        debug_assert_eq!(rows.len(), items.len());
+        if !rows.is_sorted() {
+            return Csr::from_pairs(n_rows, rows, &items);
+        }
+        let mut offsets = vec![0u64; n_rows + 1];
+        for &r in rows {
+            offsets[r as usize + 1] += 1;
+        }
+        for i in 0..n_rows {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut csr = Csr { offsets, items };
+        csr.sort_dedup_rows();
+        csr
+    }
+
     /// Sorts and deduplicates each row in place, compacting storage.
     pub fn sort_dedup_rows(&mut self) {
         let n = self.n_rows();
@@ -91,6 +110,15 @@ impl Csr {
         for i in 0..n {
             let end = self.offsets[i + 1] as usize;
             let row = &mut self.items[start..end];
+            if row.windows(2).all(|w| w[0] < w[1]) {
+                if write != start {
+                    self.items.copy_within(start..end, write);
+                }
+                self.offsets[i] = write as u64;
+                write += end - start;
+                start = end;
+                continue;
+            }
             row.sort_unstable();
             let mut last: Option<u32> = None;
             let mut k = 0;
@@ -201,7 +229,7 @@ pub struct Dataset {
 }
 
 /// Permutation that sorts `names`: returns `(old -> new, sorted names)`.
-fn sort_names(names: Vec<String>) -> (Vec<u32>, Vec<String>) {
+pub(crate) fn sort_names(names: Vec<String>) -> (Vec<u32>, Vec<String>) {
     let mut order: Vec<u32> = (0..names.len() as u32).collect();
     order.sort_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
     let mut map = vec![0u32; names.len()];

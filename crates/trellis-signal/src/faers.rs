@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use hashbrown::HashMap;
 use rayon::prelude::*;
 
-use crate::data::{Csr, Dataset, Diagnostics, Interner, Layout, MalformedLog};
+use crate::data::{Csr, Dataset, Diagnostics, Interner, Layout, MalformedLog, sort_names};
 use crate::error::{Error, Result, io_err};
 
 /// Drug roles (`role_cod`).
@@ -264,7 +264,7 @@ impl Source {
         }
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&mut dyn Read) -> Result<T>) -> Result<T> {
+    fn with_reader<T>(&self, f: impl FnOnce(&mut (dyn Read + Send)) -> Result<T>) -> Result<T> {
         match self {
             Source::File(p) => {
                 let mut file = File::open(p).map_err(io_err(p))?;
@@ -340,122 +340,110 @@ fn push_source(kind: Option<Kind>, src: Source, out: &mut Sources) {
     }
 }
 
-/// Streams `reader` in blocks of complete lines. `on_header` receives the
-/// first line; `on_block` receives each block of complete lines together
-/// with the 1-based line number of its first line.
+/// What [`stream_blocks`] hands over: the header line, or a block of
+/// complete lines with the 1-based number of its first line.
 enum Piece<'a> {
     Header(&'a [u8]),
     Block(&'a [u8], u64),
 }
 
-fn stream_lines(
-    reader: &mut dyn Read,
+/// Streams `reader` in blocks of complete lines. A separate thread reads the
+/// next block while `on_block` parses the current one (reading and parsing
+/// overlap; buffers are recycled). `on_piece` receives the first line (an
+/// empty slice for an empty input), then each block of complete lines, for
+/// which it returns the number of lines the block held.
+fn stream_blocks(
+    reader: &mut (dyn Read + Send),
     block_size: usize,
-    mut on_piece: impl FnMut(Piece<'_>) -> Result<()>,
-    mut on_bytes: impl FnMut(u64),
     path: &str,
+    progress: &indicatif::ProgressBar,
+    mut on_piece: impl FnMut(Piece<'_>) -> Result<u64>,
 ) -> Result<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(block_size + (1 << 16));
-    let mut header_done = false;
-    let mut next_line = 1u64;
-    let mut eof = false;
-    while !eof {
-        // Fill the buffer up to block_size.
-        while buf.len() < block_size {
-            let old = buf.len();
-            buf.resize(block_size, 0);
-            let n = loop {
-                match reader.read(&mut buf[old..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(Error::Io {
-                            path: path.into(),
-                            source: e,
-                        });
+    use std::sync::mpsc::sync_channel;
+    type Filled = std::io::Result<(Vec<u8>, usize)>;
+    let (full_tx, full_rx) = sync_channel::<Filled>(1);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut carry: Vec<u8> = Vec::new();
+            let mut eof = false;
+            while !eof {
+                let mut buf = free_rx.try_recv().unwrap_or_default();
+                let want = block_size.max(carry.len() * 2);
+                if buf.len() < want {
+                    buf.resize(want, 0);
+                }
+                buf[..carry.len()].copy_from_slice(&carry);
+                let mut filled = carry.len();
+                let complete = loop {
+                    while filled < buf.len() {
+                        match reader.read(&mut buf[filled..]) {
+                            Ok(0) => {
+                                eof = true;
+                                break;
+                            }
+                            Ok(n) => {
+                                filled += n;
+                                progress.inc(n as u64);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                let _ = full_tx.send(Err(e));
+                                return;
+                            }
+                        }
                     }
+                    if eof {
+                        break filled;
+                    }
+                    match memchr::memrchr(b'\n', &buf[..filled]) {
+                        Some(p) => break p + 1,
+                        // A line longer than the buffer: read more.
+                        None => {
+                            let len = buf.len();
+                            buf.resize(len * 2, 0);
+                        }
+                    }
+                };
+                carry.clear();
+                carry.extend_from_slice(&buf[complete..filled]);
+                if full_tx.send(Ok((buf, complete))).is_err() {
+                    return;
                 }
-            };
-            buf.truncate(old + n);
-            on_bytes(n as u64);
-            if n == 0 {
-                eof = true;
-                break;
             }
+        });
+        let mut header_done = false;
+        let mut next_line = 1u64;
+        for msg in full_rx {
+            let (buf, complete) = msg.map_err(|source| Error::Io {
+                path: path.into(),
+                source,
+            })?;
+            let mut block = &buf[..complete];
+            if !header_done {
+                let nl = memchr::memchr(b'\n', block).unwrap_or(block.len());
+                on_piece(Piece::Header(&block[..nl]))?;
+                header_done = true;
+                block = block.get(nl + 1..).unwrap_or(&[]);
+                next_line = 2;
+            }
+            if !block.is_empty() {
+                next_line += on_piece(Piece::Block(block, next_line))?;
+            }
+            let _ = free_tx.try_send(buf);
         }
-        let mut start = 0usize;
         if !header_done {
-            let Some(nl) = memchr::memchr(b'\n', &buf) else {
-                if eof {
-                    on_piece(Piece::Header(&buf))?;
-                    return Ok(());
-                }
-                eof = grow(&mut buf, reader, path, &mut on_bytes)?;
-                continue;
-            };
-            on_piece(Piece::Header(&buf[..nl]))?;
-            header_done = true;
-            start = nl + 1;
-            next_line = 2;
+            on_piece(Piece::Header(&[]))?;
         }
-        let end = if eof {
-            buf.len()
-        } else {
-            match memchr::memrchr(b'\n', &buf[start..]) {
-                Some(p) => start + p + 1,
-                None => start, // a single line longer than the block: read more
-            }
-        };
-        if end > start {
-            let block = &buf[start..end];
-            on_piece(Piece::Block(block, next_line))?;
-            next_line += memchr::memchr_iter(b'\n', block).count() as u64;
-        } else if !eof && start == 0 {
-            // A line longer than the block: read more.
-            eof = grow(&mut buf, reader, path, &mut on_bytes)?;
-            continue;
-        }
-        buf.drain(..end);
-    }
-    if !buf.is_empty() {
-        on_piece(Piece::Block(&buf, next_line))?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-/// Doubles the buffer and reads into the new half; returns true at EOF.
-fn grow(
-    buf: &mut Vec<u8>,
-    reader: &mut dyn Read,
-    path: &str,
-    on_bytes: &mut impl FnMut(u64),
-) -> Result<bool> {
-    let old = buf.len();
-    buf.resize(old.max(1 << 16) * 2, 0);
-    let n = loop {
-        match reader.read(&mut buf[old..]) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::Io {
-                    path: path.into(),
-                    source: e,
-                });
-            }
-        }
-    };
-    buf.truncate(old + n);
-    on_bytes(n as u64);
-    Ok(n == 0)
-}
-
-/// Splits a block of complete lines into about `parts` pieces at line ends,
-/// returning `(piece, first line number)`.
-fn split_block(block: &[u8], first_line: u64, parts: usize) -> Vec<(&[u8], u64)> {
+/// Splits a block of complete lines into about `parts` pieces at line ends.
+fn split_block(block: &[u8], parts: usize) -> Vec<&[u8]> {
     let mut out = Vec::with_capacity(parts);
     let target = block.len() / parts.max(1) + 1;
     let mut start = 0usize;
-    let mut line = first_line;
     while start < block.len() {
         let mut end = (start + target).min(block.len());
         if end < block.len() {
@@ -464,12 +452,135 @@ fn split_block(block: &[u8], first_line: u64, parts: usize) -> Vec<(&[u8], u64)>
                 None => block.len(),
             };
         }
-        let piece = &block[start..end];
-        out.push((piece, line));
-        line += memchr::memchr_iter(b'\n', piece).count() as u64;
+        out.push(&block[start..end]);
         start = end;
     }
     out
+}
+
+/// Iterates the lines of a piece (without `\n` and a trailing `\r`), with
+/// their 0-based index in the piece; the piece's line count is the number
+/// of items yielded.
+struct Lines<'a> {
+    rest: &'a [u8],
+    index: u64,
+}
+
+impl<'a> Lines<'a> {
+    fn new(piece: &'a [u8]) -> Self {
+        Lines {
+            rest: piece,
+            index: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = (&'a [u8], u64);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (line, rest) = match memchr::memchr(b'\n', self.rest) {
+            Some(p) => (&self.rest[..p], &self.rest[p + 1..]),
+            None => (self.rest, &[][..]),
+        };
+        self.rest = rest;
+        let i = self.index;
+        self.index += 1;
+        Some((line.strip_suffix(b"\r").unwrap_or(line), i))
+    }
+}
+
+/// Number of `$` in `line` (vectorizes).
+#[inline]
+fn count_dollars(line: &[u8]) -> usize {
+    let mut n = 0u32;
+    for chunk in line.chunks(255) {
+        let mut c = 0u8;
+        for &b in chunk {
+            c += u8::from(b == b'$');
+        }
+        n += u32::from(c);
+    }
+    n as usize
+}
+
+/// Fields of a line, fast path: when the line has exactly `n` fields, fills
+/// `out[..want]` with the first `want` fields and returns true. Otherwise
+/// falls back to [`split_fields`] (which tolerates trailing empty fields) and
+/// copies its first `want` fields; returns false if the count is wrong, with
+/// the number of fields found in `found`.
+#[inline]
+fn leading_fields<'a>(
+    line: &'a [u8],
+    n: usize,
+    want: usize,
+    out: &mut [&'a [u8]; MAX_WANT],
+    scratch: &mut Vec<&'a [u8]>,
+    found: &mut usize,
+) -> bool {
+    if count_dollars(line) + 1 == n {
+        let mut start = 0usize;
+        let mut k = 0usize;
+        if want > 0 {
+            for (i, &b) in line.iter().enumerate() {
+                if b == b'$' {
+                    out[k] = &line[start..i];
+                    k += 1;
+                    start = i + 1;
+                    if k == want {
+                        break;
+                    }
+                }
+            }
+            if k < want {
+                out[k] = &line[start..];
+            }
+        }
+        return true;
+    }
+    let ok = split_fields(line, n, scratch);
+    *found = scratch.len();
+    if ok {
+        out[..want].copy_from_slice(&scratch[..want]);
+    }
+    ok
+}
+
+const MAX_WANT: usize = 32;
+
+/// Bytes read per block (parsed in parallel pieces while the next is read).
+const BLOCK_SIZE: usize = 8 << 20;
+
+/// Kept reports: their primaryids in ascending order; a report's index is
+/// its rank. Lookups gallop forward from the previous hit, so files sorted
+/// by primaryid (as FDA's are) are matched in one sequential sweep.
+struct ReportIndex {
+    pids: Vec<u64>,
+}
+
+impl ReportIndex {
+    #[inline]
+    fn find(&self, pid: u64, cur: &mut usize) -> Option<u32> {
+        let v = &self.pids;
+        let pos = if *cur < v.len() && v[*cur] <= pid {
+            let base = *cur;
+            let mut step = 1usize;
+            while base + step < v.len() && v[base + step] < pid {
+                step *= 2;
+            }
+            let lo = base + step / 2;
+            let hi = (base + step + 1).min(v.len());
+            lo + v[lo..hi].partition_point(|&x| x < pid)
+        } else {
+            v.partition_point(|&x| x < pid)
+        };
+        *cur = pos.min(v.len().saturating_sub(1));
+        (v.get(pos) == Some(&pid)).then_some(pos as u32)
+    }
 }
 
 /// Column positions resolved from a header line.
@@ -531,11 +642,29 @@ fn split_fields<'a>(line: &'a [u8], n: usize, fields: &mut Vec<&'a [u8]>) -> boo
     fields.len() == n
 }
 
-/// Per-piece malformed lines: `(line number, reason)`.
+/// Per-piece malformed lines: `(0-based line index in the piece, reason)`.
 type Bad = Vec<(u64, String)>;
 
-fn lines(piece: &[u8], first_line: u64) -> impl Iterator<Item = (&[u8], u64)> {
-    piece.split(|&b| b == b'\n').zip(first_line..)
+/// Parses the pieces of a block in parallel and returns each piece's result
+/// with the 1-based number of its first line, in order.
+fn parse_pieces<T: Send>(
+    block: &[u8],
+    first_line: u64,
+    parse: impl Fn(&[u8]) -> (T, u64) + Sync,
+) -> (Vec<(T, u64)>, u64) {
+    let pieces = split_block(block, rayon::current_num_threads() * 4);
+    let parsed: Vec<(T, u64)> = pieces.par_iter().map(|p| parse(p)).collect();
+    let mut line = first_line;
+    let mut out = Vec::with_capacity(parsed.len());
+    for (t, n) in parsed {
+        out.push((t, line));
+        line += n;
+    }
+    (out, line - first_line)
+}
+
+fn field_count_reason(n: usize, found: usize) -> String {
+    format!("expected {n} `$`-separated fields, found {found}")
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -553,20 +682,35 @@ const SEX_LABELS: [&str; 3] = ["UNK", "F", "M"];
 const AGE_LABELS: [&str; 6] = ["UNK", "0-17", "18-44", "45-64", "65-74", "75+"];
 
 fn age_group(age: &[u8], unit: &[u8]) -> u8 {
-    let Ok(text) = std::str::from_utf8(trim(age)) else {
-        return 0;
+    let age = trim(age);
+    let v = match parse_u64(age) {
+        Some(v) if v < 1_000_000 => v as f64,
+        _ => {
+            let Ok(text) = std::str::from_utf8(age) else {
+                return 0;
+            };
+            let Ok(v) = text.parse::<f64>() else {
+                return 0;
+            };
+            v
+        }
     };
-    let Ok(v) = text.parse::<f64>() else {
+    let unit = trim(unit);
+    let is = |u: &[u8]| unit.eq_ignore_ascii_case(u);
+    let years = if is(b"YR") || is(b"Y") || unit.is_empty() {
+        v
+    } else if is(b"DEC") {
+        v * 10.0
+    } else if is(b"MON") || is(b"M") {
+        v / 12.0
+    } else if is(b"WK") || is(b"W") {
+        v / 52.1775
+    } else if is(b"DY") || is(b"D") {
+        v / 365.25
+    } else if is(b"HR") || is(b"H") {
+        v / 8766.0
+    } else {
         return 0;
-    };
-    let years = match trim(unit).to_ascii_uppercase().as_slice() {
-        b"YR" | b"Y" | b"" => v,
-        b"DEC" => v * 10.0,
-        b"MON" | b"M" => v / 12.0,
-        b"WK" | b"W" => v / 52.1775,
-        b"DY" | b"D" => v / 365.25,
-        b"HR" | b"H" => v / 8766.0,
-        _ => return 0,
     };
     if !(0.0..150.0).contains(&years) {
         0
@@ -583,103 +727,142 @@ fn age_group(age: &[u8], unit: &[u8]) -> u8 {
     }
 }
 
+/// Positions of the DEMO columns used (`usize::MAX` = absent).
+#[derive(Debug, Clone, Copy, Default)]
+struct DemoCols {
+    primaryid: usize,
+    caseid: usize,
+    caseversion: usize,
+    fda_dt: usize,
+    sex: usize,
+    age: usize,
+    age_cod: usize,
+}
+
+fn parse_demo_piece(
+    piece: &[u8],
+    n: usize,
+    c: &DemoCols,
+    age_needed: bool,
+) -> ((Vec<DemoRow>, Bad), u64) {
+    let mut out = Vec::with_capacity(piece.len() / 80);
+    let mut bad = Bad::new();
+    let want = [
+        c.primaryid,
+        c.caseid,
+        c.caseversion,
+        c.fda_dt,
+        c.sex,
+        c.age,
+        c.age_cod,
+    ]
+    .into_iter()
+    .filter(|&i| i != usize::MAX)
+    .max()
+    .map_or(0, |m| m + 1);
+    let mut f: [&[u8]; MAX_WANT] = [&[]; MAX_WANT];
+    let mut scratch = Vec::with_capacity(n + 2);
+    let mut lines = Lines::new(piece);
+    for (line, no) in lines.by_ref() {
+        if trim(line).is_empty() {
+            continue;
+        }
+        let mut found = 0;
+        if !leading_fields(line, n, want, &mut f, &mut scratch, &mut found) {
+            bad.push((no, field_count_reason(n, found)));
+            continue;
+        }
+        let get = |i: usize| if i == usize::MAX { &b""[..] } else { f[i] };
+        let (Some(primaryid), Some(caseid)) =
+            (parse_u64(get(c.primaryid)), parse_u64(get(c.caseid)))
+        else {
+            bad.push((no, "non-numeric primaryid/caseid".into()));
+            continue;
+        };
+        let caseversion = parse_u64(get(c.caseversion)).unwrap_or(0) as u32;
+        let fda_dt = parse_u64(get(c.fda_dt)).unwrap_or(0) as u32;
+        let sex = match trim(get(c.sex)) {
+            b"F" | b"f" => 1,
+            b"M" | b"m" => 2,
+            _ => 0,
+        };
+        let age = if age_needed {
+            age_group(get(c.age), get(c.age_cod))
+        } else {
+            0
+        };
+        let year = if (1_000_000..100_000_000).contains(&fda_dt) {
+            (fda_dt / 10_000) as u16
+        } else {
+            0
+        };
+        out.push(DemoRow {
+            caseid,
+            primaryid,
+            caseversion,
+            fda_dt,
+            sex,
+            age,
+            year,
+        });
+    }
+    ((out, bad), lines.index)
+}
+
 fn read_demo(
     src: &Source,
+    age_needed: bool,
     log: &mut MalformedLog,
     rows: &mut Vec<DemoRow>,
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
     let path = src.display();
-    let mut cols = Columns::default();
-    let mut idx = [0usize; 8];
+    let mut n = 0usize;
+    let mut c = DemoCols::default();
     let mut legacy = false;
     src.with_reader(|r| {
-        stream_lines(
-            r,
-            16 << 20,
-            |piece| match piece {
-                Piece::Header(h) => {
-                    cols = Columns::parse(h);
-                    idx[0] = cols.require(&["primaryid", "isr"], &path)?;
-                    idx[1] = cols.require(&["caseid", "case"], &path)?;
-                    legacy = cols.find(&["caseversion"]).is_none();
-                    idx[2] = cols.find(&["caseversion"]).unwrap_or(usize::MAX);
-                    idx[3] = cols.find(&["fda_dt"]).unwrap_or(usize::MAX);
-                    idx[4] = cols.find(&["sex", "gndr_cod"]).unwrap_or(usize::MAX);
-                    idx[5] = cols.find(&["age"]).unwrap_or(usize::MAX);
-                    idx[6] = cols.find(&["age_cod"]).unwrap_or(usize::MAX);
-                    Ok(())
+        stream_blocks(r, BLOCK_SIZE, &path, progress, |piece| match piece {
+            Piece::Header(h) => {
+                let cols = Columns::parse(h);
+                n = cols.n;
+                let opt = |names: &[&str]| cols.find(names).unwrap_or(usize::MAX);
+                c = DemoCols {
+                    primaryid: cols.require(&["primaryid", "isr"], &path)?,
+                    caseid: cols.require(&["caseid", "case"], &path)?,
+                    caseversion: opt(&["caseversion"]),
+                    fda_dt: opt(&["fda_dt"]),
+                    sex: opt(&["sex", "gndr_cod"]),
+                    age: opt(&["age"]),
+                    age_cod: opt(&["age_cod"]),
+                };
+                legacy = c.caseversion == usize::MAX;
+                let max = [c.primaryid, c.caseid, c.caseversion, c.fda_dt, c.sex, c.age]
+                    .into_iter()
+                    .chain([c.age_cod])
+                    .filter(|&i| i != usize::MAX)
+                    .max()
+                    .unwrap_or(0);
+                if max >= MAX_WANT {
+                    return Err(Error::Header {
+                        path: path.clone(),
+                        reason: format!("column {} is beyond the {MAX_WANT}th", max + 1),
+                    });
                 }
-                Piece::Block(block, first) => {
-                    let pieces = split_block(block, first, rayon::current_num_threads() * 4);
-                    let n = cols.n;
-                    let results: Vec<(Vec<DemoRow>, Bad)> = pieces
-                        .par_iter()
-                        .map(|&(piece, line0)| {
-                            let mut out = Vec::with_capacity(piece.len() / 80);
-                            let mut bad = Bad::new();
-                            let mut fields = Vec::with_capacity(n + 2);
-                            for (line, no) in lines(piece, line0) {
-                                if trim(line).is_empty() {
-                                    continue;
-                                }
-                                if !split_fields(line, n, &mut fields) {
-                                    bad.push((
-                                        no,
-                                        format!(
-                                            "expected {n} `$`-separated fields, found {}",
-                                            fields.len()
-                                        ),
-                                    ));
-                                    continue;
-                                }
-                                let get =
-                                    |i: usize| if i == usize::MAX { &b""[..] } else { fields[i] };
-                                let (Some(primaryid), Some(caseid)) =
-                                    (parse_u64(get(idx[0])), parse_u64(get(idx[1])))
-                                else {
-                                    bad.push((no, "non-numeric primaryid/caseid".into()));
-                                    continue;
-                                };
-                                let caseversion = parse_u64(get(idx[2])).unwrap_or(0) as u32;
-                                let fda_dt = parse_u64(get(idx[3])).unwrap_or(0) as u32;
-                                let sex = match trim(get(idx[4])) {
-                                    b"F" | b"f" => 1,
-                                    b"M" | b"m" => 2,
-                                    _ => 0,
-                                };
-                                let age = age_group(get(idx[5]), get(idx[6]));
-                                let year = if (1_000_000..100_000_000).contains(&fda_dt) {
-                                    (fda_dt / 10_000) as u16
-                                } else {
-                                    0
-                                };
-                                out.push(DemoRow {
-                                    caseid,
-                                    primaryid,
-                                    caseversion,
-                                    fda_dt,
-                                    sex,
-                                    age,
-                                    year,
-                                });
-                            }
-                            (out, bad)
-                        })
-                        .collect();
-                    for (out, bad) in results {
-                        for (line, reason) in bad {
-                            log.record(&path, line, reason)?;
-                        }
-                        log.diagnostics.lines_read += out.len() as u64;
-                        rows.extend_from_slice(&out);
+                Ok(0)
+            }
+            Piece::Block(block, first) => {
+                let (parts, lines) =
+                    parse_pieces(block, first, |p| parse_demo_piece(p, n, &c, age_needed));
+                for ((out, bad), line0) in parts {
+                    for (i, reason) in bad {
+                        log.record(&path, line0 + i, reason)?;
                     }
-                    Ok(())
+                    log.diagnostics.lines_read += out.len() as u64;
+                    rows.extend_from_slice(&out);
                 }
-            },
-            |n| progress.inc(n),
-            &path,
-        )
+                Ok(lines)
+            }
+        })
     })?;
     if legacy {
         log.diagnostics
@@ -699,13 +882,99 @@ struct NamedRows {
     bad: Bad,
 }
 
+/// Column positions of a DRUG or REAC file.
+#[derive(Debug, Clone, Copy)]
+struct NamedCols {
+    n: usize,
+    id: usize,
+    role: usize,
+    name: usize,
+    ai: usize,
+}
+
+fn parse_named_piece(
+    piece: &[u8],
+    drug: bool,
+    c: &NamedCols,
+    roles: &Roles,
+    index: &ReportIndex,
+) -> (NamedRows, u64) {
+    let n = c.n;
+    let mut res = NamedRows {
+        reports: Vec::with_capacity(piece.len() / 48),
+        local: Vec::with_capacity(piece.len() / 48),
+        names: Vec::new(),
+        skipped_role: 0,
+        unknown_report: 0,
+        bad: Bad::new(),
+    };
+    let want = [c.id, c.role, c.name, c.ai]
+        .into_iter()
+        .filter(|&i| i != usize::MAX)
+        .max()
+        .map_or(0, |m| m + 1);
+    let mut local_map: HashMap<&[u8], u32> = HashMap::new();
+    let mut f: [&[u8]; MAX_WANT] = [&[]; MAX_WANT];
+    let mut scratch = Vec::with_capacity(n + 2);
+    let mut last_id = u64::MAX;
+    let mut last_report: Option<u32> = None;
+    let mut cursor = 0usize;
+    let mut lines = Lines::new(piece);
+    for (line, no) in lines.by_ref() {
+        if trim(line).is_empty() {
+            continue;
+        }
+        let mut found = 0;
+        if !leading_fields(line, n, want, &mut f, &mut scratch, &mut found) {
+            res.bad.push((no, field_count_reason(n, found)));
+            continue;
+        }
+        let Some(pid) = parse_u64(f[c.id]) else {
+            res.bad.push((no, "non-numeric primaryid".into()));
+            continue;
+        };
+        if drug && !roles.accepts(f[c.role]) {
+            res.skipped_role += 1;
+            continue;
+        }
+        let mut name = trim(f[c.name]);
+        if c.ai != usize::MAX {
+            let ai = trim(f[c.ai]);
+            if !ai.is_empty() {
+                name = ai;
+            }
+        }
+        if name.is_empty() {
+            res.bad
+                .push((no, if drug { "empty drug name" } else { "empty pt" }.into()));
+            continue;
+        }
+        if pid != last_id {
+            last_id = pid;
+            last_report = index.find(pid, &mut cursor);
+        }
+        let Some(rep) = last_report else {
+            res.unknown_report += 1;
+            continue;
+        };
+        let next = res.names.len() as u32;
+        let lid = *local_map.entry(name).or_insert_with(|| {
+            res.names.push(name.to_vec());
+            next
+        });
+        res.reports.push(rep);
+        res.local.push(lid);
+    }
+    (res, lines.index)
+}
+
 /// Reads DRUG (`drug = true`) or REAC rows into `(report, id)` vectors.
 #[allow(clippy::too_many_arguments)]
 fn read_named(
     src: &Source,
     drug: bool,
     opts: &FaersOptions,
-    report_of: &HashMap<u64, u32>,
+    index: &ReportIndex,
     interner: &mut Interner,
     raw_to_id: &mut HashMap<Vec<u8>, u32>,
     out_reports: &mut Vec<u32>,
@@ -715,142 +984,81 @@ fn read_named(
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
     let path = src.display();
-    let mut cols = Columns::default();
-    let mut id_col = 0usize;
-    let mut role_col = usize::MAX;
-    let mut name_col = 0usize;
-    let mut ai_col = usize::MAX;
+    let mut c = NamedCols {
+        n: 0,
+        id: 0,
+        role: usize::MAX,
+        name: 0,
+        ai: usize::MAX,
+    };
     src.with_reader(|r| {
-        stream_lines(
-            r,
-            16 << 20,
-            |piece| match piece {
-                Piece::Header(h) => {
-                    cols = Columns::parse(h);
-                    id_col = cols.require(&["primaryid", "isr"], &path)?;
-                    if drug {
-                        role_col = cols.require(&["role_cod"], &path)?;
-                        name_col = cols.require(&["drugname"], &path)?;
-                        if opts.prefer_active_ingredient {
-                            ai_col = cols.find(&["prod_ai"]).unwrap_or(usize::MAX);
-                        }
-                    } else {
-                        name_col = cols.require(&["pt"], &path)?;
+        stream_blocks(r, BLOCK_SIZE, &path, progress, |piece| match piece {
+            Piece::Header(h) => {
+                let cols = Columns::parse(h);
+                c.n = cols.n;
+                c.id = cols.require(&["primaryid", "isr"], &path)?;
+                if drug {
+                    c.role = cols.require(&["role_cod"], &path)?;
+                    c.name = cols.require(&["drugname"], &path)?;
+                    if opts.prefer_active_ingredient {
+                        c.ai = cols.find(&["prod_ai"]).unwrap_or(usize::MAX);
                     }
-                    Ok(())
+                } else {
+                    c.name = cols.require(&["pt"], &path)?;
                 }
-                Piece::Block(block, first) => {
-                    let pieces = split_block(block, first, rayon::current_num_threads() * 4);
-                    let n = cols.n;
-                    let results: Vec<NamedRows> = pieces
-                        .par_iter()
-                        .map(|&(piece, line0)| {
-                            let mut res = NamedRows {
-                                reports: Vec::with_capacity(piece.len() / 40),
-                                local: Vec::with_capacity(piece.len() / 40),
-                                names: Vec::new(),
-                                skipped_role: 0,
-                                unknown_report: 0,
-                                bad: Bad::new(),
-                            };
-                            let mut local_map: HashMap<&[u8], u32> = HashMap::new();
-                            let mut fields = Vec::with_capacity(n + 2);
-                            let mut last_id = u64::MAX;
-                            let mut last_report: Option<u32> = None;
-                            for (line, no) in lines(piece, line0) {
-                                if trim(line).is_empty() {
-                                    continue;
-                                }
-                                if !split_fields(line, n, &mut fields) {
-                                    res.bad.push((
-                                        no,
-                                        format!(
-                                            "expected {n} `$`-separated fields, found {}",
-                                            fields.len()
-                                        ),
-                                    ));
-                                    continue;
-                                }
-                                let Some(pid) = parse_u64(fields[id_col]) else {
-                                    res.bad.push((no, "non-numeric primaryid".into()));
-                                    continue;
-                                };
-                                if drug && !opts.roles.accepts(fields[role_col]) {
-                                    res.skipped_role += 1;
-                                    continue;
-                                }
-                                let mut name = trim(fields[name_col]);
-                                if ai_col != usize::MAX {
-                                    let ai = trim(fields[ai_col]);
-                                    if !ai.is_empty() {
-                                        name = ai;
-                                    }
-                                }
-                                if name.is_empty() {
-                                    res.bad.push((
-                                        no,
-                                        if drug { "empty drug name" } else { "empty pt" }.into(),
-                                    ));
-                                    continue;
-                                }
-                                if pid != last_id {
-                                    last_id = pid;
-                                    last_report = report_of.get(&pid).copied();
-                                }
-                                let Some(rep) = last_report else {
-                                    res.unknown_report += 1;
-                                    continue;
-                                };
-                                let next = res.names.len() as u32;
-                                let lid = *local_map.entry(name).or_insert_with(|| {
-                                    res.names.push(name.to_vec());
-                                    next
-                                });
-                                res.reports.push(rep);
-                                res.local.push(lid);
+                let max = [c.id, c.role, c.name, c.ai]
+                    .into_iter()
+                    .filter(|&i| i != usize::MAX)
+                    .max()
+                    .unwrap_or(0);
+                if max >= MAX_WANT {
+                    return Err(Error::Header {
+                        path: path.clone(),
+                        reason: format!("column {} is beyond the {MAX_WANT}th", max + 1),
+                    });
+                }
+                Ok(0)
+            }
+            Piece::Block(block, first) => {
+                let (parts, lines) = parse_pieces(block, first, |p| {
+                    parse_named_piece(p, drug, &c, &opts.roles, index)
+                });
+                for (res, line0) in parts {
+                    for (i, reason) in res.bad {
+                        log.record(&path, line0 + i, reason)?;
+                    }
+                    counters.0 += res.skipped_role;
+                    counters.1 += res.unknown_report;
+                    log.diagnostics.lines_read += res.reports.len() as u64;
+                    let map: Vec<u32> = res
+                        .names
+                        .into_iter()
+                        .map(|raw| {
+                            if let Some(&id) = raw_to_id.get(&raw) {
+                                return id;
                             }
-                            res
+                            let text = String::from_utf8_lossy(&raw);
+                            let norm = if drug {
+                                normalize_drug(&text)
+                            } else {
+                                normalize_event(&text)
+                            };
+                            let norm = if norm.is_empty() {
+                                text.trim().to_owned()
+                            } else {
+                                norm
+                            };
+                            let id = interner.intern(&norm);
+                            raw_to_id.insert(raw, id);
+                            id
                         })
                         .collect();
-                    for res in results {
-                        for (line, reason) in res.bad {
-                            log.record(&path, line, reason)?;
-                        }
-                        counters.0 += res.skipped_role;
-                        counters.1 += res.unknown_report;
-                        log.diagnostics.lines_read += res.reports.len() as u64;
-                        let map: Vec<u32> = res
-                            .names
-                            .into_iter()
-                            .map(|raw| {
-                                if let Some(&id) = raw_to_id.get(&raw) {
-                                    return id;
-                                }
-                                let text = String::from_utf8_lossy(&raw);
-                                let norm = if drug {
-                                    normalize_drug(&text)
-                                } else {
-                                    normalize_event(&text)
-                                };
-                                let norm = if norm.is_empty() {
-                                    text.trim().to_owned()
-                                } else {
-                                    norm
-                                };
-                                let id = interner.intern(&norm);
-                                raw_to_id.insert(raw, id);
-                                id
-                            })
-                            .collect();
-                        out_reports.extend_from_slice(&res.reports);
-                        out_ids.extend(res.local.iter().map(|&l| map[l as usize]));
-                    }
-                    Ok(())
+                    out_reports.extend_from_slice(&res.reports);
+                    out_ids.extend(res.local.iter().map(|&l| map[l as usize]));
                 }
-            },
-            |n| progress.inc(n),
-            &path,
-        )
+                Ok(lines)
+            }
+        })
     })
 }
 
@@ -882,11 +1090,15 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
 
     // DEMO and deduplication.
     let mut demo = Vec::new();
+    let age_needed = opts.strata.contains(&FaersStratum::AgeGroup);
     for src in &sources.demo {
-        read_demo(src, &mut log, &mut demo, &progress)?;
+        read_demo(src, age_needed, &mut log, &mut demo, &progress)?;
     }
     let demo_rows = demo.len();
-    demo.par_sort_unstable_by_key(|r| (r.caseid, r.caseversion, r.fda_dt, r.primaryid));
+    let key = |r: &DemoRow| (r.caseid, r.caseversion, r.fda_dt, r.primaryid);
+    if !demo.is_sorted_by_key(key) {
+        demo.par_sort_unstable_by_key(key);
+    }
     let mut kept: Vec<DemoRow> = Vec::with_capacity(demo.len());
     for (i, row) in demo.iter().enumerate() {
         if demo.get(i + 1).is_none_or(|next| next.caseid != row.caseid) {
@@ -894,12 +1106,17 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
         }
     }
     drop(demo);
-    let mut report_of: HashMap<u64, u32> = HashMap::with_capacity(kept.len());
+    // Reports are numbered in primaryid order (see `ReportIndex`).
+    if !kept.is_sorted_by_key(|r| r.primaryid) {
+        kept.par_sort_unstable_by_key(|r| r.primaryid);
+    }
+    let index = ReportIndex {
+        pids: kept.iter().map(|r| r.primaryid).collect(),
+    };
     let mut strata = Interner::new();
     let mut report_stratum = Vec::with_capacity(kept.len());
     let mut label = String::new();
-    for (i, row) in kept.iter().enumerate() {
-        report_of.insert(row.primaryid, i as u32);
+    for row in &kept {
         label.clear();
         for (k, s) in opts.strata.iter().enumerate() {
             if k > 0 {
@@ -934,7 +1151,7 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
             src,
             true,
             opts,
-            &report_of,
+            &index,
             &mut drug_names,
             &mut raw,
             &mut drep,
@@ -950,7 +1167,7 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
             src,
             false,
             opts,
-            &report_of,
+            &index,
             &mut event_names,
             &mut raw,
             &mut erep,
@@ -960,13 +1177,22 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
             &progress,
         )?;
     }
-    drop(report_of);
+    drop(index);
     progress.finish_and_clear();
+    // Ids in name order (the canonical numbering, see `Dataset::canonicalize`).
+    let (dmap, drug_names) = sort_names(drug_names.into_names());
+    let (emap, event_names) = sort_names(event_names.into_names());
+    let (smap, stratum_labels) = sort_names(strata.into_names());
+    dids.par_iter_mut().for_each(|x| *x = dmap[*x as usize]);
+    eids.par_iter_mut().for_each(|x| *x = emap[*x as usize]);
+    report_stratum
+        .par_iter_mut()
+        .for_each(|x| *x = smap[*x as usize]);
     let (drugs, events) = rayon::join(
-        || Csr::from_pairs(n_reports, &drep, &dids),
-        || Csr::from_pairs(n_reports, &erep, &eids),
+        || Csr::from_rows(n_reports, &drep, dids),
+        || Csr::from_rows(n_reports, &erep, eids),
     );
-    drop((drep, dids, erep, eids));
+    drop((drep, erep));
 
     let mut diagnostics: Diagnostics = log.diagnostics;
     diagnostics.notes.push(format!(
@@ -983,17 +1209,15 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
             sources.other.len()
         ));
     }
-    let mut ds = Dataset {
-        drug_names: drug_names.into_names(),
-        event_names: event_names.into_names(),
+    Ok(Dataset {
+        drug_names,
+        event_names,
         n_reports,
         report_stratum,
-        stratum_labels: strata.into_names(),
+        stratum_labels,
         layout: Layout::CrossProduct { drugs, events },
         diagnostics,
-    };
-    ds.canonicalize();
-    Ok(ds)
+    })
 }
 
 #[cfg(test)]
@@ -1040,14 +1264,17 @@ mod tests {
 
     #[test]
     fn block_splitting_keeps_line_numbers() {
-        let block = b"a\nb\nc\nd\n";
-        let parts = split_block(block, 10, 3);
+        let block = b"a\nb\r\nc\nd\n";
+        let (parts, lines) = parse_pieces(block, 10, |piece| {
+            let mut it = Lines::new(piece);
+            let seen: Vec<(Vec<u8>, u64)> = it.by_ref().map(|(l, i)| (l.to_vec(), i)).collect();
+            (seen, it.index)
+        });
+        assert_eq!(lines, 4);
         let mut seen = Vec::new();
-        for (piece, first) in parts {
-            for (l, n) in lines(piece, first) {
-                if !l.is_empty() {
-                    seen.push((l.to_vec(), n));
-                }
+        for (v, first) in parts {
+            for (l, i) in v {
+                seen.push((l, first + i));
             }
         }
         assert_eq!(
@@ -1059,5 +1286,57 @@ mod tests {
                 (b"d".to_vec(), 13)
             ]
         );
+    }
+
+    #[test]
+    fn leading_fields_fast_and_fallback() {
+        let mut f: [&[u8]; MAX_WANT] = [&[]; MAX_WANT];
+        let mut scratch = Vec::new();
+        let mut found = 0;
+        assert!(leading_fields(
+            b"1$2$3",
+            3,
+            2,
+            &mut f,
+            &mut scratch,
+            &mut found
+        ));
+        assert_eq!(&f[..2], &[&b"1"[..], b"2"]);
+        assert!(leading_fields(
+            b"1$2$3$ ",
+            3,
+            3,
+            &mut f,
+            &mut scratch,
+            &mut found
+        ));
+        assert_eq!(&f[..3], &[&b"1"[..], b"2", b"3"]);
+        assert!(!leading_fields(
+            b"1$2",
+            3,
+            1,
+            &mut f,
+            &mut scratch,
+            &mut found
+        ));
+        assert_eq!(found, 2);
+        assert_eq!(count_dollars(&[b'$'; 600]), 600);
+    }
+
+    #[test]
+    fn report_index_gallops_and_searches() {
+        let index = ReportIndex {
+            pids: vec![3, 5, 8, 13, 21, 34, 55, 89],
+        };
+        let mut cur = 0;
+        for (k, &p) in index.pids.iter().enumerate() {
+            assert_eq!(index.find(p, &mut cur), Some(k as u32));
+        }
+        assert_eq!(index.find(4, &mut cur), None);
+        assert_eq!(index.find(89, &mut cur), Some(7));
+        assert_eq!(index.find(90, &mut cur), None);
+        assert_eq!(index.find(1, &mut cur), None);
+        assert_eq!(index.find(34, &mut cur), Some(5));
+        assert_eq!(index.find(2, &mut cur), None);
     }
 }

@@ -83,48 +83,54 @@ pub struct FitPoint {
     pub w: f64,
 }
 
-fn squash_count(points: &mut Vec<FitPoint>, count: u32, bin_size: usize, keep: usize) {
-    let mut sel: Vec<FitPoint> = points.iter().copied().filter(|p| p.n == count).collect();
-    points.retain(|p| p.n != count);
-    sel.sort_by(|a, b| a.e.total_cmp(&b.e));
-    let num_squash = sel.len() - keep;
-    for chunk in sel[..num_squash].chunks(bin_size) {
-        let mean = chunk.iter().map(|p| p.e).sum::<f64>() / chunk.len() as f64;
-        let w = chunk.iter().map(|p| p.w).sum::<f64>();
-        points.push(FitPoint {
-            n: count,
-            e: mean,
-            w,
-        });
-    }
-    points.extend_from_slice(&sel[num_squash..]);
-}
-
 /// openEBGM `autoSquash` with its defaults: for every count with more than
 /// 101 points (in count order), keep the 100/75/50/25/25… largest-E points
 /// unsquashed and average the rest, sorted by E, into bins.
+///
+/// One stable sort by (count, E), then each count's run is squashed in
+/// place: the same points, bins and order as squashing count by count.
 pub fn auto_squash(points: &[FitPoint]) -> Vec<FitPoint> {
     const KEEP: [usize; 4] = [100, 75, 50, 25];
     const CUTS: [usize; 7] = [500, 1000, 10_000, 100_000, 500_000, 1_000_000, 5_000_000];
     const SUPERS: [usize; 8] = [50, 75, 150, 500, 750, 1000, 2000, 5000];
-    let mut by_count: std::collections::BTreeMap<u32, usize> = Default::default();
-    for p in points {
-        *by_count.entry(p.n).or_default() += 1;
+    let mut sorted = points.to_vec();
+    sorted.par_sort_by(|a, b| a.n.cmp(&b.n).then(a.e.total_cmp(&b.e)));
+    let mut out = Vec::with_capacity(sorted.len().min(1 << 20));
+    let mut pos = 0usize;
+    let mut i = 0usize;
+    while i < sorted.len() {
+        let count = sorted[i].n;
+        let mut j = i;
+        while j < sorted.len() && sorted[j].n == count {
+            j += 1;
+        }
+        let sel = &sorted[i..j];
+        let num = sel.len();
+        if num > 101 {
+            let keep = KEEP[pos.min(KEEP.len() - 1)];
+            pos += 1;
+            let to_squash = num - keep;
+            let idx = CUTS
+                .iter()
+                .position(|&c| to_squash < c)
+                .unwrap_or(CUTS.len());
+            let supers = SUPERS[idx];
+            let bin = ((to_squash as f64 / supers as f64).floor() as usize).max(2);
+            for chunk in sel[..to_squash].chunks(bin) {
+                let mean = chunk.iter().map(|p| p.e).sum::<f64>() / chunk.len() as f64;
+                let w = chunk.iter().map(|p| p.w).sum::<f64>();
+                out.push(FitPoint {
+                    n: count,
+                    e: mean,
+                    w,
+                });
+            }
+            out.extend_from_slice(&sel[to_squash..]);
+        } else {
+            out.extend_from_slice(sel);
+        }
+        i = j;
     }
-    let counts: Vec<(u32, usize)> = by_count.into_iter().filter(|&(_, c)| c > 101).collect();
-    let mut out = points.to_vec();
-    for (pos, &(count, num)) in counts.iter().enumerate() {
-        let keep = KEEP[pos.min(KEEP.len() - 1)];
-        let to_squash = num - keep;
-        let idx = CUTS
-            .iter()
-            .position(|&c| to_squash < c)
-            .unwrap_or(CUTS.len());
-        let supers = SUPERS[idx];
-        let bin = ((to_squash as f64 / supers as f64).floor() as usize).max(2);
-        squash_count(&mut out, count, bin, keep);
-    }
-    out.sort_by(|a, b| a.n.cmp(&b.n).then(a.e.total_cmp(&b.e)));
     out
 }
 
@@ -454,7 +460,7 @@ pub fn fit_prior(
     // points with identical (n, E) into one weighted point: exact, and large
     // unsquashed tables have many ties in E = n1.·n.1/N.
     let mut sorted = points.to_vec();
-    sorted.sort_by(|a, b| a.n.cmp(&b.n).then(a.e.total_cmp(&b.e)));
+    sorted.par_sort_by(|a, b| a.n.cmp(&b.n).then(a.e.total_cmp(&b.e)));
     let mut merged: Vec<FitPoint> = Vec::with_capacity(sorted.len());
     for p in sorted {
         match merged.last_mut() {
@@ -464,7 +470,7 @@ pub fn fit_prior(
     }
     let points = &merged[..];
     let results: Vec<StartResult> = starts
-        .iter()
+        .par_iter()
         .map(|&start| {
             let (est, nll, iterations, converged) = bfgs(start, points, n_star);
             on_start_done();
