@@ -213,6 +213,29 @@ pub enum StudyCommand {
         #[arg(long = "as")]
         as_user: Option<String>,
     },
+    /// Add a site to a study (audited in the study's trail).
+    AddSite {
+        /// The study (code).
+        #[arg(long)]
+        study: String,
+        /// Site code, unique in the study (e.g. DE-02).
+        #[arg(long)]
+        code: String,
+        /// Site name (institution).
+        #[arg(long)]
+        name: String,
+        /// ISO 3166-1 alpha-2 country code.
+        #[arg(long)]
+        country: String,
+        /// IANA time zone of the site (e.g. Europe/Berlin).
+        #[arg(long)]
+        time_zone: String,
+        /// The user the change is recorded for in the audit trail (default: the system).
+        #[arg(long = "as")]
+        as_user: Option<String>,
+    },
+    /// List studies with their sites.
+    List,
     /// Read an ODM 1.3.x file and build its studies without touching the database:
     /// prints what would be imported, every warning (vendor extensions, unsupported
     /// elements) and every error with its line. Exits 1 if the file would be refused.

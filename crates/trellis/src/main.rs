@@ -100,6 +100,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await
             }
+            Command::Study(cli::StudyCommand::AddSite {
+                study,
+                code,
+                name,
+                country,
+                time_zone,
+                as_user,
+            }) => {
+                let store = open(&common, false, true).await?;
+                study::add_site(
+                    &store,
+                    &study::NewSite {
+                        study,
+                        code,
+                        name,
+                        country,
+                        time_zone,
+                        as_user,
+                    },
+                )
+                .await
+                .map(|()| ExitCode::SUCCESS)
+            }
+            Command::Study(cli::StudyCommand::List) => {
+                let store = open(&common, false, true).await?;
+                study::list(&store).await.map(|()| ExitCode::SUCCESS)
+            }
             Command::Export(cli::ExportCommand::Odm {
                 study,
                 all,

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
-use trellis_domain::{DisplayName, ScreeningNumber, StudyCode, StudyId, SubjectId, TzName};
+use trellis_domain::{
+    CountryCode, DisplayName, ScreeningNumber, SiteCode, SiteId, StudyCode, StudyId, SubjectId,
+    TzName,
+};
 use trellis_edc::{FormPath, ItemPath, Oid, StudyDesign};
 use trellis_odm::{ItemValue, MetaDataVersion, Odm, Study};
 use trellis_store::{Actor, Mutation, Store, WriteRequest};
@@ -152,6 +155,76 @@ pub struct ImportArgs {
     pub time_zone: String,
     pub site: Option<String>,
     pub as_user: Option<String>,
+}
+
+pub struct NewSite {
+    pub study: String,
+    pub code: String,
+    pub name: String,
+    pub country: String,
+    pub time_zone: String,
+    pub as_user: Option<String>,
+}
+
+/// Adds a site to a study, validating every field before anything is written.
+pub async fn add_site(store: &Store, args: &NewSite) -> anyhow::Result<()> {
+    let Some(study) = store.study_by_code(&args.study).await? else {
+        anyhow::bail!("no study `{}` (see `trellis study list`)", args.study);
+    };
+    let code = SiteCode::parse(&args.code).map_err(|e| anyhow::anyhow!("--code: {e}"))?;
+    let name = DisplayName::parse(&args.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let country =
+        CountryCode::parse(&args.country).map_err(|e| anyhow::anyhow!("--country: {e}"))?;
+    let time_zone =
+        TzName::parse(&args.time_zone).map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?;
+    if store
+        .sites(study.id)
+        .await?
+        .iter()
+        .any(|s| s.code == code.as_str())
+    {
+        anyhow::bail!("study {} already has a site {code}", study.code);
+    }
+    let actor = match &args.as_user {
+        Some(u) => {
+            let user = crate::admin::find_user(store, u).await?;
+            Actor::user(user.id, &user.display_name)
+        }
+        None => Actor::system(),
+    };
+    let id = SiteId::new();
+    store
+        .write(WriteRequest::new(
+            actor,
+            vec![Mutation::CreateSite {
+                study: study.id,
+                id,
+                code: code.clone(),
+                name,
+                country,
+                time_zone,
+            }],
+        ))
+        .await?;
+    println!("site {code} added to study {} ({id})", study.code);
+    Ok(())
+}
+
+/// Prints each study with its sites.
+pub async fn list(store: &Store) -> anyhow::Result<()> {
+    for study in store.studies().await? {
+        println!(
+            "{}\t{}\t{}\t{}",
+            study.code, study.id, study.time_zone, study.title
+        );
+        for site in store.sites(study.id).await? {
+            println!(
+                "  {}\t{}\t{}\t{}\t{}",
+                site.code, site.id, site.country, site.time_zone, site.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A problem found while preparing an import, reported with the file's line.
