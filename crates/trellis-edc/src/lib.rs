@@ -5,11 +5,13 @@
 //!   check, skip condition and derivation compiled once.
 //! - [`entry`]: what a form save means: value checks, derivations, skip logic,
 //!   required items and edit checks, reported as findings that open or close queries.
+//! - [`export`]: per-form and wide (per-subject) tables of captured values, as CSV.
 //!
 //! Architecture invariant: pure; no I/O, no clock (today's date comes in `Env`).
 
 pub mod design;
 pub mod entry;
+pub mod export;
 pub mod path;
 
 pub use design::{BuildError, BuildFailed, FormDesign, StudyDesign};
