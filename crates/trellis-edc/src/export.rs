@@ -92,6 +92,13 @@ fn item_ranks(design: &StudyDesign) -> HashMap<(&str, &str), usize> {
     ranks
 }
 
+/// A log row: its repeating group and repeat key.
+type RowKey = (String, Repeat);
+/// A form instance's cells: the non-repeating items, and each log row's.
+type Instance<'a> = (Vec<Option<&'a str>>, BTreeMap<RowKey, Vec<Option<&'a str>>>);
+/// Event, event repeat, form, form repeat, item (definition ranks), group repeat, address.
+type AddressOrder = (usize, Repeat, usize, Repeat, usize, Repeat, String);
+
 /// One table for form `form_oid`: a row per form instance of every subject that has
 /// values on it; a form with repeating groups (a log form) has a row per group repeat,
 /// with the form's non-repeating items repeated on each row.
@@ -171,11 +178,7 @@ pub fn form_table(
     let mut rows = Vec::new();
     for (s, values) in subjects.iter().zip(&parsed) {
         // Per form instance: the non-repeating cells, and the rows of repeating groups.
-        type RowKey = (String, Repeat);
-        let mut instances: BTreeMap<
-            &FormPath,
-            (Vec<Option<&str>>, BTreeMap<RowKey, Vec<Option<&str>>>),
-        > = BTreeMap::new();
+        let mut instances: BTreeMap<&FormPath, Instance<'_>> = BTreeMap::new();
         for (path, value) in values {
             let Some(&col) = column_of.get(&(path.group.to_string(), path.item.to_string())) else {
                 continue;
@@ -239,8 +242,7 @@ pub fn wide_table(study_code: &str, design: &StudyDesign, subjects: &[ExportSubj
         .enumerate()
         .map(|(i, f)| (f.oid.as_str(), i))
         .collect();
-    let mut addresses: BTreeMap<(usize, Repeat, usize, Repeat, usize, Repeat, String), String> =
-        BTreeMap::new();
+    let mut addresses: BTreeMap<AddressOrder, String> = BTreeMap::new();
     for s in subjects {
         for (key, value) in s.values {
             if value.is_none() {

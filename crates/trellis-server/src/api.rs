@@ -10,9 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest as _, Sha256};
-use trellis_domain::{
-    ScreeningNumber, SignatureId, SignatureMeaning, SiteId, SubjectId, UtcMicros,
-};
+use trellis_domain::{SignatureId, SignatureMeaning, SiteId, SubjectId, UtcMicros};
 use trellis_store::{Actor, AuditFilter, Chain, Mutation, StoredEntry, Study, WriteRequest};
 
 use crate::AppState;
@@ -229,29 +227,15 @@ pub async fn create_subject(
     Extension(s): Extension<Study>,
     ApiJson(body): ApiJson<NewSubject>,
 ) -> ApiResult<Response> {
-    if !in_scope(&p, &s, body.site) {
-        return Err(Problem::forbidden());
-    }
-    let screening_number = ScreeningNumber::parse(&body.screening_number).map_err(|e| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_value",
-            e.to_string(),
-        )
-        .with_field(e.field)
-    })?;
-    let id = SubjectId::new();
-    let mut req = WriteRequest::new(
-        actor(&p),
-        vec![Mutation::CreateSubject {
-            study: s.id,
-            id,
-            site: body.site,
-            screening_number,
-        }],
-    );
-    req.request_id = request_id(&headers);
-    st.store.write(req).await?;
+    let id = crate::subjects::register(
+        &st,
+        &p,
+        &s,
+        body.site,
+        &body.screening_number,
+        request_id(&headers),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
 }
 

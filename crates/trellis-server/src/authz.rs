@@ -22,6 +22,11 @@ pub enum Permission {
     VerifySource,
     /// Freeze and lock data, and lift both with a reason (data management).
     LockData,
+    /// Move subjects to another metadata version (protocol amendments; data management).
+    ManageDesign,
+    /// Download captured data as CSV (data management, biostatistics, medical review,
+    /// audit); limited to the user's sites like every other view.
+    ExportData,
 }
 
 /// What a route requires.
@@ -62,6 +67,17 @@ pub fn role_has(role: Role, p: Permission) -> bool {
         ManageQueries => matches!(role, Monitor | DataManager | MedicalMonitor),
         VerifySource => matches!(role, Monitor),
         LockData => matches!(role, DataManager | StudyManager),
+        ManageDesign => matches!(role, DataManager | StudyManager),
+        ExportData => matches!(
+            role,
+            Administrator
+                | StudyManager
+                | DataManager
+                | MedicalMonitor
+                | BiostatisticianBlinded
+                | BiostatisticianUnblinded
+                | Auditor
+        ),
     }
 }
 

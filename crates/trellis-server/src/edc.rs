@@ -27,7 +27,7 @@ pub struct DesignCache(Arc<std::sync::RwLock<Designs>>);
 type Designs = HashMap<(StudyId, String), Arc<StudyDesign>>;
 
 impl DesignCache {
-    async fn get(
+    pub(crate) async fn get(
         &self,
         store: &Store,
         study: StudyId,

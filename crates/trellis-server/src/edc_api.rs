@@ -951,3 +951,86 @@ pub async fn set_lock(
         json!({ "lock": now_in_force.as_ref().map(lock_json) }),
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectStatusBody {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Changes a subject's status (reason required).
+pub async fn set_subject_status(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Path((_, subject)): Path<(String, SubjectId)>,
+    ApiJson(body): ApiJson<SubjectStatusBody>,
+) -> ApiResult<Json<Value>> {
+    crate::subjects::set_status(
+        &st,
+        &p,
+        &s,
+        subject,
+        &body.status,
+        body.reason.as_deref(),
+        request_id(&headers),
+    )
+    .await?;
+    Ok(Json(json!({ "subject": subject, "status": body.status })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveVersionBody {
+    oid: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Moves a subject to another metadata version (reason required; data are kept).
+pub async fn move_subject_version(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Path((_, subject)): Path<(String, SubjectId)>,
+    ApiJson(body): ApiJson<MoveVersionBody>,
+) -> ApiResult<Json<Value>> {
+    crate::subjects::move_version(
+        &st,
+        &p,
+        &s,
+        subject,
+        &body.oid,
+        body.reason.as_deref(),
+        request_id(&headers),
+    )
+    .await?;
+    Ok(Json(
+        json!({ "subject": subject, "metadata_version": body.oid }),
+    ))
+}
+
+pub async fn export_form_csv(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Path((_, form)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (name, table) =
+        crate::subjects::export_table(&st, &p, &s, crate::subjects::Export::Form(&form)).await?;
+    Ok(crate::subjects::csv_response(&name, &table))
+}
+
+pub async fn export_wide_csv(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+) -> ApiResult<Response> {
+    let (name, table) =
+        crate::subjects::export_table(&st, &p, &s, crate::subjects::Export::Wide).await?;
+    Ok(crate::subjects::csv_response(&name, &table))
+}

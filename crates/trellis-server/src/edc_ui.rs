@@ -71,6 +71,20 @@ pub async fn casebook(
         Ok(l) => l,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
+    let (versions, signatures) = match (
+        st.store.metadata_versions(s.id).await,
+        st.store.signatures(s.id).await,
+    ) {
+        (Ok(v), Ok(g)) => (v, g),
+        (Err(e), _) | (_, Err(e)) => return crate::problem::Problem::from(e).into_response(),
+    };
+    // The latest signature of this casebook, and whether the data are still what was signed.
+    let subject_key = subject.id.to_string();
+    let signature = signatures
+        .iter()
+        .filter(|g| g.entity_id == subject_key)
+        .max_by_key(|g| g.signed_at)
+        .map(|g| (g, crate::api::casebook_hash(&values) == g.content_hash));
     let casebook_lock = casebook_lock(&locks, subject.id);
     let mut counts: HashMap<FormPath, usize> = HashMap::new();
     for (k, v) in &values {
@@ -83,6 +97,18 @@ pub async fn casebook(
     let body = html! {
         p { a href=(format!("/studies/{}", s.id)) { "← " (s.code) } }
         h1 { (t("casebook-title")) " " (subject.screening_number) }
+        (crate::study_ui::subject_controls(&st, &p, &s, &subject, &versions, design.as_ref().map(|d| d.metadata_version.as_str())))
+        @match signature {
+            Some((g, true)) => p.signature {
+                (t("casebook-signed")) " " (g.printed_name) " (" (g.meaning.as_str()) ", " (format_time(&p.locale, &p.time_zone, g.signed_at)) ") — " strong { (t("sign-valid")) }
+            },
+            Some((g, false)) => div.notice role="status" {
+                (t("casebook-signed")) " " (g.printed_name) " (" (g.meaning.as_str()) ", " (format_time(&p.locale, &p.time_zone, g.signed_at)) ") — " strong.bad { (t("sign-invalid")) }
+                ". " (t("casebook-resign-needed"))
+                @if p.can(&s, Permission::Sign) { " " a href=(format!("/studies/{}/subjects/{}/sign", s.id, subject.id)) { (t("casebook-resign")) } }
+            },
+            None => {},
+        }
         @match &design {
             None => p.notice { (t("casebook-no-design")) },
             Some(design) => {

@@ -17,6 +17,8 @@ pub mod i18n;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod study_ui;
+pub mod subjects;
 pub mod totp;
 pub mod ui;
 

@@ -18,6 +18,7 @@ pub fn document() -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| match name {
                 "form" => json!({"name": name, "in": "path", "required": true, "description": "A form instance `EVENT[n]/FORM[n]`, percent-encoded as one path segment (`/` as `%2F`)", "schema": {"type": "string"}}),
+                "form_oid" => json!({"name": name, "in": "path", "required": true, "description": "A form's OID in the study definition, e.g. `F.VS`", "schema": {"type": "string"}}),
                 _ => json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}),
             })
             .chain(query_parameters(spec.method.as_str(), spec.path))
@@ -34,9 +35,14 @@ pub fn document() -> Value {
             Access::Study(p) => format!("roles with {p:?} on the study"),
         };
         let mut responses = serde_json::Map::new();
+        let content = if spec.path.contains("/exports/") {
+            json!({"text/csv": {"schema": {"type": "string"}}})
+        } else {
+            json!({"application/json": {}})
+        };
         responses.insert(
             "200".into(),
-            json!({"description": "Success", "content": {"application/json": {}}}),
+            json!({"description": "Success", "content": content}),
         );
         if spec.access != Access::Public {
             responses.insert(
@@ -182,6 +188,20 @@ fn request_schema(method: &str, path: &str) -> Option<Value> {
             json!({
                 "items": {"type": "array", "items": string(ITEM_KEY), "minItems": 1},
                 "verified": {"type": "boolean", "default": true, "description": "false withdraws the verification"},
+            }),
+        ),
+        ("PUT", "/api/v1/studies/{study}/subjects/{subject}/status") => object(
+            &["status", "reason"],
+            json!({
+                "status": {"type": "string", "enum": ["screening", "screen_failed", "enrolled", "randomized", "completed", "withdrawn"]},
+                "reason": string("Reason for the change"),
+            }),
+        ),
+        ("PUT", "/api/v1/studies/{study}/subjects/{subject}/metadata-version") => object(
+            &["oid", "reason"],
+            json!({
+                "oid": string("The metadata version's OID"),
+                "reason": string("Reason for the move"),
             }),
         ),
         ("PUT", "/api/v1/studies/{study}/locks") => object(

@@ -15,7 +15,7 @@ use trellis_store::Study;
 
 use crate::authz::{Access, Permission, Principal};
 use crate::problem::Problem;
-use crate::{AppState, api, auth, edc_api, edc_ui, ui};
+use crate::{AppState, api, auth, edc_api, edc_ui, study_ui, ui};
 
 /// One route as declared in the table.
 #[derive(Clone, Debug)]
@@ -247,6 +247,76 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(edc_ui::item_history),
         ),
         (
+            spec(
+                Method::POST,
+                "/studies/{study}/subjects",
+                Study(EnterData),
+                false,
+                "Register (screen) a subject at one of the user's sites",
+            ),
+            post(study_ui::register_submit),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/status",
+                Study(EnterData),
+                false,
+                "Change a subject's status (with a reason)",
+            ),
+            post(study_ui::status_submit),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/subjects/{subject}/version",
+                Study(ManageDesign),
+                false,
+                "Move a subject to another metadata version (with a reason)",
+            ),
+            post(study_ui::version_submit),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/lock",
+                Study(LockData),
+                false,
+                "Freeze, lock or reopen the whole study (reopening needs a reason)",
+            ),
+            post(study_ui::study_lock_submit),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/export",
+                Study(ExportData),
+                false,
+                "Data exports: a CSV per form and a wide CSV per subject",
+            ),
+            get(study_ui::export_page),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/export/forms/{form_oid}",
+                Study(ExportData),
+                false,
+                "CSV of one form (a row per form instance or log row)",
+            ),
+            get(study_ui::export_form_csv),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/export/subjects",
+                Study(ExportData),
+                false,
+                "Wide CSV: a row per subject, a column per item address",
+            ),
+            get(study_ui::export_wide_csv),
+        ),
+        (
             spec(Method::GET, "/", SignedIn, false, "Study list"),
             get(ui::studies),
         ),
@@ -381,6 +451,46 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "Screen a new subject",
             ),
             post(api::create_subject),
+        ),
+        (
+            spec(
+                Method::PUT,
+                "/api/v1/studies/{study}/subjects/{subject}/status",
+                Study(EnterData),
+                true,
+                "Change a subject's status (reason required)",
+            ),
+            put(edc_api::set_subject_status),
+        ),
+        (
+            spec(
+                Method::PUT,
+                "/api/v1/studies/{study}/subjects/{subject}/metadata-version",
+                Study(ManageDesign),
+                true,
+                "Move a subject to another metadata version (reason required; data are kept)",
+            ),
+            put(edc_api::move_subject_version),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/exports/forms/{form_oid}",
+                Study(ExportData),
+                true,
+                "CSV of one form (text/csv; limited to the caller's sites)",
+            ),
+            get(edc_api::export_form_csv),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/exports/subjects",
+                Study(ExportData),
+                true,
+                "Wide CSV, a row per subject (text/csv; limited to the caller's sites)",
+            ),
+            get(edc_api::export_wide_csv),
         ),
         (
             spec(

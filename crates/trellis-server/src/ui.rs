@@ -451,13 +451,14 @@ pub async fn study_home(
     Extension(p): Extension<Principal>,
     Extension(s): Extension<Study>,
 ) -> Response {
-    let (sites, subjects, signatures) = match (
+    let (sites, subjects, signatures, locks) = match (
         st.store.sites(s.id).await,
         st.store.subjects(s.id).await,
         st.store.signatures(s.id).await,
+        st.store.locks(s.id).await,
     ) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             return crate::problem::Problem::from(e).into_response();
         }
     };
@@ -502,7 +503,11 @@ pub async fn study_home(
             @if p.can(&s, Permission::ViewAudit) {
                 " " a href=(format!("/studies/{}/audit", s.id)) { (t("study-audit")) }
             }
+            @if p.can(&s, Permission::ExportData) {
+                " " a href=(format!("/studies/{}/export", s.id)) { (t("study-export")) }
+            }
         }
+        (crate::study_ui::study_lock_controls(&st, &p, &s, &locks))
         h2 { (t("study-sites")) }
         table {
             thead { tr { th scope="col" { (t("site-code")) } th scope="col" { (t("site-name")) } th scope="col" { (t("site-country")) } th scope="col" { (t("site-time-zone")) } th scope="col" { (t("site-local-time")) } } }
@@ -511,11 +516,12 @@ pub async fn study_home(
             } }
         }
         h2 { (t("study-subjects")) }
+        (crate::study_ui::register_form(&st, &p, &s, &sites))
         table {
             thead { tr { th scope="col" { (t("subject-screening-number")) } th scope="col" { (t("subject-site")) } th scope="col" { (t("subject-status")) } th scope="col" { (t("subject-created")) } th scope="col" { (t("subject-signatures")) } @if can_sign { th scope="col" { (t("subject-actions")) } } } }
             tbody { @for x in subjects.iter().filter(|x| visible(x.site)) {
                 tr {
-                    td { a href=(format!("/studies/{}/subjects/{}", s.id, x.id)) { (x.screening_number) } } td { (site_code(x.site)) } td { (x.status.as_str()) } td { (format_time(l, &p.time_zone, x.created_at)) }
+                    td { a href=(format!("/studies/{}/subjects/{}", s.id, x.id)) { (x.screening_number) } } td { (site_code(x.site)) } td { (t(&format!("subject-status-{}", x.status.as_str()))) } td { (format_time(l, &p.time_zone, x.created_at)) }
                     td { @for (_, label, valid) in sig_status.iter().filter(|(id, _, _)| *id == x.id) {
                         div { (label) " — " @if *valid { strong { (t("sign-valid")) } } @else { strong.bad { (t("sign-invalid")) } } }
                     } }

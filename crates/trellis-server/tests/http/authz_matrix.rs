@@ -32,6 +32,17 @@ fn expected(access: Access, role: Role) -> bool {
         }
         Access::Study(Permission::VerifySource) => role == Monitor,
         Access::Study(Permission::LockData) => matches!(role, DataManager | StudyManager),
+        Access::Study(Permission::ManageDesign) => matches!(role, DataManager | StudyManager),
+        Access::Study(Permission::ExportData) => matches!(
+            role,
+            Administrator
+                | StudyManager
+                | DataManager
+                | MedicalMonitor
+                | BiostatisticianBlinded
+                | BiostatisticianUnblinded
+                | Auditor
+        ),
         Access::Study(Permission::Sign) => matches!(
             role,
             Investigator | Monitor | DataManager | StudyManager | MedicalMonitor | SafetyPhysician
@@ -62,7 +73,8 @@ async fn every_route_for_every_role() {
                 .path
                 .replace("{study}", &app.study.id.to_string())
                 .replace("{subject}", &subject.id.to_string())
-                .replace("{form}", "SE.SCREEN%5B1%5D%2FF.VS%5B1%5D");
+                .replace("{form}", "SE.SCREEN%5B1%5D%2FF.VS%5B1%5D")
+                .replace("{form_oid}", "F.VS");
             let (cookie, csrf) = app.session(&username).await;
             let req = match spec.method.as_str() {
                 "GET" => get(&path, &cookie),
@@ -108,7 +120,8 @@ async fn unauthenticated_requests_are_refused() {
             .path
             .replace("{study}", &app.study.id.to_string())
             .replace("{subject}", &app.subjects[0].id.to_string())
-            .replace("{form}", "SE.SCREEN%5B1%5D%2FF.VS%5B1%5D");
+            .replace("{form}", "SE.SCREEN%5B1%5D%2FF.VS%5B1%5D")
+            .replace("{form_oid}", "F.VS");
         let req = match spec.method.as_str() {
             "GET" => get(&path, ""),
             m if spec.api => json(m, &path, "", "{}"),

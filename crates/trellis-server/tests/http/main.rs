@@ -6,3 +6,4 @@ mod authz_matrix;
 mod data_entry;
 mod edc_api;
 mod flows;
+mod study_admin;
