@@ -263,6 +263,23 @@ pub enum ExportCommand {
         #[arg(long, value_enum, default_value = "full")]
         audit: AuditDetail,
     },
+    /// Write current values as CSV: one form (a row per form instance, or per log row),
+    /// or --wide (a row per subject, a column per item address). Columns follow the
+    /// study's newest metadata version.
+    Csv {
+        /// The study (code).
+        #[arg(long)]
+        study: String,
+        /// The form's OID (e.g. F.VS); or --wide.
+        #[arg(long, conflicts_with = "wide", required_unless_present = "wide")]
+        form: Option<String>,
+        /// Every form, one row per subject.
+        #[arg(long)]
+        wide: bool,
+        /// Output file; standard output if omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -138,6 +138,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .map(|()| ExitCode::SUCCESS)
             }
+            Command::Export(cli::ExportCommand::Csv {
+                study,
+                form,
+                wide,
+                out,
+            }) => {
+                let store = open(&common, false, true).await?;
+                let what = if wide { None } else { form.as_deref() };
+                study::export_csv(&store, &study, what, out.as_deref())
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
             Command::Signal(_) | Command::Stats(_) | Command::Study(_) => Ok(ExitCode::SUCCESS),
         }
     })

@@ -227,6 +227,85 @@ pub async fn list(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes one form's table (`form`) or the wide per-subject table (`None`) as CSV.
+pub async fn export_csv(
+    store: &Store,
+    study_code: &str,
+    form: Option<&str>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    use trellis_edc::export::{ExportSubject, form_table, wide_table};
+    let Some(study) = store.study_by_code(study_code).await? else {
+        anyhow::bail!("no study `{study_code}` (see `trellis study list`)");
+    };
+    let Some(version) = store
+        .metadata_versions(study.id)
+        .await?
+        .into_iter()
+        .max_by_key(|v| v.seq)
+    else {
+        anyhow::bail!(
+            "study {} has no study definition yet (import one with `trellis study import-odm`)",
+            study.code
+        );
+    };
+    let text = store
+        .metadata_version_odm(study.id, &version.oid)
+        .await?
+        .with_context(|| format!("metadata version {} is missing", version.oid))?;
+    let odm = trellis_odm::read_str(&text)
+        .map_err(|e| anyhow::anyhow!("metadata version {}: {e}", version.oid))?
+        .odm;
+    let definition = odm
+        .studies
+        .first()
+        .with_context(|| format!("metadata version {} holds no study", version.oid))?;
+    let design = StudyDesign::build(definition, &version.oid)
+        .map_err(|e| anyhow::anyhow!("metadata version {}: {e}", version.oid))?;
+    let sites = store.sites(study.id).await?;
+    let mut subjects = store.subjects(study.id).await?;
+    subjects.sort_by(|a, b| a.screening_number.cmp(&b.screening_number));
+    let mut values = Vec::with_capacity(subjects.len());
+    for s in &subjects {
+        values.push(store.item_values(study.id, s.id).await?);
+    }
+    let rows: Vec<ExportSubject<'_>> = subjects
+        .iter()
+        .zip(&values)
+        .map(|(s, v)| ExportSubject {
+            site: sites
+                .iter()
+                .find(|x| x.id == s.site)
+                .map_or("", |x| x.code.as_str()),
+            screening_number: &s.screening_number,
+            status: s.status.as_str(),
+            values: v,
+        })
+        .collect();
+    let table = match form {
+        Some(f) => form_table(&study.code, &design, f, &rows).map_err(|e| {
+            let forms: Vec<&str> = design.forms.iter().map(|f| f.oid.as_str()).collect();
+            anyhow::anyhow!("--form: {e}; its forms are {}", forms.join(", "))
+        })?,
+        None => wide_table(&study.code, &design, &rows),
+    };
+    match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            table.write_csv(std::io::BufWriter::new(file))?;
+            eprintln!(
+                "{} row(s) × {} column(s) written to {}",
+                table.rows.len(),
+                table.header.len(),
+                path.display()
+            );
+        }
+        None => table.write_csv(std::io::stdout().lock())?,
+    }
+    Ok(())
+}
+
 /// A problem found while preparing an import, reported with the file's line.
 struct Problem {
     line: u32,

@@ -310,3 +310,106 @@ async fn an_amendment_is_a_new_version_and_a_changed_version_is_refused() {
         .collect();
     assert_eq!(versions, ["MDV.1", "MDV.2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_are_added_and_data_exported_as_csv() {
+    let (env, a, _) = setup().await;
+    // A site with a bad country, then a good one, then the same code again.
+    let add = |code: &str, country: &str| {
+        env.run(&[
+            "study",
+            "add-site",
+            "--study",
+            "CARDIO-001",
+            "--code",
+            code,
+            "--name",
+            "Hôpital Necker, Paris",
+            "--country",
+            country,
+            "--time-zone",
+            "Europe/Paris",
+        ])
+    };
+    let out = add("FR-01", "France");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--country"), "{}", text(&out));
+    let out = add("FR-01", "FR");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = add("FR-01", "FR");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("already has a site FR-01"),
+        "{}",
+        text(&out)
+    );
+    let store = env.store().await;
+    let sites = store.sites(a).await.unwrap();
+    assert!(
+        sites
+            .iter()
+            .any(|s| s.code == "FR-01" && s.time_zone.as_str() == "Europe/Paris")
+    );
+    store.close().await;
+    let out = env.run(&["study", "list"]);
+    assert!(text(&out).contains("FR-01"), "{}", text(&out));
+
+    let cardio = fixture("cardio_1_3_2.xml");
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        cardio.to_str().unwrap(),
+        "--study",
+        "CARDIO-001",
+        "--site",
+        "DE-01",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let csv_path = env.dir.path().join("vs.csv");
+    let out = env.run(&[
+        "export",
+        "csv",
+        "--study",
+        "CARDIO-001",
+        "--form",
+        "F.VS",
+        "--out",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().starts_with(
+            "study,site,subject,subject_status,event,event_repeat,form_repeat,I.VSDAT"
+        ),
+        "{csv}"
+    );
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("CARDIO-001,DE-01,"), "{row}");
+    // The fixture's screening systolic pressure.
+    assert!(row.contains(",152,"), "{csv}");
+
+    let out = env.run(&["export", "csv", "--study", "CARDIO-001", "--wide"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let wide = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        wide.lines()
+            .next()
+            .unwrap()
+            .contains("SE.SCREEN[1]/F.VS[1]/IG.VS[1]/I.SYSBP"),
+        "{wide}"
+    );
+    assert_eq!(wide.lines().count(), 2, "one subject: {wide}");
+
+    let out = env.run(&["export", "csv", "--study", "CARDIO-001", "--form", "F.NOPE"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("F.VS"),
+        "names the forms there are: {}",
+        text(&out)
+    );
+    let out = env.run(&["export", "csv", "--study", "NOPE", "--wide"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no study `NOPE`"));
+}
