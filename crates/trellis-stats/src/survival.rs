@@ -779,7 +779,12 @@ fn cox_design<'a>(
         .collect();
     let mut xsum_events = vec![0.0; p];
     for (j, c) in x_cols.iter().enumerate() {
-        let s: f64 = c.iter().zip(&data.event).filter(|(_, e)| **e).map(|(v, _)| v).sum();
+        let s: f64 = c
+            .iter()
+            .zip(&data.event)
+            .filter(|(_, e)| **e)
+            .map(|(v, _)| v)
+            .sum();
         let d = data.event.iter().filter(|&&e| e).count() as f64;
         xsum_events[j] = s - d * means[j];
     }
@@ -1098,7 +1103,10 @@ fn cox_eval(
                 }
                 let a = &tot[bi * k..(bi + 1) * k];
                 scan.s0 += a[0];
-                scan.s1.iter_mut().zip(&a[2..2 + p]).for_each(|(s, v)| *s += v);
+                scan.s1
+                    .iter_mut()
+                    .zip(&a[2..2 + p])
+                    .for_each(|(s, v)| *s += v);
                 let (x0, x1) = scan.close(blk.nd, a[1], &a[2 + p..]);
                 h[bi] = x0;
                 a1[bi] = x1;
