@@ -6,6 +6,7 @@
 //! - [`entry`]: what a form save means: value checks, derivations, skip logic,
 //!   required items and edit checks, reported as findings that open or close queries.
 //! - [`export`]: per-form and wide (per-subject) tables of captured values, as CSV.
+//! - [`sdv`]: targeted source data verification plans (which items a monitor verifies).
 //!
 //! Architecture invariant: pure; no I/O, no clock (today's date comes in `Env`).
 
@@ -13,7 +14,9 @@ pub mod design;
 pub mod entry;
 pub mod export;
 pub mod path;
+pub mod sdv;
 
 pub use design::{BuildError, BuildFailed, FormDesign, StudyDesign};
 pub use entry::{Evaluation, ExternalKey, Finding, FindingKind, LocalKey, evaluate};
 pub use path::{FormPath, ItemPath, Oid, PathError, Repeat};
+pub use sdv::{SdvPlan, SdvPlanError, SubjectSdv};

@@ -624,6 +624,27 @@ macro_rules! backend_impl {
                     let action = if new.is_some() { "lock" } else { "unlock" };
                     ctx.audit(chain, action, "lock", entity, Some("state"), Some(current.unwrap_or_else(|| "open".into())), Some(new.unwrap_or_else(|| "open".into())), site, subject.map(|s| s.as_uuid()));
                 }
+                Mutation::SetSdvPlan { study, plan } => {
+                    let st = study.as_uuid();
+                    if plan.trim().is_empty() || plan.len() > 100_000 || plan.chars().any(|c| c.is_control() && c != '\n') {
+                        return Err(StoreError::invalid("plan", "an SDV plan is 1-100,000 characters of text lines"));
+                    }
+                    let current: Option<String> = sqlx::query("SELECT plan FROM sdv_plans WHERE study_id = $1")
+                        .bind(st).fetch_optional(&mut *conn).await?
+                        .map(|r| r.try_get("plan")).transpose()?;
+                    if current.as_deref() == Some(plan.as_str()) {
+                        return Err(StoreError::Conflict("the study already has this SDV plan".into()));
+                    }
+                    if current.is_some() {
+                        ctx.require_reason("sdv_plan", "plan")?;
+                    }
+                    sqlx::query("INSERT INTO sdv_plans (study_id, plan, changed_by, changed_at) VALUES ($1, $2, $3, $4) \
+                                 ON CONFLICT (study_id) DO UPDATE SET plan = excluded.plan, changed_by = excluded.changed_by, changed_at = excluded.changed_at")
+                        .bind(st).bind(plan).bind(ctx.req.actor.id).bind(now)
+                        .execute(&mut *conn).await?;
+                    let action = if current.is_some() { "update" } else { "create" };
+                    ctx.audit(chain, action, "sdv_plan", study.to_string(), Some("plan"), current, Some(plan.clone()), None, None);
+                }
                 Mutation::Sign { study, id, signer, printed_name, meaning, entity_type, entity_id, content_hash } => {
                     sqlx::query("INSERT INTO signatures (study_id, signature_id, signer_id, printed_name, meaning, signed_at, entity_type, entity_id, content_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                         .bind(study.as_uuid()).bind(id.as_uuid()).bind(signer.as_uuid()).bind(printed_name).bind(meaning.as_str()).bind(now).bind(entity_type).bind(entity_id).bind(content_hash.to_vec())
@@ -1152,6 +1173,19 @@ macro_rules! backend_impl {
                 .collect()
         }
 
+        pub(crate) async fn sdv_plan(pool: &Pool, study: StudyId) -> Result<Option<SdvPlanRow>> {
+            let row = sqlx::query("SELECT plan, changed_by, changed_at FROM sdv_plans WHERE study_id = $1")
+                .bind(study.as_uuid()).fetch_optional(pool).await?;
+            row.map(|r| {
+                Ok(SdvPlanRow {
+                    plan: r.try_get("plan")?,
+                    changed_by: r.try_get("changed_by")?,
+                    changed_at: UtcMicros::from_micros(r.try_get("changed_at")?),
+                })
+            })
+            .transpose()
+        }
+
         pub(crate) async fn locks(pool: &Pool, study: StudyId) -> Result<Vec<LockRow>> {
             let rows = sqlx::query("SELECT subject_id, scope, state, changed_by, changed_at FROM data_locks WHERE study_id = $1 ORDER BY subject_id, scope")
                 .bind(study.as_uuid()).fetch_all(pool).await?;
@@ -1232,6 +1266,7 @@ macro_rules! backend_impl {
                 query_messages: sqlx::query_as("SELECT study_id, query_id, seq, action, author_id, author_name, at, text FROM query_messages ORDER BY study_id, query_id, seq").fetch_all(pool).await?,
                 verifications: sqlx::query_as("SELECT study_id, subject_id, item_key, verified_value, verified_by, verified_at FROM item_verifications ORDER BY study_id, subject_id, item_key").fetch_all(pool).await?,
                 locks: sqlx::query_as("SELECT study_id, subject_id, scope, state, changed_by, changed_at FROM data_locks ORDER BY study_id, subject_id, scope").fetch_all(pool).await?,
+                sdv_plans: sqlx::query_as("SELECT study_id, plan, changed_by, changed_at FROM sdv_plans ORDER BY study_id").fetch_all(pool).await?,
             })
         }
 
@@ -1292,6 +1327,10 @@ macro_rules! backend_impl {
             for x in &r.locks {
                 sqlx::query("INSERT INTO data_locks (study_id, subject_id, scope, state, changed_by, changed_at) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(x.0).bind(x.1).bind(&x.2).bind(&x.3).bind(x.4).bind(x.5).execute(&mut *conn).await?;
+            }
+            for x in &r.sdv_plans {
+                sqlx::query("INSERT INTO sdv_plans (study_id, plan, changed_by, changed_at) VALUES ($1, $2, $3, $4)")
+                    .bind(x.0).bind(&x.1).bind(x.2).bind(x.3).execute(&mut *conn).await?;
             }
             for x in &r.verifications {
                 sqlx::query("INSERT INTO item_verifications (study_id, subject_id, item_key, verified_value, verified_by, verified_at) VALUES ($1, $2, $3, $4, $5, $6)")

@@ -67,6 +67,7 @@ pub(crate) struct Rows {
     pub query_messages: Vec<(Uuid, Uuid, i64, String, Uuid, String, i64, String)>,
     pub verifications: Vec<(Uuid, Uuid, String, Option<String>, Uuid, i64)>,
     pub locks: Vec<(Uuid, Uuid, String, String, Uuid, i64)>,
+    pub sdv_plans: Vec<(Uuid, String, Uuid, i64)>,
 }
 
 macro_rules! on_target {
@@ -124,6 +125,7 @@ pub async fn copy_installation(from: &Store, to: &Store) -> Result<u64> {
         + rows.query_messages.len()
         + rows.verifications.len()
         + rows.locks.len()
+        + rows.sdv_plans.len()
         + heads.len()
         + checkpoints.len()) as u64;
     on_target!(to, |m, tx| {

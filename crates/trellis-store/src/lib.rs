@@ -316,6 +316,10 @@ impl Store {
     ) -> Result<Vec<VerificationRow>> {
         read!(self, verifications(study, subject))
     }
+    /// The study's targeted SDV plan, if one was set.
+    pub async fn sdv_plan(&self, study: StudyId) -> Result<Option<SdvPlanRow>> {
+        read!(self, sdv_plan(study))
+    }
     /// Freezes and locks of a study (study-wide, casebooks, forms).
     pub async fn locks(&self, study: StudyId) -> Result<Vec<LockRow>> {
         read!(self, locks(study))

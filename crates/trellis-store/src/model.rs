@@ -197,6 +197,12 @@ pub enum Mutation {
         scope: String,
         state: Option<LockState>,
     },
+    /// Sets the study's targeted source data verification plan (its canonical text, see
+    /// `trellis_edc::sdv`); changing an existing plan needs a reason.
+    SetSdvPlan {
+        study: StudyId,
+        plan: String,
+    },
     Sign {
         study: StudyId,
         id: SignatureId,
@@ -243,6 +249,7 @@ impl Mutation {
             | Mutation::UpdateQuery { study, .. }
             | Mutation::VerifyItem { study, .. }
             | Mutation::SetLock { study, .. }
+            | Mutation::SetSdvPlan { study, .. }
             | Mutation::Sign { study, .. } => Chain::Study(*study),
             Mutation::CreateOrganization { .. }
             | Mutation::CreateUser(_)
@@ -476,6 +483,14 @@ pub struct QueryRow {
     pub opened_at: UtcMicros,
     pub updated_at: UtcMicros,
     pub messages: Vec<QueryMessage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SdvPlanRow {
+    /// The plan's canonical text.
+    pub plan: String,
+    pub changed_by: Uuid,
+    pub changed_at: UtcMicros,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,6 +24,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "edc",
         include_str!("../migrations/postgres/0002_edc.sql"),
     ),
+    (
+        3,
+        "sdv",
+        include_str!("../migrations/postgres/0003_sdv.sql"),
+    ),
 ];
 
 pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pool> {

@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0001_foundation.sql"),
     ),
     (2, "edc", include_str!("../migrations/sqlite/0002_edc.sql")),
+    (3, "sdv", include_str!("../migrations/sqlite/0003_sdv.sql")),
 ];
 
 /// Opens (and with `create`, creates) the database file.

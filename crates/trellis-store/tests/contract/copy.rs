@@ -69,6 +69,10 @@ async fn copy_sqlite_to_each_backend_and_verify() {
                     scope: "SE.SCREEN[1]/F.VS[1]".into(),
                     state: Some(LockState::Frozen),
                 },
+                Mutation::SetSdvPlan {
+                    study: s.study,
+                    plan: "sample-percent: 20".into(),
+                },
             ],
         ))
         .await
@@ -115,6 +119,11 @@ async fn copy_sqlite_to_each_backend_and_verify() {
             dst.store.verifications(s.study, None).await.unwrap(),
             src.store.verifications(s.study, None).await.unwrap()
         );
+        assert_eq!(
+            dst.store.sdv_plan(s.study).await.unwrap(),
+            src.store.sdv_plan(s.study).await.unwrap()
+        );
+        assert!(dst.store.sdv_plan(s.study).await.unwrap().is_some());
         assert_eq!(
             dst.store.subject_versions(s.study).await.unwrap(),
             [(s.subject, "MDV.1".to_owned())]

@@ -475,3 +475,74 @@ async fn frozen_and_locked_data_cannot_change_and_unlocking_needs_a_reason() {
         db.store.verify_audit(None).await.unwrap();
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdv_plan_is_set_and_changed_with_a_reason() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let set = |plan: &str| Mutation::SetSdvPlan {
+            study: s.study,
+            plan: plan.into(),
+        };
+        assert_eq!(db.store.sdv_plan(s.study).await.unwrap(), None);
+        let first = "critical-items: I.CONSDAT\nsample-percent: 20";
+        db.store
+            .write(WriteRequest::new(actor(), vec![set(first)]))
+            .await
+            .unwrap();
+        let row = db.store.sdv_plan(s.study).await.unwrap().unwrap();
+        assert_eq!(row.plan, first);
+
+        let err = db
+            .store
+            .write(WriteRequest::new(actor(), vec![set(first)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict", "the same plan again: {err}");
+        let second = "critical-items: I.CONSDAT I.AESER\nsample-percent: 10";
+        let err = db
+            .store
+            .write(WriteRequest::new(actor(), vec![set(second)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "reason_required", "{err}");
+        let err = db
+            .store
+            .write(WriteRequest::new(actor(), vec![set("  ")]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_value", "{err}");
+        db.store
+            .write(
+                WriteRequest::new(actor(), vec![set(second)])
+                    .with_reason("Monitoring plan v2: SAE seriousness is critical"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            db.store.sdv_plan(s.study).await.unwrap().unwrap().plan,
+            second
+        );
+        let trail = db
+            .store
+            .audit_entries(&AuditFilter {
+                limit: 1000,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let changes: Vec<_> = trail
+            .iter()
+            .filter(|e| e.body.entity_type == "sdv_plan")
+            .collect();
+        assert_eq!(changes.len(), 2, "one entry per change");
+        let last = changes.iter().find(|e| e.body.action == "update").unwrap();
+        assert_eq!(last.body.old_value.as_deref(), Some(first));
+        assert_eq!(last.body.new_value.as_deref(), Some(second));
+        assert_eq!(
+            last.body.reason.as_deref(),
+            Some("Monitoring plan v2: SAE seriousness is critical")
+        );
+        db.store.verify_audit(None).await.unwrap();
+    });
+}
