@@ -20,6 +20,11 @@ pub enum Permission {
     ManageQueries,
     /// Mark items as verified against source documents (monitors).
     VerifySource,
+    /// Set the study's targeted SDV plan (clinical operations and data management).
+    PlanSdv,
+    /// See the SDV plan's subject selection and verification progress: not site staff,
+    /// who should not know which subjects the sample drew.
+    ViewSdvProgress,
     /// Freeze and lock data, and lift both with a reason (data management).
     LockData,
     /// Move subjects to another metadata version (protocol amendments; data management).
@@ -66,6 +71,11 @@ pub fn role_has(role: Role, p: Permission) -> bool {
         ),
         ManageQueries => matches!(role, Monitor | DataManager | MedicalMonitor),
         VerifySource => matches!(role, Monitor),
+        PlanSdv => matches!(role, StudyManager | DataManager),
+        ViewSdvProgress => matches!(
+            role,
+            Administrator | StudyManager | DataManager | Monitor | Auditor
+        ),
         LockData => matches!(role, DataManager | StudyManager),
         ManageDesign => matches!(role, DataManager | StudyManager),
         ExportData => matches!(

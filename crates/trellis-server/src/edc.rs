@@ -66,11 +66,11 @@ pub async fn subject_design(
 ) -> Result<Option<Arc<StudyDesign>>, String> {
     let assigned = st
         .store
-        .subject_versions(study.id)
+        .subject_version(study.id, subject)
         .await
         .map_err(|e| e.to_string())?;
-    let oid = match assigned.into_iter().find(|(s, _)| *s == subject) {
-        Some((_, oid)) => oid,
+    let oid = match assigned {
+        Some(oid) => oid,
         None => match st
             .store
             .metadata_versions(study.id)
@@ -92,13 +92,7 @@ pub async fn subject_in_scope(
     s: &Study,
     subject: SubjectId,
 ) -> Result<Option<Subject>, StoreError> {
-    let Some(x) = st
-        .store
-        .subjects(s.id)
-        .await?
-        .into_iter()
-        .find(|x| x.id == subject)
-    else {
+    let Some(x) = st.store.subject(s.id, subject).await? else {
         return Ok(None);
     };
     Ok(p.site_scope(s.id)

@@ -39,13 +39,7 @@ async fn api_subject(
     s: &Study,
     subject: SubjectId,
 ) -> ApiResult<Subject> {
-    let Some(x) = st
-        .store
-        .subjects(s.id)
-        .await?
-        .into_iter()
-        .find(|x| x.id == subject)
-    else {
+    let Some(x) = st.store.subject(s.id, subject).await? else {
         return Err(Problem::not_found("subject"));
     };
     if p.site_scope(s.id)

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use trellis_checks::Severity;
-use trellis_domain::{QueryId, StudyId, SubjectId};
+use trellis_domain::{QueryId, SubjectId};
 use trellis_edc::{Evaluation, FormDesign, FormPath, ItemPath, LocalKey};
 use trellis_store::{
     Actor, AuditFilter, Chain, LockRow, LockState, Mutation, QueryAction, QueryRow, QueryStatus,
@@ -301,9 +301,9 @@ pub async fn form_page(
     let evaluation = values.evaluate_saved(&ctx, design);
     let message = q.saved.map(|_| (st.i18n.t(&p.locale, "crf-saved"), false));
     let shown = shown_values(&values.saved, &evaluation);
-    let review = match Review::load(&st, s.id, ctx.subject.id, &ctx.path).await {
+    let review = match Review::load(&st, &s, ctx.subject.id, &ctx.path).await {
         Ok(r) => r,
-        Err(e) => return crate::problem::Problem::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let m = form_markup(
         &st,
@@ -349,9 +349,9 @@ pub async fn form_submit(
         Ok(v) => v,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
-    let review = match Review::load(&st, s.id, ctx.subject.id, &ctx.path).await {
+    let review = match Review::load(&st, &s, ctx.subject.id, &ctx.path).await {
         Ok(r) => r,
-        Err(e) => return crate::problem::Problem::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let had_values = !values.saved.is_empty();
     let respond = |status: StatusCode,
@@ -483,15 +483,18 @@ struct Review {
     verifications: Vec<VerificationRow>,
     /// The freeze or lock that applies to this form, a lock before a freeze.
     lock: Option<LockRow>,
+    /// The study's SDV plan and how much of this subject's data it covers.
+    sdv: (trellis_edc::SdvPlan, trellis_edc::SubjectSdv),
 }
 
 impl Review {
     async fn load(
         st: &AppState,
-        study: StudyId,
+        s: &Study,
         subject: SubjectId,
         form: &FormPath,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, crate::problem::Problem> {
+        let study = s.id;
         let prefix = format!("{form}/");
         let queries = st
             .store
@@ -508,10 +511,13 @@ impl Review {
             .filter(|v| v.item_key.starts_with(&prefix))
             .collect();
         let lock = applicable_lock(&st.store.locks(study).await?, subject, &form.to_string());
+        let (plan, _) = crate::sdv::study_plan(st, s).await?;
+        let level = crate::sdv::subject_level(st, s, &plan, subject).await?;
         Ok(Self {
             queries,
             verifications,
             lock,
+            sdv: (plan, level),
         })
     }
 }
@@ -669,15 +675,22 @@ fn review_sections(
         @if can_verify {
             section.review {
                 h2 { (t("sdv-title")) }
+                p { (t("sdv-subject-level")) ": " strong { (match review.sdv.1 {
+                    trellis_edc::SubjectSdv::FullEarly { .. } => t("sdv-level-first"),
+                    trellis_edc::SubjectSdv::FullSampled => t("sdv-level-sampled"),
+                    trellis_edc::SubjectSdv::Targeted => t("sdv-level-targeted"),
+                }) } " · " a href=(format!("/studies/{}/sdv", s.id)) { (t("sdv-plan")) } }
                 form method="post" action={ (base) "/sdv" } {
                     input type="hidden" name="csrf" value=(p.csrf_token);
                     input type="hidden" name="back" value=(back);
                     table {
-                        thead { tr { th scope="col" { (t("sdv-item")) } th scope="col" { (t("sdv-value")) } th scope="col" { (t("sdv-state")) } th scope="col" { (t("sdv-select")) } } }
+                        thead { tr { th scope="col" { (t("sdv-item")) } th scope="col" { (t("sdv-value")) } th scope="col" { (t("sdv-by-plan")) } th scope="col" { (t("sdv-state")) } th scope="col" { (t("sdv-select")) } } }
                         tbody { @for (key, label, value) in items.iter().filter(|(_, _, v)| v.is_some()) {
                             @let v = review.verifications.iter().find(|v| &v.item_key == key);
-                            tr {
+                            @let required = key.parse::<ItemPath>().is_ok_and(|path| review.sdv.0.requires(review.sdv.1, &path));
+                            tr.sdv-required[required] {
                                 td { (label) } td { (value.cloned().unwrap_or_default()) }
+                                td { @if required { strong { (t("sdv-required-item")) } } @else { span.muted { (t("sdv-optional-item")) } } }
                                 td { @match v {
                                     Some(v) if v.verified_value.as_ref() == *value => { (t("sdv-verified")) " · " (format_time(&p.locale, &p.time_zone, v.verified_at)) }
                                     Some(_) => span.bad { (t("sdv-stale")) },

@@ -69,8 +69,11 @@ pub fn document() -> Value {
         if matches!(spec.method.as_str(), "POST" | "PUT") {
             let schema = request_schema(spec.method.as_str(), spec.path)
                 .unwrap_or_else(|| json!({"type": "object"}));
-            op["requestBody"] =
-                json!({"required": true, "content": {"application/json": {"schema": schema}}});
+            op["requestBody"] = if spec.path == "/api/v1/studies/{study}/odm" {
+                json!({"required": true, "content": {"application/xml": {"schema": {"type": "string", "description": "A CDISC ODM 1.3.x document"}}}})
+            } else {
+                json!({"required": true, "content": {"application/json": {"schema": schema}}})
+            };
         }
         let entry = paths
             .entry(spec.path.to_owned())
@@ -129,6 +132,19 @@ fn query_parameters(method: &str, path: &str) -> Vec<Value> {
         ("GET", "/api/v1/studies/{study}/subjects/{subject}/history") => {
             vec![q("item", &format!("The item, {ITEM_KEY}"), true)]
         }
+        ("POST", "/api/v1/studies/{study}/odm") => vec![
+            q("check", "true: only report what would be imported", false),
+            q(
+                "default_site",
+                "Site code for new subjects whose SiteRef matches no site",
+                false,
+            ),
+            q(
+                "file_name",
+                "The file's name, recorded in the audit trail",
+                false,
+            ),
+        ],
         ("GET", "/api/v1/studies/{study}/audit" | "/api/v1/audit") => vec![
             q("site", "Site id", false),
             q("subject", "Subject id", false),
@@ -202,6 +218,17 @@ fn request_schema(method: &str, path: &str) -> Option<Value> {
             json!({
                 "oid": string("The metadata version's OID"),
                 "reason": string("Reason for the move"),
+            }),
+        ),
+        ("PUT", "/api/v1/studies/{study}/sdv-plan") => object(
+            &["sample_percent"],
+            json!({
+                "critical_items": {"type": "array", "items": {"type": "string"}, "description": "ItemOIDs verified for every subject"},
+                "critical_forms": {"type": "array", "items": {"type": "string"}, "description": "FormOIDs verified completely for every subject"},
+                "first_subjects_per_site": {"type": ["integer", "null"], "minimum": 0, "description": "The first N subjects registered at each site are verified completely; null: every subject"},
+                "sample_percent": {"type": "integer", "minimum": 0, "maximum": 100, "description": "Share of the other subjects verified completely"},
+                "seed": string("Unsigned 64-bit seed of the sample, as a decimal string"),
+                "reason": string("Required to change an existing plan"),
             }),
         ),
         ("PUT", "/api/v1/studies/{study}/locks") => object(

@@ -5,7 +5,7 @@
 //! without declaring who may use it.
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -15,7 +15,7 @@ use trellis_store::Study;
 
 use crate::authz::{Access, Permission, Principal};
 use crate::problem::Problem;
-use crate::{AppState, api, auth, edc_api, edc_ui, study_ui, ui};
+use crate::{AppState, api, auth, edc_api, edc_ui, odm_import, sdv, study_ui, ui};
 
 /// One route as declared in the table.
 #[derive(Clone, Debug)]
@@ -215,6 +215,47 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "Mark items as verified against source documents",
             ),
             post(edc_ui::sdv_submit),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/import",
+                Study(ManageDesign),
+                false,
+                "Import an ODM file: study definitions (amendments) and clinical data (page)",
+            ),
+            get(odm_import::import_page),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/import",
+                Study(ManageDesign),
+                false,
+                "Check or import an uploaded ODM file (multipart/form-data)",
+            ),
+            post(odm_import::import_submit)
+                .layer(DefaultBodyLimit::max(odm_import::MAX_FILE_BYTES)),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/studies/{study}/sdv",
+                Study(ViewSdvProgress),
+                false,
+                "Targeted SDV: the plan and verification progress per site and subject",
+            ),
+            get(sdv::page_view),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/studies/{study}/sdv/plan",
+                Study(PlanSdv),
+                false,
+                "Set the study's targeted SDV plan",
+            ),
+            post(sdv::plan_submit),
         ),
         (
             spec(
@@ -631,6 +672,46 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
                 "Mark items as verified against source (or withdraw)",
             ),
             post(edc_api::verify),
+        ),
+        (
+            spec(
+                Method::POST,
+                "/api/v1/studies/{study}/odm",
+                Study(ManageDesign),
+                true,
+                "Import an ODM 1.3.x file (body, application/xml): metadata versions and clinical data, all or nothing; ?check=true only reports",
+            ),
+            post(odm_import::api_import).layer(DefaultBodyLimit::max(odm_import::MAX_FILE_BYTES)),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/sdv-plan",
+                Study(ViewSdvProgress),
+                true,
+                "The study's targeted SDV plan (full SDV when none was set)",
+            ),
+            get(sdv::api_plan),
+        ),
+        (
+            spec(
+                Method::PUT,
+                "/api/v1/studies/{study}/sdv-plan",
+                Study(PlanSdv),
+                true,
+                "Set the study's targeted SDV plan (a change needs a reason)",
+            ),
+            put(sdv::api_set_plan),
+        ),
+        (
+            spec(
+                Method::GET,
+                "/api/v1/studies/{study}/sdv-progress",
+                Study(ViewSdvProgress),
+                true,
+                "Verification progress against the SDV plan, per site and subject",
+            ),
+            get(sdv::api_progress),
         ),
         (
             spec(

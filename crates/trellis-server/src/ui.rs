@@ -506,6 +506,12 @@ pub async fn study_home(
             @if p.can(&s, Permission::ExportData) {
                 " " a href=(format!("/studies/{}/export", s.id)) { (t("study-export")) }
             }
+            @if p.can(&s, Permission::ManageDesign) {
+                " " a href=(format!("/studies/{}/import", s.id)) { (t("study-import")) }
+            }
+            @if p.can(&s, Permission::ViewSdvProgress) {
+                " " a href=(format!("/studies/{}/sdv", s.id)) { (t("study-sdv")) }
+            }
         }
         (crate::study_ui::study_lock_controls(&st, &p, &s, &locks))
         h2 { (t("study-sites")) }

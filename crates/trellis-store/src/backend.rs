@@ -1005,6 +1005,37 @@ macro_rules! backend_impl {
                 .collect()
         }
 
+        pub(crate) async fn subject(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Option<Subject>> {
+            let row = sqlx::query("SELECT * FROM subjects WHERE study_id = $1 AND subject_id = $2")
+                .bind(study.as_uuid()).bind(subject.as_uuid()).fetch_optional(pool).await?;
+            row.map(|r| {
+                Ok(Subject {
+                    study: StudyId::from_uuid(r.try_get("study_id")?),
+                    id: SubjectId::from_uuid(r.try_get("subject_id")?),
+                    site: SiteId::from_uuid(r.try_get("site_id")?),
+                    screening_number: r.try_get("screening_number")?,
+                    status: parse_enum(&r.try_get::<String, _>("status")?, "subjects.status")?,
+                    created_at: UtcMicros::from_micros(r.try_get("created_at")?),
+                })
+            })
+            .transpose()
+        }
+
+        pub(crate) async fn subject_version(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Option<String>> {
+            let row = sqlx::query("SELECT oid FROM subject_versions WHERE study_id = $1 AND subject_id = $2")
+                .bind(study.as_uuid()).bind(subject.as_uuid()).fetch_optional(pool).await?;
+            row.map(|r| Ok(r.try_get("oid")?)).transpose()
+        }
+
+        /// Bounds that select one subject, or all (an index range either way, where
+        /// `$2 IS NULL OR subject_id = $2` would make SQLite scan the study's rows).
+        fn subject_range(subject: Option<SubjectId>) -> (Uuid, Uuid) {
+            match subject {
+                Some(s) => (s.as_uuid(), s.as_uuid()),
+                None => (Uuid::nil(), Uuid::max()),
+            }
+        }
+
         pub(crate) async fn item_values(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Vec<(String, Option<String>)>> {
             let rows = sqlx::query("SELECT item_key, value FROM item_values WHERE study_id = $1 AND subject_id = $2 ORDER BY item_key")
                 .bind(study.as_uuid()).bind(subject.as_uuid()).fetch_all(pool).await?;
@@ -1118,14 +1149,14 @@ macro_rules! backend_impl {
 
         pub(crate) async fn queries(pool: &Pool, study: StudyId, subject: Option<SubjectId>) -> Result<Vec<QueryRow>> {
             let st = study.as_uuid();
-            let su = subject.map(|s| s.as_uuid());
+            let (lo, hi) = subject_range(subject);
             let rows = sqlx::query("SELECT query_id, subject_id, item_key, check_id, status, opened_by, opened_at, updated_at FROM queries \
-                                    WHERE study_id = $1 AND ($2 IS NULL OR subject_id = $2) ORDER BY opened_at, query_id")
-                .bind(st).bind(su).fetch_all(pool).await?;
+                                    WHERE study_id = $1 AND subject_id BETWEEN $2 AND $3 ORDER BY opened_at, query_id")
+                .bind(st).bind(lo).bind(hi).fetch_all(pool).await?;
             let messages = sqlx::query("SELECT m.query_id, m.seq, m.action, m.author_id, m.author_name, m.at, m.text FROM query_messages m \
                                         JOIN queries q ON q.study_id = m.study_id AND q.query_id = m.query_id \
-                                        WHERE m.study_id = $1 AND ($2 IS NULL OR q.subject_id = $2) ORDER BY m.query_id, m.seq")
-                .bind(st).bind(su).fetch_all(pool).await?;
+                                        WHERE q.study_id = $1 AND q.subject_id BETWEEN $2 AND $3 ORDER BY m.query_id, m.seq")
+                .bind(st).bind(lo).bind(hi).fetch_all(pool).await?;
             let mut by_query: HashMap<Uuid, Vec<QueryMessage>> = HashMap::new();
             for m in &messages {
                 by_query.entry(m.try_get("query_id")?).or_default().push(QueryMessage {
@@ -1158,8 +1189,8 @@ macro_rules! backend_impl {
 
         pub(crate) async fn verifications(pool: &Pool, study: StudyId, subject: Option<SubjectId>) -> Result<Vec<VerificationRow>> {
             let rows = sqlx::query("SELECT subject_id, item_key, verified_value, verified_by, verified_at FROM item_verifications \
-                                    WHERE study_id = $1 AND ($2 IS NULL OR subject_id = $2) ORDER BY subject_id, item_key")
-                .bind(study.as_uuid()).bind(subject.map(|s| s.as_uuid())).fetch_all(pool).await?;
+                                    WHERE study_id = $1 AND subject_id BETWEEN $2 AND $3 ORDER BY subject_id, item_key")
+                .bind(study.as_uuid()).bind(subject_range(subject).0).bind(subject_range(subject).1).fetch_all(pool).await?;
             rows.iter()
                 .map(|r| {
                     Ok(VerificationRow {

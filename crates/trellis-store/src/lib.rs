@@ -266,6 +266,18 @@ impl Store {
     pub async fn subjects(&self, study: StudyId) -> Result<Vec<Subject>> {
         read!(self, subjects(study))
     }
+    /// One subject of a study.
+    pub async fn subject(&self, study: StudyId, subject: SubjectId) -> Result<Option<Subject>> {
+        read!(self, subject(study, subject))
+    }
+    /// The metadata version a subject's forms follow.
+    pub async fn subject_version(
+        &self,
+        study: StudyId,
+        subject: SubjectId,
+    ) -> Result<Option<String>> {
+        read!(self, subject_version(study, subject))
+    }
     pub async fn item_values(
         &self,
         study: StudyId,

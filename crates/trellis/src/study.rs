@@ -5,13 +5,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sha2::{Digest as _, Sha256};
-use trellis_domain::{
-    CountryCode, DisplayName, ScreeningNumber, SiteCode, SiteId, StudyCode, StudyId, SubjectId,
-    TzName,
-};
-use trellis_edc::{FormPath, ItemPath, Oid, StudyDesign};
-use trellis_odm::{ItemValue, MetaDataVersion, Odm, Study};
+use trellis_domain::{CountryCode, DisplayName, SiteCode, SiteId, SubjectId, TzName};
+use trellis_edc::{ItemPath, StudyDesign};
+use trellis_odm::{ItemValue, Odm, Study};
 use trellis_store::{Actor, Mutation, Store, WriteRequest};
 
 /// Reads and builds every study of an ODM file, reporting what would be imported.
@@ -27,7 +23,10 @@ pub fn check_odm(file: &Path) -> anyhow::Result<ExitCode> {
             for e in &rejected.errors {
                 eprintln!("{name}: {e}");
             }
-            eprintln!("{name}: {rejected}", rejected = summary(&rejected));
+            eprintln!(
+                "{name}: {rejected}",
+                rejected = trellis_server::odm_import::rejected_summary(&rejected)
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -109,14 +108,6 @@ pub fn check_odm(file: &Path) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn summary(rejected: &trellis_odm::Rejected) -> String {
-    let n = rejected.errors.len();
-    format!(
-        "refused with {n} error{}; nothing would be imported",
-        if n == 1 { "" } else { "s" }
-    )
 }
 
 fn describe_file(odm: &Odm) -> String {
@@ -306,38 +297,12 @@ pub async fn export_csv(
     Ok(())
 }
 
-/// A problem found while preparing an import, reported with the file's line.
-struct Problem {
-    line: u32,
-    message: String,
-}
-
 /// Imports a file's study definition and clinical data into one Trellis study, in one
-/// audited write: everything or nothing.
+/// audited write: everything or nothing (the rules are in `trellis_server::odm_import`).
 pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    use trellis_server::odm_import::{self, ImportError, ImportTarget};
     let name = args.file.display().to_string();
     let bytes = std::fs::read(&args.file).with_context(|| format!("reading {name}"))?;
-    let imported = match trellis_odm::read_bytes(&bytes) {
-        Ok(i) => i,
-        Err(rejected) => {
-            for e in &rejected.errors {
-                eprintln!("{name}: {e}");
-            }
-            eprintln!("{name}: {}", summary(&rejected));
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    for w in &imported.warnings {
-        eprintln!("{name}: {w}");
-    }
-    let odm = imported.odm;
-    let [file_study] = odm.studies.as_slice() else {
-        anyhow::bail!(
-            "{name}: the file holds {} study definitions; import takes a file with exactly one",
-            odm.studies.len()
-        );
-    };
-
     let actor = match &args.as_user {
         Some(u) => {
             let user = crate::admin::find_user(store, u).await?;
@@ -345,396 +310,71 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
         }
         None => Actor::system(),
     };
-    let mut mutations = Vec::new();
-    let mut problems: Vec<Problem> = Vec::new();
-
-    // The Trellis study, created when asked to.
-    let study = match store.study_by_code(&args.study).await? {
-        Some(s) => s,
-        None => {
-            let Some(sponsor) = &args.sponsor else {
-                anyhow::bail!(
-                    "no study `{}`; create it first, or pass --sponsor ORGANIZATION to create it from the file",
-                    args.study
-                );
-            };
-            let org = store
-                .organizations()
-                .await?
-                .into_iter()
-                .find(|o| &o.name == sponsor)
-                .with_context(|| format!("no organization named `{sponsor}`"))?;
-            let id = StudyId::new();
-            mutations.push(Mutation::CreateStudy {
-                id,
-                sponsor: org.id,
-                code: StudyCode::parse(&args.study).map_err(|e| anyhow::anyhow!("--study: {e}"))?,
-                title: DisplayName::parse(&file_study.name)
-                    .map_err(|e| anyhow::anyhow!("StudyName: {e}"))?,
-                time_zone: TzName::parse(&args.time_zone)
-                    .map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?,
-            });
-            trellis_store::Study {
-                id,
-                sponsor: org.id,
-                code: args.study.clone(),
-                title: file_study.name.clone(),
-                time_zone: TzName::utc(),
-                created_at: trellis_domain::UtcMicros::from_timestamp(jiff::Timestamp::now()),
-            }
-        }
+    let target = ImportTarget {
+        study: args.study.clone(),
+        create_for_sponsor: args.sponsor.clone(),
+        time_zone: args.time_zone.clone(),
+        default_site: args.site.clone(),
     };
-
-    // Metadata versions: new ones are added, ones already here must be identical.
-    let existing = if mutations.is_empty() {
-        store.metadata_versions(study.id).await?
-    } else {
-        Vec::new()
+    let plan = match odm_import::plan(store, &bytes, &target).await {
+        Ok(plan) => plan,
+        Err(ImportError::Unreadable { errors, summary }) => {
+            for e in &errors {
+                eprintln!("{name}: {e}");
+            }
+            eprintln!("{name}: {summary}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(ImportError::Refused(problems)) => {
+            for p in &problems {
+                eprintln!("{name}: error: line {}: {}", p.line, p.message);
+            }
+            eprintln!(
+                "{name}: refused with {}; nothing was imported",
+                plural(problems.len(), "error", "errors")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(ImportError::Target(message)) => anyhow::bail!("{name}: {message}"),
+        Err(ImportError::Store(e)) => return Err(e.into()),
     };
-    if let Some(v) = existing.first()
-        && v.study_oid != file_study.oid
-    {
-        anyhow::bail!(
-            "{name}: study {} is defined by ODM study {}, not {}",
-            study.code,
-            v.study_oid,
-            file_study.oid
-        );
+    let report = &plan.report;
+    for w in report.warnings.iter().chain(&report.not_imported) {
+        eprintln!("{name}: {w}");
     }
-    let mut designs: HashMap<String, StudyDesign> = HashMap::new();
-    for mdv in &file_study.metadata_versions {
-        let design = match StudyDesign::build(file_study, &mdv.oid) {
-            Ok(d) => d,
-            Err(failure) => {
-                problems.extend(failure.errors.iter().map(|e| Problem {
-                    line: e.line,
-                    message: format!("{} ({})", e.message, e.context),
-                }));
-                continue;
-            }
-        };
-        let text = single_version_odm(file_study, mdv);
-        let sha: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-        match existing.iter().find(|v| v.oid == mdv.oid) {
-            Some(v) if v.odm_sha256 == sha => {
-                println!("metadata version {} is already imported (identical)", mdv.oid);
-            }
-            Some(_) => problems.push(Problem {
-                line: mdv.line,
-                message: format!(
-                    "metadata version {} already exists in study {} with different content; an amendment needs a new OID",
-                    mdv.oid, study.code
-                ),
-            }),
-            None => mutations.push(Mutation::AddMetadataVersion {
-                study: study.id,
-                study_oid: file_study.oid.clone(),
-                oid: mdv.oid.clone(),
-                name: mdv.name.clone(),
-                odm: text,
-            }),
-        }
-        designs.insert(mdv.oid.clone(), design);
+    for v in &report.identical_versions {
+        println!("metadata version {v} is already imported (identical)");
     }
-    // Clinical data may follow a version imported earlier.
-    for data in odm
-        .clinical_data
-        .iter()
-        .filter(|d| d.study_oid == file_study.oid)
-    {
-        if designs.contains_key(&data.metadata_version_oid) {
-            continue;
-        }
-        match store.metadata_version_odm(study.id, &data.metadata_version_oid).await? {
-            Some(text) => {
-                let stored = trellis_odm::read_str(&text).map_err(|e| anyhow::anyhow!("stored metadata version {}: {e}", data.metadata_version_oid))?;
-                let Some(stored_study) = stored.odm.studies.first() else { continue };
-                let Some(mdv) = stored_study.metadata_versions.first() else { continue };
-                for d in trellis_odm::check_clinical_data(data, mdv) {
-                    problems.push(Problem { line: d.line, message: format!("{} ({})", d.message, d.path) });
-                }
-                match StudyDesign::build(stored_study, &mdv.oid) {
-                    Ok(design) => {
-                        designs.insert(mdv.oid.clone(), design);
-                    }
-                    Err(e) => anyhow::bail!("stored metadata version {} no longer builds: {e}", mdv.oid),
-                }
-            }
-            None => problems.push(Problem {
-                line: data.line,
-                message: format!(
-                    "clinical data follow metadata version {}, which is neither in this file nor in study {}",
-                    data.metadata_version_oid, study.code
-                ),
-            }),
-        }
-    }
-    for data in odm
-        .clinical_data
-        .iter()
-        .filter(|d| d.study_oid != file_study.oid)
-    {
-        problems.push(Problem {
-            line: data.line,
-            message: format!(
-                "clinical data for study {}, which this file does not define",
-                data.study_oid
-            ),
-        });
-    }
-
-    // Subjects: found by screening number, or created at the site their SiteRef names.
-    let sites = if mutations
-        .iter()
-        .any(|m| matches!(m, Mutation::CreateStudy { .. }))
-    {
-        Vec::new()
-    } else {
-        store.sites(study.id).await?
-    };
-    let subjects = if sites.is_empty() {
-        Vec::new()
-    } else {
-        store.subjects(study.id).await?
-    };
-    let assigned: HashMap<SubjectId, String> = if subjects.is_empty() {
-        HashMap::new()
-    } else {
-        store
-            .subject_versions(study.id)
-            .await?
-            .into_iter()
-            .collect()
-    };
-    let admin_locations: HashMap<&str, &str> = odm
-        .admin_data
-        .iter()
-        .flat_map(|a| &a.locations)
-        .map(|l| (l.oid.as_str(), l.name.as_str()))
-        .collect();
-    report_not_imported(&name, &odm);
-    let mut values_total = 0usize;
-    for data in odm
-        .clinical_data
-        .iter()
-        .filter(|d| d.study_oid == file_study.oid)
-    {
-        for subject in &data.subjects {
-            let existing_subject = subjects
-                .iter()
-                .find(|s| s.screening_number == subject.subject_key);
-            let subject_id = match existing_subject {
-                Some(s) => s.id,
-                None => {
-                    let wanted = subject.site_ref.as_deref().map(|loc| {
-                        // A LocationOID may be the site code itself or a Location whose name is.
-                        (loc, admin_locations.get(loc).copied())
-                    });
-                    let site = sites
-                        .iter()
-                        .find(|s| match wanted {
-                            Some((loc, name)) => {
-                                s.code == loc
-                                    || Some(s.name.as_str()) == name
-                                    || loc.strip_prefix("LOC.") == Some(s.code.as_str())
-                            }
-                            None => args.site.as_deref() == Some(s.code.as_str()),
-                        })
-                        .or_else(|| {
-                            args.site
-                                .as_deref()
-                                .and_then(|code| sites.iter().find(|s| s.code == code))
-                        });
-                    let Some(site) = site else {
-                        problems.push(Problem {
-                            line: subject.line,
-                            message: format!(
-                                "subject {} is not in study {} and its site {} matches no site code; create the site or pass --site CODE",
-                                subject.subject_key,
-                                study.code,
-                                subject.site_ref.as_deref().unwrap_or("(none given)")
-                            ),
-                        });
-                        continue;
-                    };
-                    let number = match ScreeningNumber::parse(&subject.subject_key) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            problems.push(Problem {
-                                line: subject.line,
-                                message: format!("SubjectKey {:?}: {e}", subject.subject_key),
-                            });
-                            continue;
-                        }
-                    };
-                    let id = SubjectId::new();
-                    mutations.push(Mutation::CreateSubject {
-                        study: study.id,
-                        id,
-                        site: site.id,
-                        screening_number: number,
-                    });
-                    id
-                }
-            };
-            match assigned.get(&subject_id) {
-                Some(v) if v != &data.metadata_version_oid => problems.push(Problem {
-                    line: subject.line,
-                    message: format!(
-                        "subject {} follows metadata version {v}; the file's data follow {} (move the subject first)",
-                        subject.subject_key, data.metadata_version_oid
-                    ),
-                }),
-                Some(_) => {}
-                None => mutations.push(Mutation::AssignMetadataVersion {
-                    study: study.id,
-                    subject: subject_id,
-                    oid: data.metadata_version_oid.clone(),
-                }),
-            }
-            let mut values = Vec::new();
-            for event in &subject.study_events {
-                for form in &event.forms {
-                    for group in &form.item_groups {
-                        for item in &group.items {
-                            let key = (|| -> Result<ItemPath, trellis_edc::PathError> {
-                                Ok(ItemPath {
-                                    form: FormPath {
-                                        event: Oid::new(&event.study_event_oid)?,
-                                        event_repeat: repeat(event.repeat_key.as_deref())?,
-                                        form: Oid::new(&form.form_oid)?,
-                                        form_repeat: repeat(form.repeat_key.as_deref())?,
-                                    },
-                                    group: Oid::new(&group.item_group_oid)?,
-                                    group_repeat: repeat(group.repeat_key.as_deref())?,
-                                    item: Oid::new(&item.item_oid)?,
-                                })
-                            })();
-                            let key = match key {
-                                Ok(k) => k,
-                                Err(e) => {
-                                    problems.push(Problem {
-                                        line: item.line,
-                                        message: e.to_string(),
-                                    });
-                                    continue;
-                                }
-                            };
-                            let value = match (&item.value, item.transaction_type) {
-                                (_, Some(trellis_odm::TransactionType::Remove))
-                                | (ItemValue::Null, _) => None,
-                                (ItemValue::Value(v), _) if v.is_empty() => None,
-                                (ItemValue::Value(v), _) => Some(v.clone()),
-                            };
-                            values.push((key.to_string(), value));
-                        }
-                    }
-                }
-            }
-            // A transactional file may change one item several times: the last change wins.
-            let mut last: HashMap<String, usize> = HashMap::new();
-            for (i, (k, _)) in values.iter().enumerate() {
-                last.insert(k.clone(), i);
-            }
-            let values: Vec<(String, Option<String>)> = values
-                .into_iter()
-                .enumerate()
-                .filter(|(i, (k, _))| last.get(k) == Some(i))
-                .map(|(_, v)| v)
-                .collect();
-            values_total += values.len();
-            if !values.is_empty() {
-                mutations.push(Mutation::SaveItems {
-                    study: study.id,
-                    subject: subject_id,
-                    values,
-                });
-            }
-        }
-    }
-
-    if !problems.is_empty() {
-        problems.sort_by_key(|p| p.line);
-        for p in &problems {
-            eprintln!("{name}: error: line {}: {}", p.line, p.message);
-        }
-        eprintln!(
-            "{name}: refused with {} error{}; nothing was imported",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" }
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    if mutations.is_empty() {
-        println!("{name}: nothing new to import into {}", study.code);
+    let code = report.study.code.clone();
+    if plan.is_empty() {
+        println!("{name}: nothing new to import into {code}");
         return Ok(ExitCode::SUCCESS);
     }
-    let versions = mutations
-        .iter()
-        .filter(|m| matches!(m, Mutation::AddMetadataVersion { .. }))
-        .count();
-    let new_subjects = mutations
-        .iter()
-        .filter(|m| matches!(m, Mutation::CreateSubject { .. }))
-        .count();
-    let reason = format!(
-        "Imported from ODM file {} (FileOID {})",
-        args.file
-            .file_name()
-            .map_or(name.clone(), |f| f.to_string_lossy().into_owned()),
-        odm.file_oid
-    );
-    let receipt = store
-        .write(
-            WriteRequest::new(actor, mutations)
-                .with_reason(reason)
-                .with_request_id(import_request_id(&args.file, &odm.file_oid)),
-        )
-        .await
+    let file_name = args
+        .file
+        .file_name()
+        .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
+    let (report, result) = plan.apply(store, actor, &file_name, None).await;
+    let receipt = result
         .map_err(|e| anyhow::anyhow!("{name}: refused by the store, nothing was imported: {e}"))?;
     if receipt.entries.is_empty() {
         println!(
-            "{name}: nothing changed in {}: the study already holds everything in the file",
-            study.code
+            "{name}: nothing changed in {code}: the study already holds everything in the file"
         );
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{name}: imported into {}: {versions} metadata version{}, {new_subjects} new subject{}, {values_total} values; {} audit entries",
-        study.code,
-        if versions == 1 { "" } else { "s" },
-        if new_subjects == 1 { "" } else { "s" },
+        "{name}: imported into {code}: {}, {}, {} values; {} audit entries",
+        plural(
+            report.new_versions.len(),
+            "metadata version",
+            "metadata versions"
+        ),
+        plural(report.new_subjects, "new subject", "new subjects"),
+        report.values,
         receipt.entries.len()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn repeat(key: Option<&str>) -> Result<u16, trellis_edc::PathError> {
-    key.map_or(Ok(1), trellis_edc::path::parse_repeat)
-}
-
-/// The ODM 1.3.2 document stored for one metadata version: the study with its measurement
-/// units and only this version.
-fn single_version_odm(study: &Study, mdv: &MetaDataVersion) -> String {
-    let one = Odm {
-        file_oid: format!("{}.{}", study.oid, mdv.oid),
-        creation_date_time: jiff::Timestamp::now().to_string(),
-        source_system: Some("Trellis".into()),
-        source_system_version: Some(env!("CARGO_PKG_VERSION").into()),
-        granularity: Some("Metadata".into()),
-        studies: vec![Study {
-            metadata_versions: vec![mdv.clone()],
-            ..study.clone()
-        }],
-        ..Odm::default()
-    };
-    // The creation time must not change the stored document's hash between imports.
-    let mut text = trellis_odm::to_string(&Odm {
-        creation_date_time: "2000-01-01T00:00:00Z".into(),
-        ..one
-    });
-    text.shrink_to_fit();
-    text
 }
 
 /// Writes one or all studies as ODM 1.3.2. The file appears only when complete.
@@ -990,6 +630,29 @@ async fn gather(
             .or_default()
             .push(q);
     }
+    // Source data verification goes out as one more annotation on the verified item (ODM
+    // 1.3.2 has no element for it): who verified which value when, and whether the item
+    // has changed since.
+    let mut verifications: HashMap<(SubjectId, String), trellis_store::VerificationRow> =
+        HashMap::new();
+    for v in store.verifications(study.id, None).await? {
+        verifications.insert((v.subject, v.item_key.clone()), v);
+    }
+    let user_names: HashMap<uuid::Uuid, String> = if verifications.is_empty() {
+        HashMap::new()
+    } else {
+        store
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| {
+                (
+                    u.id.as_uuid(),
+                    format!("{} ({})", u.display_name, u.username),
+                )
+            })
+            .collect()
+    };
     for s in &signatures {
         users
             .entry(user_oid(s.signer.as_uuid()))
@@ -1103,14 +766,26 @@ async fn gather(
                     }
                 }
             }
-            if let (Some(last), Some(qs)) =
-                (items.last_mut(), queries.get(&(subject.id, key.clone())))
-            {
-                last.annotations = qs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, q)| query_annotation(i, q))
-                    .collect();
+            if let Some(last) = items.last_mut() {
+                if let Some(qs) = queries.get(&(subject.id, key.clone())) {
+                    last.annotations = qs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, q)| query_annotation(i, q))
+                        .collect();
+                }
+                if let Some(v) = verifications.get(&(subject.id, key.clone())) {
+                    let now = current
+                        .iter()
+                        .find(|(k, _)| k == &key)
+                        .and_then(|(_, v)| v.as_ref());
+                    let who = user_names
+                        .get(&v.verified_by)
+                        .cloned()
+                        .unwrap_or_else(|| v.verified_by.to_string());
+                    last.annotations
+                        .push(sdv_annotation(last.annotations.len(), v, &who, now));
+                }
             }
             events
                 .entry((
@@ -1254,96 +929,32 @@ async fn gather(
 
 /// The source system's audit records, signatures and annotations are not imported, and
 /// the user is told so, with the first line of each.
-fn report_not_imported(name: &str, odm: &Odm) {
-    let (mut audits, mut signatures, mut annotations) = (Vec::new(), Vec::new(), Vec::new());
-    let mut note = |line: u32, a: bool, s: bool, n: usize| {
-        if a {
-            audits.push(line);
-        }
-        if s {
-            signatures.push(line);
-        }
-        annotations.extend(std::iter::repeat_n(line, n));
+/// A source data verification as an ODM annotation: who verified which value when, and
+/// whether the item has changed since (the verification is then stale).
+fn sdv_annotation(
+    i: usize,
+    v: &trellis_store::VerificationRow,
+    who: &str,
+    current: Option<&String>,
+) -> trellis_odm::Annotation {
+    let verified = v.verified_value.as_deref().unwrap_or("");
+    let state = if v.verified_value.as_ref() == current {
+        "current"
+    } else {
+        "stale: the value has changed since"
     };
-    for data in &odm.clinical_data {
-        for subject in &data.subjects {
-            note(
-                subject.line,
-                subject.audit_record.is_some(),
-                subject.signature.is_some(),
-                subject.annotations.len(),
-            );
-            for e in &subject.study_events {
-                note(
-                    e.line,
-                    e.audit_record.is_some(),
-                    e.signature.is_some(),
-                    e.annotations.len(),
-                );
-                for f in &e.forms {
-                    note(
-                        f.line,
-                        f.audit_record.is_some(),
-                        f.signature.is_some(),
-                        f.annotations.len(),
-                    );
-                    for g in &f.item_groups {
-                        note(
-                            g.line,
-                            g.audit_record.is_some(),
-                            g.signature.is_some(),
-                            g.annotations.len(),
-                        );
-                        for i in &g.items {
-                            note(
-                                i.line,
-                                i.audit_record.is_some(),
-                                i.signature.is_some(),
-                                i.annotations.len(),
-                            );
-                        }
-                    }
-                }
-            }
-        }
+    trellis_odm::Annotation {
+        seq_num: u32::try_from(i + 1).unwrap_or(u32::MAX),
+        id: None,
+        comment: Some(trellis_odm::Comment {
+            sponsor_or_site: Some("Sponsor".into()),
+            text: format!(
+                "Source data verified {} by {who}: value {verified:?} ({state}).",
+                v.verified_at.to_rfc3339()
+            ),
+        }),
+        flags: Vec::new(),
     }
-    let say = |lines: &[u32], what: &str, why: &str| {
-        if let Some(first) = lines.first() {
-            eprintln!(
-                "{name}: warning: line {first}: {} {what} not imported ({why})",
-                lines.len()
-            );
-        }
-    };
-    say(
-        &audits,
-        "audit record(s) of the source system",
-        "Trellis records the import in its own audit trail, with the file name as request id; keep the source file with the trial master file",
-    );
-    say(
-        &signatures,
-        "signature(s)",
-        "signatures from another system cannot be carried over; investigators sign again in Trellis",
-    );
-    say(
-        &annotations,
-        "annotation(s) (comments, flags)",
-        "queries and comments are not imported yet",
-    );
-}
-
-/// Every audit entry of an import carries this, so the trail names the file it came from.
-fn import_request_id(file: &Path, file_oid: &str) -> String {
-    let name = file.file_name().map_or_else(
-        || file.display().to_string(),
-        |f| f.to_string_lossy().into_owned(),
-    );
-    let id: String = format!("odm-import {name} FileOID={file_oid}")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    id
 }
 
 /// A query as an ODM annotation: its status and thread in the comment.

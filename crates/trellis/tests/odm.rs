@@ -172,6 +172,19 @@ async fn import_export_and_import_again() {
         ))
         .await
         .unwrap();
+    // ... and so does the verification of the birth date against source.
+    store
+        .write(WriteRequest::new(
+            Actor::system(),
+            vec![Mutation::VerifyItem {
+                study: a,
+                subject: subject_a.id,
+                item_key: "SE.SCREEN[1]/F.DM[1]/IG.DM[1]/I.BRTHDTC".into(),
+                verified: true,
+            }],
+        ))
+        .await
+        .unwrap();
 
     // Export with the full audit trail: valid ODM 1.3.2.
     let export = env.dir.path().join("export.xml");
@@ -206,6 +219,17 @@ async fn import_export_and_import_again() {
     assert!(
         note.text
             .contains("Please confirm the height <in cm> & units")
+    );
+    let birth = subject.study_events[0].forms[0].item_groups[0]
+        .items
+        .iter()
+        .rfind(|i| i.item_oid == "I.BRTHDTC")
+        .unwrap();
+    let sdv = birth.annotations[0].comment.as_ref().unwrap();
+    assert!(
+        sdv.text.starts_with("Source data verified ") && sdv.text.ends_with("(current)."),
+        "{}",
+        sdv.text
     );
     let audit = first.audit_record.as_ref().unwrap();
     assert_eq!(audit.location_oid, "LOC.DE-01");

@@ -31,6 +31,11 @@ fn expected(access: Access, role: Role) -> bool {
             matches!(role, Monitor | DataManager | MedicalMonitor)
         }
         Access::Study(Permission::VerifySource) => role == Monitor,
+        Access::Study(Permission::PlanSdv) => matches!(role, StudyManager | DataManager),
+        Access::Study(Permission::ViewSdvProgress) => matches!(
+            role,
+            Administrator | StudyManager | DataManager | Monitor | Auditor
+        ),
         Access::Study(Permission::LockData) => matches!(role, DataManager | StudyManager),
         Access::Study(Permission::ManageDesign) => matches!(role, DataManager | StudyManager),
         Access::Study(Permission::ExportData) => matches!(

@@ -6,4 +6,5 @@ mod authz_matrix;
 mod data_entry;
 mod edc_api;
 mod flows;
+mod sdv;
 mod study_admin;

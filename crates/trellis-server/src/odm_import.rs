@@ -1,0 +1,902 @@
+//! Importing an ODM file into a study: its metadata versions (a new OID is an amendment)
+//! and its clinical data, planned in memory and written in one audited write, so that a
+//! file with any problem imports nothing. Shared by `trellis study import-odm` and the
+//! browser's import page.
+
+use std::collections::HashMap;
+
+use sha2::{Digest as _, Sha256};
+use trellis_domain::{DisplayName, ScreeningNumber, StudyCode, StudyId, SubjectId, TzName};
+use trellis_edc::{FormPath, ItemPath, Oid, StudyDesign};
+use trellis_odm::{ItemValue, MetaDataVersion, Odm};
+use trellis_store::{Actor, Mutation, Receipt, Store, StoreError, Study, WriteRequest};
+
+/// The largest ODM file the browser and the API accept (a study's whole clinical data
+/// can be tens of megabytes; the command line has no limit).
+pub const MAX_FILE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Where a file's content goes.
+pub struct ImportTarget {
+    /// The Trellis study (code).
+    pub study: String,
+    /// Create the study if it does not exist, for this sponsor (organization name).
+    pub create_for_sponsor: Option<String>,
+    /// Time zone of a study this import creates.
+    pub time_zone: String,
+    /// Site (code) for new subjects whose `SiteRef` matches no site.
+    pub default_site: Option<String>,
+}
+
+/// A problem found in the file, with its line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportProblem {
+    pub line: u32,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Not ODM 1.3.x, or not well-formed: the reader's errors with their lines.
+    #[error("{summary}")]
+    Unreadable {
+        errors: Vec<String>,
+        summary: String,
+    },
+    /// Readable, but it does not fit the study: every problem with its line.
+    #[error("refused with {} error(s); nothing was imported", .0.len())]
+    Refused(Vec<ImportProblem>),
+    /// The target is wrong (no such study or sponsor, another ODM study, several studies).
+    #[error("{0}")]
+    Target(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an import would write, and what it reports.
+pub struct ImportPlan {
+    pub report: ImportReport,
+    mutations: Vec<Mutation>,
+}
+
+/// What a file holds for the study, as an import reports it.
+#[derive(Clone, Debug)]
+pub struct ImportReport {
+    pub study: Study,
+    pub file_oid: String,
+    /// The reader's warnings (vendor extensions, unsupported elements) with their lines.
+    pub warnings: Vec<String>,
+    /// Parts of the file Trellis does not take over (source audit records, signatures,
+    /// annotations), as warnings with their first line.
+    pub not_imported: Vec<String>,
+    /// Metadata versions already in the study with identical content.
+    pub identical_versions: Vec<String>,
+    pub new_versions: Vec<String>,
+    pub new_subjects: usize,
+    pub values: usize,
+}
+
+impl ImportPlan {
+    /// Nothing to write: the study already holds everything in the file.
+    pub fn is_empty(&self) -> bool {
+        self.mutations.is_empty()
+    }
+
+    /// Writes the plan in one audited write. The reason names the file; so does the
+    /// request id unless the caller has one (an HTTP request's).
+    pub async fn apply(
+        self,
+        store: &Store,
+        actor: Actor,
+        file_name: &str,
+        request_id: Option<String>,
+    ) -> (ImportReport, Result<Receipt, StoreError>) {
+        let reason = format!(
+            "Imported from ODM file {file_name} (FileOID {})",
+            self.report.file_oid
+        );
+        let request_id =
+            request_id.unwrap_or_else(|| import_request_id(file_name, &self.report.file_oid));
+        let result = store
+            .write(
+                WriteRequest::new(actor, self.mutations)
+                    .with_reason(reason)
+                    .with_request_id(request_id),
+            )
+            .await;
+        (self.report, result)
+    }
+}
+
+/// Plans the import of a file's bytes into `target`, reading what the study holds now.
+pub async fn plan(
+    store: &Store,
+    bytes: &[u8],
+    target: &ImportTarget,
+) -> Result<ImportPlan, ImportError> {
+    let imported = trellis_odm::read_bytes(bytes).map_err(|rejected| ImportError::Unreadable {
+        errors: rejected.errors.iter().map(ToString::to_string).collect(),
+        summary: rejected_summary(&rejected),
+    })?;
+    let warnings: Vec<String> = imported.warnings.iter().map(ToString::to_string).collect();
+    let odm = imported.odm;
+    let [file_study] = odm.studies.as_slice() else {
+        return Err(ImportError::Target(format!(
+            "the file holds {} study definitions; import takes a file with exactly one",
+            odm.studies.len()
+        )));
+    };
+    let mut mutations = Vec::new();
+    let mut problems: Vec<ImportProblem> = Vec::new();
+
+    // The Trellis study, created when asked to.
+    let study = match store.study_by_code(&target.study).await? {
+        Some(s) => s,
+        None => {
+            let Some(sponsor) = &target.create_for_sponsor else {
+                return Err(ImportError::Target(format!(
+                    "no study `{}`; create it first, or name a sponsor to create it from the file",
+                    target.study
+                )));
+            };
+            let org = store
+                .organizations()
+                .await?
+                .into_iter()
+                .find(|o| &o.name == sponsor)
+                .ok_or_else(|| ImportError::Target(format!("no organization named `{sponsor}`")))?;
+            let id = StudyId::new();
+            let bad =
+                |what: &str, e: &dyn std::fmt::Display| ImportError::Target(format!("{what}: {e}"));
+            let time_zone = TzName::parse(&target.time_zone).map_err(|e| bad("time zone", &e))?;
+            mutations.push(Mutation::CreateStudy {
+                id,
+                sponsor: org.id,
+                code: StudyCode::parse(&target.study).map_err(|e| bad("study", &e))?,
+                title: DisplayName::parse(&file_study.name).map_err(|e| bad("StudyName", &e))?,
+                time_zone: time_zone.clone(),
+            });
+            Study {
+                id,
+                sponsor: org.id,
+                code: target.study.clone(),
+                title: file_study.name.clone(),
+                time_zone,
+                created_at: trellis_domain::UtcMicros::from_timestamp(jiff::Timestamp::now()),
+            }
+        }
+    };
+    let creating = !mutations.is_empty();
+
+    // Metadata versions: new ones are added, ones already here must be identical.
+    let existing = if creating {
+        Vec::new()
+    } else {
+        store.metadata_versions(study.id).await?
+    };
+    if let Some(v) = existing.first()
+        && v.study_oid != file_study.oid
+    {
+        return Err(ImportError::Target(format!(
+            "study {} is defined by ODM study {}, not {}",
+            study.code, v.study_oid, file_study.oid
+        )));
+    }
+    let mut identical_versions = Vec::new();
+    let mut new_versions = Vec::new();
+    let mut designs: HashMap<String, StudyDesign> = HashMap::new();
+    for mdv in &file_study.metadata_versions {
+        let design = match StudyDesign::build(file_study, &mdv.oid) {
+            Ok(d) => d,
+            Err(failure) => {
+                problems.extend(failure.errors.iter().map(|e| ImportProblem {
+                    line: e.line,
+                    message: format!("{} ({})", e.message, e.context),
+                }));
+                continue;
+            }
+        };
+        let text = single_version_odm(file_study, mdv);
+        let sha: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        match existing.iter().find(|v| v.oid == mdv.oid) {
+            Some(v) if v.odm_sha256 == sha => identical_versions.push(mdv.oid.clone()),
+            Some(_) => problems.push(ImportProblem {
+                line: mdv.line,
+                message: format!(
+                    "metadata version {} already exists in study {} with different content; an amendment needs a new OID",
+                    mdv.oid, study.code
+                ),
+            }),
+            None => {
+                new_versions.push(mdv.oid.clone());
+                mutations.push(Mutation::AddMetadataVersion {
+                    study: study.id,
+                    study_oid: file_study.oid.clone(),
+                    oid: mdv.oid.clone(),
+                    name: mdv.name.clone(),
+                    odm: text,
+                });
+            }
+        }
+        designs.insert(mdv.oid.clone(), design);
+    }
+    // Clinical data may follow a version imported earlier.
+    for data in odm
+        .clinical_data
+        .iter()
+        .filter(|d| d.study_oid == file_study.oid)
+    {
+        if designs.contains_key(&data.metadata_version_oid) {
+            continue;
+        }
+        match store.metadata_version_odm(study.id, &data.metadata_version_oid).await? {
+            Some(text) => {
+                let stored = trellis_odm::read_str(&text).map_err(|e| {
+                    ImportError::Target(format!(
+                        "stored metadata version {}: {e}",
+                        data.metadata_version_oid
+                    ))
+                })?;
+                let Some(stored_study) = stored.odm.studies.first() else { continue };
+                let Some(mdv) = stored_study.metadata_versions.first() else { continue };
+                for d in trellis_odm::check_clinical_data(data, mdv) {
+                    problems.push(ImportProblem {
+                        line: d.line,
+                        message: format!("{} ({})", d.message, d.path),
+                    });
+                }
+                let design = StudyDesign::build(stored_study, &mdv.oid).map_err(|e| {
+                    ImportError::Target(format!(
+                        "stored metadata version {} no longer builds: {e}",
+                        mdv.oid
+                    ))
+                })?;
+                designs.insert(mdv.oid.clone(), design);
+            }
+            None => problems.push(ImportProblem {
+                line: data.line,
+                message: format!(
+                    "clinical data follow metadata version {}, which is neither in this file nor in study {}",
+                    data.metadata_version_oid, study.code
+                ),
+            }),
+        }
+    }
+    for data in odm
+        .clinical_data
+        .iter()
+        .filter(|d| d.study_oid != file_study.oid)
+    {
+        problems.push(ImportProblem {
+            line: data.line,
+            message: format!(
+                "clinical data for study {}, which this file does not define",
+                data.study_oid
+            ),
+        });
+    }
+
+    // Subjects: found by screening number, or created at the site their SiteRef names.
+    let sites = if creating {
+        Vec::new()
+    } else {
+        store.sites(study.id).await?
+    };
+    let subjects = if sites.is_empty() {
+        Vec::new()
+    } else {
+        store.subjects(study.id).await?
+    };
+    let assigned: HashMap<SubjectId, String> = if subjects.is_empty() {
+        HashMap::new()
+    } else {
+        store
+            .subject_versions(study.id)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let admin_locations: HashMap<&str, &str> = odm
+        .admin_data
+        .iter()
+        .flat_map(|a| &a.locations)
+        .map(|l| (l.oid.as_str(), l.name.as_str()))
+        .collect();
+    let mut new_subjects = 0usize;
+    let mut values_total = 0usize;
+    for data in odm
+        .clinical_data
+        .iter()
+        .filter(|d| d.study_oid == file_study.oid)
+    {
+        for subject in &data.subjects {
+            let existing_subject = subjects
+                .iter()
+                .find(|s| s.screening_number == subject.subject_key);
+            let subject_id = match existing_subject {
+                Some(s) => s.id,
+                None => {
+                    // A LocationOID may be the site code itself or a Location whose name is.
+                    let wanted = subject
+                        .site_ref
+                        .as_deref()
+                        .map(|loc| (loc, admin_locations.get(loc).copied()));
+                    let default_site = target.default_site.as_deref();
+                    let site = sites
+                        .iter()
+                        .find(|s| match wanted {
+                            Some((loc, name)) => {
+                                s.code == loc
+                                    || Some(s.name.as_str()) == name
+                                    || loc.strip_prefix("LOC.") == Some(s.code.as_str())
+                            }
+                            None => default_site == Some(s.code.as_str()),
+                        })
+                        .or_else(|| {
+                            default_site.and_then(|code| sites.iter().find(|s| s.code == code))
+                        });
+                    let Some(site) = site else {
+                        problems.push(ImportProblem {
+                            line: subject.line,
+                            message: format!(
+                                "subject {} is not in study {} and its site {} matches no site code; create the site or name a default site",
+                                subject.subject_key,
+                                study.code,
+                                subject.site_ref.as_deref().unwrap_or("(none given)")
+                            ),
+                        });
+                        continue;
+                    };
+                    let number = match ScreeningNumber::parse(&subject.subject_key) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            problems.push(ImportProblem {
+                                line: subject.line,
+                                message: format!("SubjectKey {:?}: {e}", subject.subject_key),
+                            });
+                            continue;
+                        }
+                    };
+                    let id = SubjectId::new();
+                    mutations.push(Mutation::CreateSubject {
+                        study: study.id,
+                        id,
+                        site: site.id,
+                        screening_number: number,
+                    });
+                    new_subjects += 1;
+                    id
+                }
+            };
+            match assigned.get(&subject_id) {
+                Some(v) if v != &data.metadata_version_oid => problems.push(ImportProblem {
+                    line: subject.line,
+                    message: format!(
+                        "subject {} follows metadata version {v}; the file's data follow {} (move the subject first)",
+                        subject.subject_key, data.metadata_version_oid
+                    ),
+                }),
+                Some(_) => {}
+                None => mutations.push(Mutation::AssignMetadataVersion {
+                    study: study.id,
+                    subject: subject_id,
+                    oid: data.metadata_version_oid.clone(),
+                }),
+            }
+            let mut values = Vec::new();
+            for event in &subject.study_events {
+                for form in &event.forms {
+                    for group in &form.item_groups {
+                        for item in &group.items {
+                            let key = (|| -> Result<ItemPath, trellis_edc::PathError> {
+                                Ok(ItemPath {
+                                    form: FormPath {
+                                        event: Oid::new(&event.study_event_oid)?,
+                                        event_repeat: repeat(event.repeat_key.as_deref())?,
+                                        form: Oid::new(&form.form_oid)?,
+                                        form_repeat: repeat(form.repeat_key.as_deref())?,
+                                    },
+                                    group: Oid::new(&group.item_group_oid)?,
+                                    group_repeat: repeat(group.repeat_key.as_deref())?,
+                                    item: Oid::new(&item.item_oid)?,
+                                })
+                            })();
+                            let key = match key {
+                                Ok(k) => k,
+                                Err(e) => {
+                                    problems.push(ImportProblem {
+                                        line: item.line,
+                                        message: e.to_string(),
+                                    });
+                                    continue;
+                                }
+                            };
+                            let value = match (&item.value, item.transaction_type) {
+                                (_, Some(trellis_odm::TransactionType::Remove))
+                                | (ItemValue::Null, _) => None,
+                                (ItemValue::Value(v), _) if v.is_empty() => None,
+                                (ItemValue::Value(v), _) => Some(v.clone()),
+                            };
+                            values.push((key.to_string(), value));
+                        }
+                    }
+                }
+            }
+            // A transactional file may change one item several times: the last change wins.
+            let mut last: HashMap<String, usize> = HashMap::new();
+            for (i, (k, _)) in values.iter().enumerate() {
+                last.insert(k.clone(), i);
+            }
+            let values: Vec<(String, Option<String>)> = values
+                .into_iter()
+                .enumerate()
+                .filter(|(i, (k, _))| last.get(k) == Some(i))
+                .map(|(_, v)| v)
+                .collect();
+            values_total += values.len();
+            if !values.is_empty() {
+                mutations.push(Mutation::SaveItems {
+                    study: study.id,
+                    subject: subject_id,
+                    values,
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.line);
+        return Err(ImportError::Refused(problems));
+    }
+    Ok(ImportPlan {
+        report: ImportReport {
+            study,
+            file_oid: odm.file_oid.clone(),
+            warnings,
+            not_imported: not_imported(&odm),
+            identical_versions,
+            new_versions,
+            new_subjects,
+            values: values_total,
+        },
+        mutations,
+    })
+}
+
+/// The reader's verdict on a refused file, in one line.
+pub fn rejected_summary(rejected: &trellis_odm::Rejected) -> String {
+    let n = rejected.errors.len();
+    format!(
+        "refused with {n} error{}; nothing would be imported",
+        if n == 1 { "" } else { "s" }
+    )
+}
+
+fn repeat(key: Option<&str>) -> Result<u16, trellis_edc::PathError> {
+    key.map_or(Ok(1), trellis_edc::path::parse_repeat)
+}
+
+/// The ODM 1.3.2 document stored for one metadata version: the study with its measurement
+/// units and only this version.
+pub fn single_version_odm(study: &trellis_odm::Study, mdv: &MetaDataVersion) -> String {
+    // The creation time is fixed so that the stored document's hash does not change
+    // between imports of the same definition.
+    let one = Odm {
+        file_oid: format!("{}.{}", study.oid, mdv.oid),
+        creation_date_time: "2000-01-01T00:00:00Z".into(),
+        source_system: Some("Trellis".into()),
+        source_system_version: Some(env!("CARGO_PKG_VERSION").into()),
+        granularity: Some("Metadata".into()),
+        studies: vec![trellis_odm::Study {
+            metadata_versions: vec![mdv.clone()],
+            ..study.clone()
+        }],
+        ..Odm::default()
+    };
+    let mut text = trellis_odm::to_string(&one);
+    text.shrink_to_fit();
+    text
+}
+
+/// The source system's audit records, signatures and annotations, which are not imported.
+fn not_imported(odm: &Odm) -> Vec<String> {
+    let (mut audits, mut signatures, mut annotations) = (Vec::new(), Vec::new(), Vec::new());
+    let mut note = |line: u32, a: bool, s: bool, n: usize| {
+        if a {
+            audits.push(line);
+        }
+        if s {
+            signatures.push(line);
+        }
+        annotations.extend(std::iter::repeat_n(line, n));
+    };
+    for subject in odm.clinical_data.iter().flat_map(|d| &d.subjects) {
+        note(
+            subject.line,
+            subject.audit_record.is_some(),
+            subject.signature.is_some(),
+            subject.annotations.len(),
+        );
+        for e in &subject.study_events {
+            note(
+                e.line,
+                e.audit_record.is_some(),
+                e.signature.is_some(),
+                e.annotations.len(),
+            );
+            for f in &e.forms {
+                note(
+                    f.line,
+                    f.audit_record.is_some(),
+                    f.signature.is_some(),
+                    f.annotations.len(),
+                );
+                for g in &f.item_groups {
+                    note(
+                        g.line,
+                        g.audit_record.is_some(),
+                        g.signature.is_some(),
+                        g.annotations.len(),
+                    );
+                    for i in &g.items {
+                        note(
+                            i.line,
+                            i.audit_record.is_some(),
+                            i.signature.is_some(),
+                            i.annotations.len(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut say = |lines: &[u32], what: &str, why: &str| {
+        if let Some(first) = lines.first() {
+            out.push(format!(
+                "warning: line {first}: {} {what} not imported ({why})",
+                lines.len()
+            ));
+        }
+    };
+    say(
+        &audits,
+        "audit record(s) of the source system",
+        "Trellis records the import in its own audit trail, with the file name as request id; keep the source file with the trial master file",
+    );
+    say(
+        &signatures,
+        "signature(s)",
+        "signatures from another system cannot be carried over; investigators sign again in Trellis",
+    );
+    say(
+        &annotations,
+        "annotation(s) (comments, flags)",
+        "queries and comments are not imported yet",
+    );
+    out
+}
+
+/// Every audit entry of an import carries this, so the trail names the file it came from.
+fn import_request_id(file_name: &str, file_oid: &str) -> String {
+    format!("odm-import {file_name} FileOID={file_oid}")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
+}
+
+// ------------------------------------------------------------------ browser and API
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Multipart, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::api::{ApiResult, actor, request_id};
+use crate::authz::Principal;
+use crate::problem::Problem;
+use crate::ui::{check_csrf, error_page, html_response, page};
+
+/// What an import attempt came to, for a page or a JSON answer.
+struct Outcome {
+    /// The import was written (not only checked).
+    imported: bool,
+    audit_entries: usize,
+    report: Option<ImportReport>,
+    error: Option<ImportError>,
+}
+
+impl Outcome {
+    fn failed(report: Option<ImportReport>, error: ImportError) -> Self {
+        Self {
+            imported: false,
+            audit_entries: 0,
+            report,
+            error: Some(error),
+        }
+    }
+}
+
+/// Checks (`write: false`) or imports a posted file into the page's study.
+async fn attempt(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    file: (&str, &[u8]),
+    default_site: Option<String>,
+    write: bool,
+    request: Option<String>,
+) -> Outcome {
+    let (file_name, bytes) = file;
+    let target = ImportTarget {
+        study: s.code.clone(),
+        create_for_sponsor: None,
+        time_zone: s.time_zone.to_string(),
+        default_site: default_site.filter(|x| !x.trim().is_empty()),
+    };
+    let plan = match self::plan(&st.store, bytes, &target).await {
+        Ok(plan) => plan,
+        Err(e) => return Outcome::failed(None, e),
+    };
+    if !write || plan.is_empty() {
+        return Outcome {
+            imported: false,
+            audit_entries: 0,
+            report: Some(plan.report),
+            error: None,
+        };
+    }
+    match plan.apply(&st.store, actor(p), file_name, request).await {
+        (report, Ok(receipt)) => Outcome {
+            imported: true,
+            audit_entries: receipt.entries.len(),
+            report: Some(report),
+            error: None,
+        },
+        (report, Err(e)) => Outcome::failed(Some(report), ImportError::Store(e)),
+    }
+}
+
+fn error_lines(e: &ImportError) -> Vec<String> {
+    match e {
+        ImportError::Unreadable { errors, summary } => {
+            let mut v = errors.clone();
+            v.push(summary.clone());
+            v
+        }
+        ImportError::Refused(problems) => problems
+            .iter()
+            .map(|p| format!("line {}: {}", p.line, p.message))
+            .collect(),
+        ImportError::Target(m) => vec![m.clone()],
+        ImportError::Store(e) => vec![format!("refused by the store, nothing was imported: {e}")],
+    }
+}
+
+fn import_url(s: &Study) -> String {
+    format!("/studies/{}/import", s.id)
+}
+
+fn import_page_markup(
+    st: &AppState,
+    p: &Principal,
+    s: &Study,
+    file: Option<(&str, &Outcome)>,
+) -> Markup {
+    let t = |k: &str| st.i18n.t(&p.locale, k);
+    html! {
+        p { a href=(format!("/studies/{}", s.id)) { "← " (s.code) } }
+        h1 { (t("import-title")) " · " (s.code) }
+        @if let Some((name, o)) = file {
+            section aria-labelledby="report" {
+                h2 #report { (t("import-report")) ": " span.mono { (name) } }
+                @if let Some(e) = &o.error {
+                    div.error role="alert" {
+                        p { strong { (t("import-refused")) } }
+                        ul { @for l in error_lines(e) { li { (l) } } }
+                    }
+                }
+                @if let Some(plan) = &o.report {
+                    @if o.imported {
+                        p.ok role="status" { (t("import-done")) " (" (o.audit_entries) " " (t("import-audit-entries")) ")" }
+                    } @else if o.error.is_none() {
+                        p role="status" { @if plan.new_versions.is_empty() && plan.new_subjects == 0 && plan.values == 0 { (t("import-nothing-new")) } @else { (t("import-checked")) } }
+                    }
+                    dl {
+                        dt { (t("import-new-versions")) } dd.mono { @if plan.new_versions.is_empty() { "—" } @else { (plan.new_versions.join(", ")) } }
+                        dt { (t("import-identical-versions")) } dd.mono { @if plan.identical_versions.is_empty() { "—" } @else { (plan.identical_versions.join(", ")) } }
+                        dt { (t("import-new-subjects")) } dd { (plan.new_subjects) }
+                        dt { (t("import-values")) } dd { (plan.values) }
+                    }
+                    @if !plan.warnings.is_empty() || !plan.not_imported.is_empty() {
+                        h3 { (t("import-warnings")) }
+                        ul { @for w in plan.warnings.iter().chain(&plan.not_imported) { li { (w) } } }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="upload" {
+            h2 #upload { (t("import-upload")) }
+            p.muted { (t("import-help")) }
+            form method="post" action=(import_url(s)) enctype="multipart/form-data" {
+                input type="hidden" name="csrf" value=(p.csrf_token);
+                label for="file" { (t("import-file")) }
+                input #file type="file" name="file" accept=".xml,application/xml,text/xml" required;
+                label for="default_site" { (t("import-default-site")) }
+                input #default_site name="default_site" aria-describedby="default_site_help";
+                p.muted #default_site_help { (t("import-default-site-help")) }
+                div.actions {
+                    button type="submit" name="action" value="check" { (t("import-check")) }
+                    " "
+                    button.primary type="submit" name="action" value="import" { (t("import-do")) }
+                }
+            }
+        }
+    }
+}
+
+/// The import page of a study: upload an ODM file to check it or import it.
+pub async fn import_page(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+) -> Response {
+    let t = st.i18n.t(&p.locale, "import-title");
+    html_response(
+        StatusCode::OK,
+        page(&st, Some(&p), &t, import_page_markup(&st, &p, &s, None)),
+    )
+}
+
+/// A posted file: checked (`action=check`) or imported (`action=import`), then reported.
+pub async fn import_submit(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    mut form: Multipart,
+) -> Response {
+    let (mut csrf, mut action, mut default_site) = (String::new(), String::new(), None);
+    let mut file: Option<(String, Bytes)> = None;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("the upload could not be read: {e}"),
+                )
+                .into_response();
+            }
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(ToOwned::to_owned);
+        let Ok(data) = field.bytes().await else {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the upload could not be read",
+            )
+            .into_response();
+        };
+        match name.as_str() {
+            "csrf" => csrf = String::from_utf8_lossy(&data).into_owned(),
+            "action" => action = String::from_utf8_lossy(&data).into_owned(),
+            "default_site" => default_site = Some(String::from_utf8_lossy(&data).into_owned()),
+            "file" => file = Some((file_name.unwrap_or_else(|| "upload.xml".into()), data)),
+            _ => {}
+        }
+    }
+    if !check_csrf(&p, &csrf) {
+        return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
+    }
+    let t = st.i18n.t(&p.locale, "import-title");
+    let Some((name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
+        let o = Outcome::failed(
+            None,
+            ImportError::Target(st.i18n.t(&p.locale, "import-no-file")),
+        );
+        let m = import_page_markup(&st, &p, &s, Some(("—", &o)));
+        return html_response(StatusCode::UNPROCESSABLE_ENTITY, page(&st, Some(&p), &t, m));
+    };
+    let o = attempt(
+        &st,
+        &p,
+        &s,
+        (&name, &bytes),
+        default_site,
+        action == "import",
+        request_id(&headers),
+    )
+    .await;
+    let status = if o.error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let m = import_page_markup(&st, &p, &s, Some((&name, &o)));
+    html_response(status, page(&st, Some(&p), &t, m))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    /// Only check: report what would be imported and write nothing.
+    #[serde(default)]
+    check: bool,
+    /// Site (code) for new subjects whose SiteRef matches no site.
+    #[serde(default)]
+    default_site: Option<String>,
+    /// The file's name, for the audit trail.
+    #[serde(default)]
+    file_name: Option<String>,
+}
+
+/// `POST /api/v1/studies/{study}/odm` with an ODM file as the body (`application/xml`).
+pub async fn api_import(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Extension(p): Extension<Principal>,
+    Extension(s): Extension<Study>,
+    Query(q): Query<ImportParams>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let xml = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.split(';').next().unwrap_or("").trim();
+            v == "application/xml" || v == "text/xml"
+        });
+    if !xml {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the ODM file as the body with Content-Type: application/xml",
+        ));
+    }
+    let name = q.file_name.unwrap_or_else(|| "api-upload.xml".into());
+    let o = attempt(
+        &st,
+        &p,
+        &s,
+        (&name, &body),
+        q.default_site,
+        !q.check,
+        request_id(&headers),
+    )
+    .await;
+    let report = o.report.as_ref().map(|plan| {
+        json!({
+            "new_metadata_versions": plan.new_versions,
+            "identical_metadata_versions": plan.identical_versions,
+            "new_subjects": plan.new_subjects,
+            "values": plan.values,
+            "warnings": plan.warnings.iter().chain(&plan.not_imported).collect::<Vec<_>>(),
+        })
+    });
+    if let Some(e) = &o.error {
+        let code = match e {
+            ImportError::Unreadable { .. } => "odm_unreadable",
+            ImportError::Refused(_) => "odm_refused",
+            ImportError::Target(_) => "odm_target",
+            ImportError::Store(e) => e.code(),
+        };
+        return Err(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+                .with_extension("errors", json!(error_lines(e))),
+        );
+    }
+    Ok(axum::Json(json!({
+        "imported": o.imported,
+        "audit_entries": o.audit_entries,
+        "report": report,
+    }))
+    .into_response())
+}
