@@ -198,6 +198,54 @@ fn make_mmrm_data(subjects: usize, visits: usize, dropout: bool) -> Dataset {
     }
 }
 
+/// Representative r×c tables: 3 arms × 4 response categories (n = 300), R's `Job`
+/// satisfaction table from `?fisher.test` (4×4, n = 96), 2 arms × 6 categories (n = 600), a
+/// sparse 5×5 (n = 80), and a 4×6 table with n = 1,000 that is too large for the default budget.
+fn fisher_tables() -> Vec<(&'static str, Vec<Vec<u64>>)> {
+    vec![
+        (
+            "fisher_rxc_3x4_n300",
+            vec![
+                vec![30, 35, 20, 15],
+                vec![22, 33, 27, 18],
+                vec![15, 28, 30, 27],
+            ],
+        ),
+        (
+            "fisher_rxc_4x4_job_n96",
+            vec![
+                vec![1, 3, 10, 6],
+                vec![2, 3, 10, 7],
+                vec![1, 6, 14, 12],
+                vec![0, 1, 9, 11],
+            ],
+        ),
+        (
+            "fisher_rxc_2x6_n600",
+            vec![vec![40, 60, 55, 50, 45, 50], vec![55, 50, 45, 50, 50, 50]],
+        ),
+        (
+            "fisher_rxc_5x5_n80",
+            vec![
+                vec![5, 2, 1, 0, 3],
+                vec![1, 4, 2, 3, 1],
+                vec![2, 2, 6, 1, 2],
+                vec![0, 3, 2, 7, 4],
+                vec![3, 1, 4, 2, 11],
+            ],
+        ),
+        (
+            "fisher_rxc_4x6_n1000",
+            vec![
+                vec![40, 45, 38, 42, 41, 44],
+                vec![39, 44, 40, 43, 42, 40],
+                vec![41, 40, 43, 39, 45, 42],
+                vec![42, 41, 39, 44, 40, 41],
+            ],
+        ),
+    ]
+}
+
 fn wanted(task: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |o| o.split(',').any(|p| task.starts_with(p)))
 }
@@ -497,6 +545,25 @@ fn main() {
         cpu.insert("xport_write_1m_x20", last_cpu());
     }
 
+    // Fisher's exact test on r×c tables (no Python peer: scipy's fisher_exact is 2×2 only).
+    for (task, table) in fisher_tables() {
+        if !wanted(task) {
+            continue;
+        }
+        let (t, res) = time(3, || trellis_stats::exact::fisher_exact_rxc(&table));
+        rust.insert(task, t);
+        cpu.insert(task, last_cpu());
+        notes.insert(
+            task,
+            match res {
+                Ok(f) => format!(
+                    "p = {:.10}, P(table) = {:.4e}, {} steps",
+                    f.p_two_sided, f.table_probability, f.steps
+                ),
+                Err(e) => format!("refused: {e}"),
+            },
+        );
+    }
     let mmrm_spec = trellis_stats::mmrm::MmrmSpec {
         response: "CHG".into(),
         subject: "USUBJID".into(),
@@ -581,7 +648,9 @@ fn main() {
             }
         }
     }
-    let others = rust.keys().any(|k| !k.starts_with("mmrm"));
+    let others = rust
+        .keys()
+        .any(|k| !k.starts_with("mmrm") && !k.starts_with("fisher"));
     if others && py != "none" && std::path::Path::new(&py).exists() {
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/bench_peers.py");
@@ -669,6 +738,17 @@ fn main() {
             ],
         ),
         ("mmrm_us_10_visits_2k_subjects", &["(no peer)"]),
+        ("fisher_rxc_3x4_n300", &["(no r×c peer: scipy is 2×2 only)"]),
+        (
+            "fisher_rxc_4x4_job_n96",
+            &["(no r×c peer: scipy is 2×2 only)"],
+        ),
+        ("fisher_rxc_2x6_n600", &["(no r×c peer: scipy is 2×2 only)"]),
+        ("fisher_rxc_5x5_n80", &["(no r×c peer: scipy is 2×2 only)"]),
+        (
+            "fisher_rxc_4x6_n1000",
+            &["(no r×c peer: scipy is 2×2 only)"],
+        ),
     ];
     let mut so = std::io::stdout().lock();
     let _ = writeln!(

@@ -245,9 +245,28 @@ pub struct FreqArgs {
     /// Column variable (e.g. response)
     #[arg(long)]
     pub col: String,
-    /// Stratification variable: CMH test over 2×2 tables
+    /// Stratification variable: generalised CMH statistics (and, for 2×2×K, CMH with the
+    /// Mantel–Haenszel odds ratio and Breslow–Day)
     #[arg(long)]
     pub strata: Option<String>,
+    /// Fisher's exact test for tables other than 2×2: exact (refused with a message when the
+    /// table is too large), mc (seeded Monte Carlo), none
+    #[arg(long, value_enum, default_value_t = FisherArg::Exact)]
+    pub fisher: FisherArg,
+    /// Monte Carlo samples for --fisher mc
+    #[arg(long, default_value_t = 10_000)]
+    pub mc_samples: u64,
+    /// Random seed for --fisher mc
+    #[arg(long, default_value_t = 20_261_207)]
+    pub seed: u64,
+}
+
+/// `--fisher` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FisherArg {
+    Exact,
+    Mc,
+    None,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -289,7 +308,8 @@ pub enum StatsCommand {
     Mmrm(MmrmArgs),
     /// Logistic regression with odds ratios
     Logistic(LogisticArgs),
-    /// Contingency table: Pearson chi-square, Fisher's exact (2×2), CMH (with --strata)
+    /// Contingency table: Pearson chi-square, Fisher's exact (2×2 and r×c), CMH statistics
+    /// (with --strata)
     Freq(FreqArgs),
     /// Convert between CSV and SAS XPORT v5
     Convert(ConvertArgs),
@@ -501,7 +521,22 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
         StatsCommand::Freq(a) => {
             check_alpha(a.common.alpha)?;
             let ds = load(&a.common.data)?;
-            let r = crate::freq::freq(&ds, &a.row, &a.col, a.strata.as_deref(), a.common.alpha)?;
+            let mode = match a.fisher {
+                FisherArg::Exact => crate::freq::FisherMode::Exact,
+                FisherArg::Mc => crate::freq::FisherMode::MonteCarlo {
+                    samples: a.mc_samples,
+                    seed: a.seed,
+                },
+                FisherArg::None => crate::freq::FisherMode::None,
+            };
+            let r = crate::freq::freq_with(
+                &ds,
+                &a.row,
+                &a.col,
+                a.strata.as_deref(),
+                a.common.alpha,
+                mode,
+            )?;
             let title = a
                 .common
                 .title

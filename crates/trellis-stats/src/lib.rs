@@ -6,7 +6,8 @@
 //! * [`linear`]: linear models / ANCOVA with type III tests and LS means; logistic regression.
 //! * [`mmrm`]: mixed model for repeated measures (REML, unstructured/CS/AR(1) covariance,
 //!   Satterthwaite df, LS means by visit).
-//! * [`freq`]: Fisher's exact test, Pearson chi-square, Cochran–Mantel–Haenszel.
+//! * [`freq`]: Fisher's exact test (2×2), Pearson chi-square, Cochran–Mantel–Haenszel (2×2×K).
+//! * [`exact`]: Fisher's exact test for r×c tables (network algorithm; seeded Monte Carlo).
 //! * [`describe`]: descriptive summaries by group.
 
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod data;
 pub mod describe;
 pub mod dist;
 pub mod error;
+pub mod exact;
 pub mod freq;
 pub mod linalg;
 pub mod linear;

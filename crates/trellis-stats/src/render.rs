@@ -728,6 +728,36 @@ pub fn freq_table(r: &FreqResult, title: &str) -> Table {
             p_eq(fz.p_two_sided)
         ));
     }
+    if let Some(fz) = &r.fisher_rxc {
+        t.footnotes.push(match fz.method {
+            crate::exact::FisherMethod::Exact => {
+                format!("Fisher's exact test (r x c): two-sided {}.", p_eq(fz.p_two_sided))
+            }
+            crate::exact::FisherMethod::MonteCarlo => format!(
+                "Fisher's exact test (r x c), Monte Carlo estimate from {} permuted tables (seed {}): two-sided {} (99% margin {:.4}).",
+                fz.samples.unwrap_or(0),
+                fz.seed.unwrap_or(0),
+                p_eq(fz.p_two_sided),
+                fz.mc_half_width_99.unwrap_or(f64::NAN)
+            ),
+        });
+    }
+    if let (Some(g), None) = (&r.cmh_general, &r.cmh) {
+        t.footnotes.push(format!(
+            "Cochran-Mantel-Haenszel statistics (stratified by {}, {} strata; table scores): nonzero correlation = {:.3} (df {}, {}); row mean scores differ = {:.3} (df {}, {}); general association = {:.3} (df {}, {}).",
+            r.strata.as_deref().unwrap_or(""),
+            g.strata,
+            g.correlation.statistic,
+            g.correlation.df,
+            p_eq(g.correlation.p),
+            g.row_mean_scores.statistic,
+            g.row_mean_scores.df,
+            p_eq(g.row_mean_scores.p),
+            g.general_association.statistic,
+            g.general_association.df,
+            p_eq(g.general_association.p)
+        ));
+    }
     if let Some(c) = &r.cmh {
         t.footnotes.push(format!(
             "CMH chi-square (stratified by {}, {} strata) = {:.3}, {}; Mantel-Haenszel OR = {:.3} ({:.3}, {:.3}).",
