@@ -91,12 +91,20 @@ pub async fn seed(store: &Store) -> Result<Option<DemoCredentials>, StoreError> 
     let definition = trellis_odm::read_str(DEMO_STUDY_ODM)
         .map_err(|e| StoreError::invalid("demo_study.xml", e.to_string()))?
         .odm;
+    // Stored exactly as an import of demo_study.xml would store it, so that the file (or
+    // an export of the study) imports again as "identical".
+    let (Some(odm_study), Some(mdv)) = (
+        definition.studies.first(),
+        definition.studies.first().and_then(|s| s.metadata_versions.first()),
+    ) else {
+        return Err(StoreError::invalid("demo_study.xml", "no study definition"));
+    };
     m.push(Mutation::AddMetadataVersion {
         study,
         study_oid: "ACME-HTN-301".into(),
         oid: "MDV.1".into(),
         name: "Protocol version 1.0".into(),
-        odm: trellis_odm::to_string(&definition),
+        odm: crate::odm_import::single_version_odm(odm_study, mdv),
     });
     for (i, id) in subjects.iter().enumerate() {
         m.push(Mutation::AssignMetadataVersion {

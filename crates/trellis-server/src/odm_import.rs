@@ -81,8 +81,7 @@ impl ImportPlan {
         self.mutations.is_empty()
     }
 
-    /// Writes the plan in one audited write. The reason names the file; so does the
-    /// request id unless the caller has one (an HTTP request's).
+    /// Writes the plan in one audited write; its reason and request id name the file.
     pub async fn apply(
         self,
         store: &Store,
@@ -94,8 +93,13 @@ impl ImportPlan {
             "Imported from ODM file {file_name} (FileOID {})",
             self.report.file_oid
         );
-        let request_id =
-            request_id.unwrap_or_else(|| import_request_id(file_name, &self.report.file_oid));
+        // The file's name goes into every entry; an HTTP request's id goes first, so the
+        // entries also lead to the server's log.
+        let named = import_request_id(file_name, &self.report.file_oid);
+        let request_id = match request_id {
+            Some(id) => format!("{id} {named}").chars().take(200).collect(),
+            None => named,
+        };
         let result = store
             .write(
                 WriteRequest::new(actor, self.mutations)

@@ -6,5 +6,6 @@ mod authz_matrix;
 mod data_entry;
 mod edc_api;
 mod flows;
+mod odm_import;
 mod sdv;
 mod study_admin;
