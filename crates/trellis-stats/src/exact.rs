@@ -212,7 +212,7 @@ struct Node {
 fn too_large(r: usize, c: usize, n: u64, why: &str) -> StatsError {
     StatsError::Degenerate(format!(
         "Fisher's exact test: the {r}×{c} table (n = {n}) is too large for exact computation \
-         ({why}); use the Monte Carlo p-value (`--fisher mc`, with --mc-samples and --seed) or \
+         ({why}); use the Monte Carlo p-value (--fisher mc, with --mc-samples and --seed) or \
          the chi-square test"
     ))
 }

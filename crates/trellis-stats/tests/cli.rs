@@ -569,3 +569,88 @@ fn mmrm_from_xpt_and_numeric_visit() {
         1e-7,
     );
 }
+
+#[test]
+fn freq_rxc_with_strata_fisher_modes_and_footnotes() {
+    let cat = fixture("adcat.csv");
+    let base = [
+        "freq",
+        "--data",
+        cat.to_str().unwrap(),
+        "--row",
+        "DOSE",
+        "--col",
+        "GRADE",
+        "--strata",
+        "SITE",
+    ];
+    let j = json_of(&base);
+    assert_eq!(j["fisher_rxc"]["method"], "exact");
+    assert!(j["fisher_rxc"]["p_two_sided"].as_f64().unwrap() < 1e-3);
+    assert!(j["fisher"].is_null() && j["cmh"].is_null());
+    for k in ["correlation", "row_mean_scores", "general_association"] {
+        assert!(j["cmh_general"][k]["statistic"].is_number(), "{k}");
+    }
+    assert_eq!(j["cmh_general"]["general_association"]["df"], 6);
+    assert_eq!(j["cmh_general"]["row_scores"][2], 40.0);
+    // Monte Carlo: seeded, so the same call gives the same number
+    let mut mc = base.to_vec();
+    mc.extend_from_slice(&["--fisher", "mc", "--mc-samples", "2000", "--seed", "5"]);
+    let a = json_of(&mc);
+    let b = json_of(&mc);
+    assert_eq!(a["fisher_rxc"]["method"], "monte_carlo");
+    assert_eq!(a["fisher_rxc"]["samples"], 2000);
+    assert_eq!(
+        a["fisher_rxc"]["p_two_sided"],
+        b["fisher_rxc"]["p_two_sided"]
+    );
+    let mut none = base.to_vec();
+    none.extend_from_slice(&["--fisher", "none"]);
+    assert!(json_of(&none)["fisher_rxc"].is_null());
+    // HTML: the tests are footnotes, as for 2×2 tables
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("t.html");
+    let mut h = base.to_vec();
+    h.extend_from_slice(&["--format", "html", "--out", html.to_str().unwrap()]);
+    stats(&h).unwrap();
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        text.contains("Fisher's exact test (r x c): two-sided p &lt; .0001"),
+        "{text}"
+    );
+    assert!(
+        text.contains("general association = 29.291 (df 6, p &lt; .0001)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn freq_refuses_exact_fisher_on_a_large_table_and_names_the_alternatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("big.csv");
+    let mut s = String::from("A,B\n");
+    for i in 0..1200u32 {
+        // 5 × 6 levels, nearly uniform: far too many tables for exact enumeration
+        s.push_str(&format!("a{},b{}\n", (i * 7) % 5, (i * 11 + i / 5) % 6));
+    }
+    std::fs::write(&csv, s).unwrap();
+    let args = [
+        "freq",
+        "--data",
+        csv.to_str().unwrap(),
+        "--row",
+        "A",
+        "--col",
+        "B",
+    ];
+    let e = format!("{:#}", stats(&args).unwrap_err());
+    assert!(
+        e.contains("too large for exact computation") && e.contains("--fisher mc"),
+        "{e}"
+    );
+    let mut mc = args.to_vec();
+    mc.extend_from_slice(&["--fisher", "mc", "--mc-samples", "200"]);
+    let j = json_of(&mc);
+    assert_eq!(j["fisher_rxc"]["method"], "monte_carlo");
+    assert!(j["chisq"]["p"].is_number());
+}
