@@ -95,7 +95,10 @@ pub async fn seed(store: &Store) -> Result<Option<DemoCredentials>, StoreError> 
     // an export of the study) imports again as "identical".
     let (Some(odm_study), Some(mdv)) = (
         definition.studies.first(),
-        definition.studies.first().and_then(|s| s.metadata_versions.first()),
+        definition
+            .studies
+            .first()
+            .and_then(|s| s.metadata_versions.first()),
     ) else {
         return Err(StoreError::invalid("demo_study.xml", "no study definition"));
     };

@@ -726,7 +726,7 @@ fn import_page_markup(
         section aria-labelledby="upload" {
             h2 #upload { (t("import-upload")) }
             p.muted { (t("import-help")) }
-            form method="post" action=(import_url(s)) enctype="multipart/form-data" {
+            form.stack method="post" action=(import_url(s)) enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(p.csrf_token);
                 label for="file" { (t("import-file")) }
                 input #file type="file" name="file" accept=".xml,application/xml,text/xml" required;
@@ -734,7 +734,7 @@ fn import_page_markup(
                 input #default_site name="default_site" aria-describedby="default_site_help";
                 p.muted #default_site_help { (t("import-default-site-help")) }
                 div.actions {
-                    button type="submit" name="action" value="check" { (t("import-check")) }
+                    button.secondary type="submit" name="action" value="check" { (t("import-check")) }
                     " "
                     button.primary type="submit" name="action" value="import" { (t("import-do")) }
                 }

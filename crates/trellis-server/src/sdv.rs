@@ -477,7 +477,7 @@ async fn render(
                 @if let Some(e) = error {
                     div.error role="alert" { (e.detail) @if let Some(f) = &e.field { " (" (f) ")" } }
                 }
-                form method="post" action={ (sdv_url(s)) "/plan" } {
+                form.stack method="post" action={ (sdv_url(s)) "/plan" } {
                     input type="hidden" name="csrf" value=(p.csrf_token);
                     label for="critical_items" { (t("sdv-critical-items")) }
                     input #critical_items name="critical_items" value=(shown("critical_items", list(&plan.critical_items))) aria-describedby="critical_items_help";

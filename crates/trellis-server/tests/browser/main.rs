@@ -1,5 +1,6 @@
 //! End-to-end in a real headless Chromium (Debian's `chromium` + `chromedriver`):
-//! sign in, open the demo study, filter its audit trail.
+//! sign in, open the demo study, filter its audit trail; enter, query, verify and sign
+//! data; set a targeted SDV plan and import an ODM amendment.
 //!
 //! Without Chromium the test reports itself skipped, loudly; with
 //! `TRELLIS_REQUIRE_BROWSER=1` (set by `.ci/run`) a missing browser fails it.
@@ -546,6 +547,94 @@ async fn a_coordinator_enters_a_form_and_the_edit_checks_answer() {
     );
     assert_eq!(signatures[0].entity_id, subject.id.to_string());
     b.shot("11-investigator-signed.png").await;
+    b.c.clone().close().await.unwrap();
+    b.store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_manager_sets_an_sdv_plan_and_imports_an_amendment() {
+    let Some(b) = start().await else { return };
+    let c = &b.c;
+    let study = b.store.studies().await.unwrap().remove(0);
+    b.sign_in("datamanager").await;
+
+    // The targeted SDV plan: first subject per site in full, systolic pressure for all.
+    c.goto(&format!("{}/studies/{}/sdv", b.base, study.id))
+        .await
+        .unwrap();
+    b.wait_for_text("100% SDV").await;
+    for (field, value) in [
+        ("#critical_items", "I.SYSBP"),
+        ("#critical_forms", "F.AE"),
+        ("#first_subjects_per_site", "1"),
+        ("#sample_percent", "0"),
+    ] {
+        let input = c.find(Locator::Css(field)).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    c.find(Locator::Css(
+        "form[action$='/sdv/plan'] button[type=submit]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let page = b
+        .wait_for_text("Targeted: critical items and forms only")
+        .await;
+    assert!(
+        page.contains("name=\"reason\""),
+        "a change now needs a reason"
+    );
+    b.shot("12-sdv-plan.png").await;
+    assert!(b.store.sdv_plan(study.id).await.unwrap().is_some());
+
+    // An amendment (the demo definition as MDV.2), checked, then imported.
+    // Chromedriver wants a canonical path for an upload.
+    let file = b.shots.canonicalize().unwrap().join("amendment-mdv2.xml");
+    std::fs::write(
+        &file,
+        include_str!("../../src/demo_study.xml").replace(
+            r#"<MetaDataVersion OID="MDV.1" Name="Protocol version 1.0""#,
+            r#"<MetaDataVersion OID="MDV.2" Name="Protocol version 2.0""#,
+        ),
+    )
+    .unwrap();
+    c.goto(&format!("{}/studies/{}/import", b.base, study.id))
+        .await
+        .unwrap();
+    b.wait_for_text("multipart/form-data").await;
+    c.find(Locator::Css("#file"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[value=check]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text("Nothing has been written yet").await;
+    b.shot("13-import-checked.png").await;
+    c.find(Locator::Css("#file"))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[value=import]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for_text("Imported in one audited write").await;
+    b.shot("14-import-done.png").await;
+    assert_eq!(b.store.metadata_versions(study.id).await.unwrap().len(), 2);
     b.c.clone().close().await.unwrap();
     b.store.close().await;
 }
