@@ -233,6 +233,7 @@ impl fmt::Display for SdvPlan {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
 

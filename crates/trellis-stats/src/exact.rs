@@ -403,6 +403,7 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
                 }
             }
         }
+        if std::env::var("FX_DEBUG").is_ok() { eprintln!("stage {k}: next nodes {} pasts {} work {work}", next.len(), next.values().map(|n| n.pasts.len()).sum::<usize>()); }
         cur = next;
     }
     let mut res = exact(acc.value(), table_probability);
