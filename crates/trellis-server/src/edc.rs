@@ -134,6 +134,16 @@ impl FormContext {
         let Some(subject) = subject_in_scope(st, p, s, subject).await? else {
             return Err(ContextError::NotFound("subject"));
         };
+        Self::for_subject(st, s, subject, form).await
+    }
+
+    /// The form instance of a subject the caller has already found in the user's scope.
+    pub async fn for_subject(
+        st: &AppState,
+        s: &Study,
+        subject: Subject,
+        form: &str,
+    ) -> Result<Self, ContextError> {
         let design = match subject_design(st, s, subject.id).await {
             Ok(Some(d)) => d,
             Ok(None) => return Err(ContextError::NotFound("study design")),
@@ -380,7 +390,7 @@ pub async fn save_form(
     if changes_saved_value && reason.is_none() {
         return Ok(report(SaveOutcome::ReasonRequired));
     }
-    let existing = st.store.queries(s.id, Some(ctx.subject.id)).await?;
+    let existing = st.store.query_states(s.id, Some(ctx.subject.id)).await?;
     let automatic = automatic_queries(s.id, ctx.subject.id, &ctx.path, &evaluation, &existing);
     let mut queries_opened = Vec::new();
     let mut queries_closed = Vec::new();

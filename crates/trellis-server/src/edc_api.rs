@@ -57,8 +57,8 @@ async fn api_form(
     subject: SubjectId,
     form: &str,
 ) -> ApiResult<FormContext> {
-    api_subject(st, p, s, subject).await?;
-    FormContext::load(st, p, s, subject, form)
+    let subject = api_subject(st, p, s, subject).await?;
+    FormContext::for_subject(st, s, subject, form)
         .await
         .map_err(|e| match e {
             ContextError::NotFound(what) => Problem::not_found(what),

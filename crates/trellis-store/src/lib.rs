@@ -318,7 +318,16 @@ impl Store {
         study: StudyId,
         subject: Option<SubjectId>,
     ) -> Result<Vec<QueryRow>> {
-        read!(self, queries(study, subject))
+        read!(self, queries(study, subject, true))
+    }
+    /// The same queries without their message threads (one statement instead of two),
+    /// for a save that only needs to know which automatic queries are live.
+    pub async fn query_states(
+        &self,
+        study: StudyId,
+        subject: Option<SubjectId>,
+    ) -> Result<Vec<QueryRow>> {
+        read!(self, queries(study, subject, false))
     }
     /// Source data verifications of a study (of one subject, if given).
     pub async fn verifications(
