@@ -15,10 +15,13 @@
 //! "past" scores `S = Σ ln n_ij!` of the partial tables that reach it with their
 //! multiplicities. For every node, cheap bounds on the smallest and largest score of any
 //! completion (each remaining column spread as evenly / as unevenly as the remaining row
-//! totals allow, and the same with rows and columns exchanged) decide for each past score
-//! whether all completions qualify (their total probability is a closed-form multinomial
-//! sum), none does, or the node must be expanded. The work is counted and the computation
-//! refused, not left to run, when it exceeds a budget.
+//! totals allow, the same with rows and columns exchanged, and a Lagrangian lower bound)
+//! decide for each past score whether all completions qualify (their total probability is
+//! a closed-form multinomial sum), none does, or the node must be expanded. When two columns
+//! are left, a completion is fixed by the next column alone: the node's completion scores are
+//! sorted once with cumulative probabilities, and every past score is settled by a binary
+//! search (meet in the middle). The work and the stored entries are counted and the
+//! computation refused, not left to run, when either exceeds its budget.
 
 use crate::error::{Result, StatsError};
 use serde::Serialize;
@@ -35,8 +38,13 @@ pub const DEFAULT_MAX_WORK: u64 = 30_000_000;
 /// Most nodes (counted 4×) plus past scores kept for one stage (memory bound, ≈100 bytes each).
 const MAX_STORED: u64 = 4_000_000;
 
-/// Largest total the exact algorithm accepts (its log-factorial table is kept in memory).
-const MAX_EXACT_N: u64 = 10_000_000;
+/// Largest total the exact algorithm accepts (its log-factorial table is kept in memory; far
+/// below this the number of tables already exceeds the work budget unless the table is tiny).
+const MAX_EXACT_N: u64 = 1_000_000;
+
+/// Largest total the Monte Carlo test accepts (two labels per observation and the
+/// log-factorial table are kept in memory: about 16 bytes per observation).
+const MAX_MC_N: u64 = 10_000_000;
 
 /// How the p-value was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -214,14 +222,28 @@ fn lagrange_lb(rows: &[u64], cols: &[u64], lf: &[f64]) -> f64 {
         return 0.0;
     }
     let half = 0.5 * (n as f64).ln();
-    let mut u: Vec<f64> = rows.iter().map(|&r| (r.max(1) as f64).ln() - half).collect();
-    let mut v: Vec<f64> = cols.iter().map(|&c| (c.max(1) as f64).ln() - half).collect();
+    let mut u: Vec<f64> = rows
+        .iter()
+        .map(|&r| (r.max(1) as f64).ln() - half)
+        .collect();
+    let mut v: Vec<f64> = cols
+        .iter()
+        .map(|&c| (c.max(1) as f64).ln() - half)
+        .collect();
     let mut best = f64::NEG_INFINITY;
     let mut rs = vec![0u64; rows.len()];
     let mut cs = vec![0u64; cols.len()];
     for _ in 0..4 {
-        let mut val: f64 = rows.iter().zip(&u).map(|(&r, ui)| r as f64 * ui).sum::<f64>()
-            + cols.iter().zip(&v).map(|(&c, vj)| c as f64 * vj).sum::<f64>();
+        let mut val: f64 = rows
+            .iter()
+            .zip(&u)
+            .map(|(&r, ui)| r as f64 * ui)
+            .sum::<f64>()
+            + cols
+                .iter()
+                .zip(&v)
+                .map(|(&c, vj)| c as f64 * vj)
+                .sum::<f64>();
         rs.iter_mut().for_each(|x| *x = 0);
         cs.iter_mut().for_each(|x| *x = 0);
         for (i, &r) in rows.iter().enumerate() {
@@ -281,7 +303,7 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
     let p = prepare(t, "Fisher's exact test")?;
     let (r0, c0) = (t.len(), t.first().map_or(0, |x| x.len()));
     if p.n > MAX_EXACT_N {
-        return Err(too_large(r0, c0, p.n, "n above 10,000,000"));
+        return Err(too_large(r0, c0, p.n, "n above 1,000,000"));
     }
     let exact = |p2: f64, pt: f64| FisherRxc {
         method: FisherMethod::Exact,
@@ -557,6 +579,12 @@ pub fn fisher_monte_carlo(t: &[Vec<u64>], samples: u64, seed: u64) -> Result<Fis
         return Err(StatsError::Invalid(
             "Monte Carlo needs at least one sample".into(),
         ));
+    }
+    if p.n > MAX_MC_N {
+        return Err(StatsError::Invalid(format!(
+            "Monte Carlo: n = {} is above the limit of {MAX_MC_N}; use the chi-square test",
+            p.n
+        )));
     }
     if (p.n as u128) * (samples as u128) > MAX_MC_WORK {
         return Err(StatsError::Invalid(format!(

@@ -229,6 +229,13 @@ fn too_large_tables_are_refused_quickly_with_the_alternatives() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("more than 10 steps"), "{e}");
+    // totals beyond what the tables of log factorials are kept for: refused before any work
+    let huge = vec![vec![600_000, 600_000], vec![1, 1], vec![2, 0]];
+    let e = fisher_exact_rxc(&huge).unwrap_err().to_string();
+    assert!(e.contains("n above 1,000,000"), "{e}");
+    let huge = vec![vec![6_000_000, 6_000_000], vec![1, 1]];
+    let e = fisher_monte_carlo(&huge, 10, 1).unwrap_err().to_string();
+    assert!(e.contains("above the limit"), "{e}");
 }
 
 #[test]
