@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Use the verbatim drug name even when the active ingredient is given.
     #[arg(long)]
     pub verbatim_drug_names: bool,
+    /// Keep cases on the FDA's deleted-case lists (Deleted/DELE*.txt), which are
+    /// otherwise dropped with all their versions.
+    #[arg(long)]
+    pub keep_deleted: bool,
     /// Fail on the first malformed line.
     #[arg(long)]
     pub strict: bool,
@@ -169,6 +173,7 @@ pub fn run_config(args: &RunArgs) -> anyhow::Result<RunConfig> {
                 strata,
                 strict: args.strict,
                 prefer_active_ingredient: !args.verbatim_drug_names,
+                keep_deleted: args.keep_deleted,
             },
         }
     };

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use crate::data::{Csr, Dataset, Diagnostics, Interner, Layout, MalformedLog, sort_names};
@@ -122,6 +122,9 @@ pub struct FaersOptions {
     pub strict: bool,
     /// Prefer the active ingredient (`prod_ai`) over the verbatim drug name.
     pub prefer_active_ingredient: bool,
+    /// Keep cases that the FDA's deleted-case lists (`Deleted/DELE*.txt` in a quarterly
+    /// extract) withdraw. Off by default, as the FDA asks.
+    pub keep_deleted: bool,
 }
 
 impl Default for FaersOptions {
@@ -131,6 +134,7 @@ impl Default for FaersOptions {
             strata: Vec::new(),
             strict: false,
             prefer_active_ingredient: true,
+            keep_deleted: false,
         }
     }
 }
@@ -215,6 +219,8 @@ enum Kind {
     Drug,
     Reac,
     Other,
+    /// A list of CASEIDs the FDA has withdrawn (since 2019Q1, `Deleted/DELExxQq.txt`).
+    Deleted,
 }
 
 fn kind_of(name: &str) -> Option<Kind> {
@@ -228,6 +234,8 @@ fn kind_of(name: &str) -> Option<Kind> {
     }
     if base.starts_with("DEMO") {
         Some(Kind::Demo)
+    } else if base.starts_with("DELE") {
+        Some(Kind::Deleted)
     } else if base.starts_with("DRUG") {
         Some(Kind::Drug)
     } else if base.starts_with("REAC") {
@@ -289,6 +297,7 @@ struct Sources {
     demo: Vec<Source>,
     drug: Vec<Source>,
     reac: Vec<Source>,
+    deleted: Vec<Source>,
     other: Vec<String>,
 }
 
@@ -336,6 +345,7 @@ fn push_source(kind: Option<Kind>, src: Source, out: &mut Sources) {
         Some(Kind::Drug) => out.drug.push(src),
         Some(Kind::Reac) => out.reac.push(src),
         Some(Kind::Other) => out.other.push(src.display()),
+        Some(Kind::Deleted) => out.deleted.push(src),
         None => {}
     }
 }
@@ -1063,6 +1073,36 @@ fn read_named(
 }
 
 /// Reads one or many FAERS/AERS quarters (directories, files or zips).
+/// Reads a deleted-case list: one CASEID per line (the first `$`-field if a line has
+/// several); a first line that is not a number is a header. Other lines that are not a
+/// CASEID are malformed.
+fn read_deleted(src: &Source, log: &mut MalformedLog, out: &mut HashSet<u64>) -> Result<()> {
+    let path = src.display();
+    let mut text = Vec::new();
+    src.with_reader(|r| {
+        r.read_to_end(&mut text)
+            .map_err(|e| Error::Invalid(format!("{path}: {e}")))
+    })?;
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        let field = line.split(|&b| b == b'$').next().unwrap_or_default();
+        if trim(field).is_empty() {
+            continue;
+        }
+        match parse_u64(field) {
+            Some(caseid) => {
+                out.insert(caseid);
+            }
+            None if i == 0 => {}
+            None => log.record(
+                &path,
+                i as u64 + 1,
+                "a deleted-case list line that is not a CASEID",
+            )?,
+        }
+    }
+    Ok(())
+}
+
 pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -> Result<Dataset> {
     let mut sources = Sources::default();
     for p in paths {
@@ -1088,6 +1128,14 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
     let mut log = MalformedLog::new(opts.strict);
     log.diagnostics.files = all.iter().map(|s| s.display()).collect();
 
+    // Cases the FDA has withdrawn, in any quarter given: dropped with all their versions.
+    let mut deleted = HashSet::new();
+    if !opts.keep_deleted {
+        for src in &sources.deleted {
+            read_deleted(src, &mut log, &mut deleted)?;
+        }
+    }
+
     // DEMO and deduplication.
     let mut demo = Vec::new();
     let age_needed = opts.strata.contains(&FaersStratum::AgeGroup);
@@ -1100,9 +1148,14 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
         demo.par_sort_unstable_by_key(key);
     }
     let mut kept: Vec<DemoRow> = Vec::with_capacity(demo.len());
+    let mut deleted_cases = 0usize;
     for (i, row) in demo.iter().enumerate() {
         if demo.get(i + 1).is_none_or(|next| next.caseid != row.caseid) {
-            kept.push(*row);
+            if deleted.contains(&row.caseid) {
+                deleted_cases += 1;
+            } else {
+                kept.push(*row);
+            }
         }
     }
     drop(demo);
@@ -1197,8 +1250,22 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
     let mut diagnostics: Diagnostics = log.diagnostics;
     diagnostics.notes.push(format!(
         "DEMO rows {demo_rows}, cases kept after keeping the latest version of each CASEID {n_reports} ({} older versions dropped)",
-        demo_rows - n_reports
+        demo_rows - n_reports - deleted_cases
     ));
+    if !sources.deleted.is_empty() {
+        diagnostics.notes.push(if opts.keep_deleted {
+            format!(
+                "{} deleted-case list(s) found and not applied (--keep-deleted)",
+                sources.deleted.len()
+            )
+        } else {
+            format!(
+                "{deleted_cases} cases dropped as deleted by the FDA ({} CASEIDs on {} deleted-case list(s))",
+                deleted.len(),
+                sources.deleted.len()
+            )
+        });
+    }
     diagnostics.notes.push(format!(
         "DRUG rows skipped by role filter {}, DRUG rows of dropped versions {}, REAC rows of dropped versions {}",
         drug_counters.0, drug_counters.1, reac_counters.1

@@ -305,3 +305,74 @@ fn legacy_aers_layout_and_multiple_quarters() {
     assert_eq!(t.a, vec![1, 2]);
     assert_eq!(t.n_total, 2);
 }
+
+#[test]
+fn cases_on_the_fdas_deleted_lists_are_dropped_with_all_their_versions() {
+    // Case 5000 has two versions; 5003 one. Both are withdrawn by a later quarter's list
+    // (with a header line, as some releases have, and a CASEID that is not in the data).
+    let dir = tempfile::tempdir().unwrap();
+    write_plain(dir.path());
+    let all = read_faers(&[dir.path().to_owned()], &FaersOptions::default(), false).unwrap();
+    let deleted_dir = dir.path().join("Deleted");
+    std::fs::create_dir_all(&deleted_dir).unwrap();
+    std::fs::write(
+        deleted_dir.join("DELE24Q2.txt"),
+        "caseid\n5000\n5003\n\n99999999\n",
+    )
+    .unwrap();
+    let ds = read_faers(&[dir.path().to_owned()], &FaersOptions::default(), false).unwrap();
+    assert_eq!(ds.n_reports, all.n_reports - 2);
+    assert_eq!(ds.diagnostics.malformed, 0);
+    let notes = ds.diagnostics.notes.join("\n");
+    assert!(
+        notes.contains(
+            "2 cases dropped as deleted by the FDA (3 CASEIDs on 1 deleted-case list(s))"
+        ),
+        "{notes}"
+    );
+
+    // Inside a quarterly zip (the FDA's layout: Deleted/DELETE24Q2.txt), the same.
+    let zip_path = dir.path().join("faers_ascii_2024q1.zip");
+    write_zip(&zip_path);
+    {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&zip_path)
+            .unwrap();
+        let mut z = zip::ZipWriter::new_append(file).unwrap();
+        z.start_file(
+            "Deleted/DELETE24Q2.txt",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        z.write_all(b"5000\n5003\n").unwrap();
+        z.finish().unwrap();
+    }
+    let zipped = read_faers(
+        std::slice::from_ref(&zip_path),
+        &FaersOptions::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(zipped.n_reports, all.n_reports - 2);
+
+    // --keep-deleted keeps them, and says the lists were not applied.
+    let keep = FaersOptions {
+        keep_deleted: true,
+        ..FaersOptions::default()
+    };
+    let kept = read_faers(&[zip_path], &keep, false).unwrap();
+    assert_eq!(kept.n_reports, all.n_reports);
+    assert!(kept.diagnostics.notes.join("\n").contains("not applied"));
+
+    // A line that is not a CASEID is malformed, with file and line.
+    std::fs::write(deleted_dir.join("DELE24Q2.txt"), "caseid\n5000\nfive\n").unwrap();
+    let ds = read_faers(&[dir.path().to_owned()], &FaersOptions::default(), false).unwrap();
+    assert_eq!(ds.diagnostics.malformed, 1);
+    assert!(
+        ds.diagnostics.malformed_examples[0].contains("DELE24Q2.txt:3:"),
+        "{:?}",
+        ds.diagnostics.malformed_examples
+    );
+}
