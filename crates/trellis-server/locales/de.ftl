@@ -277,3 +277,5 @@ import-default-site-help = Patienten werden über die Screening-Nummer (SubjectK
 import-check = Nur prüfen
 import-do = Importieren
 import-no-file = Wählen Sie eine ODM-Datei zum Hochladen.
+sdv-by-site = Nach Zentrum
+sdv-by-subject = Nach Patient

@@ -277,3 +277,5 @@ import-default-site-help = Subjects are matched by screening number (SubjectKey)
 import-check = Check only
 import-do = Import
 import-no-file = Choose an ODM file to upload.
+sdv-by-site = By site
+sdv-by-subject = By subject

@@ -501,23 +501,25 @@ async fn render(
         }
         section aria-labelledby="progress" {
             h2 #progress { (t("sdv-progress")) }
+            h3 { (t("sdv-by-site")) }
             table {
                 thead { tr {
                     th scope="col" { (t("site-code")) } th scope="col" { (t("sdv-subjects")) } th scope="col" { (t("sdv-full-subjects")) }
                     th scope="col" { (t("sdv-required")) } th scope="col" { (t("sdv-verified")) } th scope="col" { (t("sdv-stale")) } th scope="col" { (t("sdv-outstanding")) }
                 } }
                 tbody { @for (code, x) in &totals { tr {
-                    td { (code) } td { (x.subjects) } td { (x.full) } td { (x.required) } td { (x.verified) } td { (x.stale) } td { (x.required - x.verified) }
+                    td.nowrap { (code) } td { (x.subjects) } td { (x.full) } td { (x.required) } td { (x.verified) } td { (x.stale) } td { (x.required - x.verified) }
                 } } }
             }
+            h3 { (t("sdv-by-subject")) }
             table {
                 thead { tr {
                     th scope="col" { (t("site-code")) } th scope="col" { (t("subject-screening-number")) } th scope="col" { (t("sdv-level")) }
                     th scope="col" { (t("sdv-required")) } th scope="col" { (t("sdv-verified")) } th scope="col" { (t("sdv-stale")) } th scope="col" { (t("sdv-outstanding")) }
                 } }
                 tbody { @for r in &rows { tr {
-                    td { (r.site_code) }
-                    td { a href=(format!("/studies/{}/subjects/{}", s.id, r.subject.id)) { (r.subject.screening_number) } }
+                    td.nowrap { (r.site_code) }
+                    td.nowrap { a href=(format!("/studies/{}/subjects/{}", s.id, r.subject.id)) { (r.subject.screening_number) } }
                     td { (level_text(r.level)) }
                     td { (r.required) } td { (r.verified) }
                     td { @if r.stale > 0 { span.bad { (r.stale) } } @else { "0" } }

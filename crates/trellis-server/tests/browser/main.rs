@@ -635,6 +635,21 @@ async fn a_data_manager_sets_an_sdv_plan_and_imports_an_amendment() {
     b.wait_for_text("Imported in one audited write").await;
     b.shot("14-import-done.png").await;
     assert_eq!(b.store.metadata_versions(study.id).await.unwrap().len(), 2);
+
+    // The same study on a tablet held upright, as at a site: the SDV progress table.
+    c.set_window_size(800, 1100).await.unwrap();
+    c.goto(&format!("{}/studies/{}/sdv", b.base, study.id))
+        .await
+        .unwrap();
+    b.wait_for_text("Targeted: critical items and forms only")
+        .await;
+    c.execute(
+        "document.getElementById('progress').scrollIntoView()",
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    b.shot("15-sdv-progress-tablet.png").await;
     b.c.clone().close().await.unwrap();
     b.store.close().await;
 }
