@@ -31,9 +31,10 @@ use std::collections::HashMap;
 /// count as at least as extreme as the observed one.
 pub const REL_TOL: f64 = 1e-7;
 
-/// Default work budget of [`fisher_exact_rxc`] (node expansions × past scores, plus
-/// generated columns): about a second on one core of the development machine.
-pub const DEFAULT_MAX_WORK: u64 = 30_000_000;
+/// Default work budget of [`fisher_exact_rxc`] (generated columns × (1 + past scores they
+/// extend)): about 5 s on one core of the development machine. Each stage's work is known
+/// before it runs, so a table beyond the budget is refused without spending it.
+pub const DEFAULT_MAX_WORK: u64 = 200_000_000;
 
 /// Most nodes (counted 4×) plus past scores kept for one stage (memory bound, ≈100 bytes each).
 const MAX_STORED: u64 = 4_000_000;
@@ -277,6 +278,9 @@ fn past_key(s: f64) -> i64 {
     (s * 1e9).round() as i64
 }
 
+/// A node to expand: its remaining row totals and the (score, multiplicity) pasts to extend.
+type Planned = (Vec<u64>, Vec<(f64, f64)>);
+
 struct Node {
     rem: Vec<u64>,
     /// quantised score → (score, number of partial tables with that score)
@@ -371,9 +375,13 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
     for k in 0..nst - 1 {
         let mut next: HashMap<u128, Node, crate::data::FxBuild> = HashMap::default();
         let (mut nodes_stored, mut pasts_stored) = (0u64, 0u64);
+        // Settle what the bounds settle and plan the rest, so that a stage whose work would
+        // exceed the budget is refused before it starts rather than after the budget is spent.
+        let mut plan: Vec<Planned> = Vec::with_capacity(cur.len());
+        let mut planned = 0.0f64;
         for node in cur.into_values() {
-            let rem = &node.rem;
-            let (lb, ub) = bounds(rem, &stages[k..], &lf);
+            let rem = node.rem;
+            let (lb, ub) = bounds(&rem, &stages[k..], &lf);
             let ln_total =
                 lf[csum[k] as usize] - rem.iter().map(|&x| lf[x as usize]).sum::<f64>() - lcf[k];
             let mut expand: Vec<(f64, f64)> = Vec::new();
@@ -387,6 +395,27 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
             if expand.is_empty() {
                 continue;
             }
+            let children = count_columns(&rem, stages[k]);
+            planned += if k + 2 == nst {
+                children + expand.len() as f64
+            } else {
+                children * (1.0 + expand.len() as f64)
+            };
+            plan.push((rem, expand));
+        }
+        if work as f64 + planned > max_work as f64 {
+            return Err(too_large(
+                r0,
+                c0,
+                p.n,
+                &format!(
+                    "about {:.1e} steps needed, budget {max_work}",
+                    work as f64 + planned
+                ),
+            ));
+        }
+        for (rem, expand) in &plan {
+            let rem = rem.as_slice();
             let mut cols = Columns::new(rem, stages[k]);
             if k + 2 == nst {
                 // Two columns left: a completion is fixed by the next column n, with score
@@ -422,7 +451,7 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
                     cum.push(c.m + c.s.ln());
                 }
                 work += expand.len() as u64;
-                for &(s, cnt) in &expand {
+                for &(s, cnt) in expand {
                     let m = fs.partition_point(|&f| f >= thr - s);
                     if m > 0 {
                         acc.add(cnt.ln() + ln_k - s + cum[m - 1]);
@@ -456,7 +485,7 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
                     }
                 };
                 let before = e.pasts.len();
-                for &(s, cnt) in &expand {
+                for &(s, cnt) in expand {
                     let ns = s + sc;
                     e.pasts
                         .entry(past_key(ns))
@@ -482,6 +511,46 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
     let mut res = exact(acc.value(), table_probability);
     res.steps = work;
     Ok(res)
+}
+
+/// Number of columns `n` with Σ n_i = `total` and 0 ≤ n_i ≤ caps_i (as f64: only its size
+/// matters), by dynamic programming over the rows; for large totals an upper bound (the
+/// uncapped count, or the product of all but the largest cap + 1), which can only make the
+/// planned work larger.
+fn count_columns(caps: &[u64], total: u64) -> f64 {
+    if caps.len() as u64 * total > 20_000 {
+        let k = caps.len() as f64;
+        let uncapped =
+            (ln_gamma_int(total as f64 + k) - ln_gamma_int(total as f64 + 1.0) - ln_gamma_int(k))
+                .exp();
+        let mut c: Vec<u64> = caps.to_vec();
+        c.sort_unstable();
+        c.pop();
+        let product: f64 = c.iter().map(|&x| (x + 1) as f64).product();
+        return uncapped.min(product);
+    }
+    let t = total as usize;
+    let mut ways = vec![0.0f64; t + 1];
+    ways[0] = 1.0;
+    for &cap in caps {
+        // new[s] = Σ_{x=0..min(cap, s)} ways[s − x], as a running window sum
+        let mut next = vec![0.0f64; t + 1];
+        let mut window = 0.0;
+        for s in 0..=t {
+            window += ways[s];
+            if s > cap as usize {
+                window -= ways[s - cap as usize - 1];
+            }
+            next[s] = window;
+        }
+        ways = next;
+    }
+    ways[t]
+}
+
+/// ln Γ(x) for the positive integers used above (sizes only: statrs' accuracy suffices).
+fn ln_gamma_int(x: f64) -> f64 {
+    statrs::function::gamma::ln_gamma(x)
 }
 
 /// All columns `n` with Σ n_i = `total` and 0 ≤ n_i ≤ caps_i, in odometer order.
@@ -690,6 +759,30 @@ mod tests {
             }
         });
         p
+    }
+
+    #[test]
+    fn column_counts() {
+        // by enumeration, on small cases (the DP path) and the bound on a large one
+        for (caps, total) in [
+            (vec![3u64, 1, 4], 5u64),
+            (vec![0, 2, 2], 3),
+            (vec![5, 5], 10),
+        ] {
+            let mut c = Columns::new(&caps, total);
+            let mut k = 1.0;
+            while c.advance() {
+                k += 1.0;
+            }
+            assert_eq!(count_columns(&caps, total), k, "{caps:?} {total}");
+        }
+        let big = count_columns(&[4000, 5000, 6000], 7000);
+        let mut c = Columns::new(&[4000, 5000, 6000], 7000);
+        let mut k = 1.0;
+        while c.advance() {
+            k += 1.0;
+        }
+        assert!(big >= k && big <= 3.0 * k, "{big} vs {k}");
     }
 
     #[test]

@@ -629,9 +629,9 @@ fn freq_refuses_exact_fisher_on_a_large_table_and_names_the_alternatives() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("big.csv");
     let mut s = String::from("A,B\n");
-    for i in 0..1200u32 {
-        // 5 × 6 levels, nearly uniform: far too many tables for exact enumeration
-        s.push_str(&format!("a{},b{}\n", (i * 7) % 5, (i * 11 + i / 5) % 6));
+    for i in 0..1600u32 {
+        // 8 × 8 levels, nearly uniform: far too many tables for exact enumeration
+        s.push_str(&format!("a{},b{}\n", (i * 7) % 8, (i * 11 + i / 8) % 8));
     }
     std::fs::write(&csv, s).unwrap();
     let args = [
