@@ -415,12 +415,20 @@ pub fn cmh_general(
         })
     };
     let (ir, ic) = (first(r), first(c));
+    // Deviations sum to zero over rows and over columns, so shifting the scores changes
+    // nothing; centred scores keep the zero-variance check meaningful for scores such as
+    // 1000, 1001, 1002.
+    let centre = |x: &[f64]| -> Vec<f64> {
+        let m = x.iter().sum::<f64>() / x.len() as f64;
+        x.iter().map(|v| v - m).collect()
+    };
+    let (rsc, csc) = (centre(row_scores), centre(col_scores));
     Ok(CmhGeneral {
         strata: used.len(),
         row_scores: row_scores.to_vec(),
         col_scores: col_scores.to_vec(),
-        correlation: stat(row_scores, 1, col_scores, 1, "correlation")?,
-        row_mean_scores: stat(&ir, r - 1, col_scores, 1, "row mean scores")?,
+        correlation: stat(&rsc, 1, &csc, 1, "correlation")?,
+        row_mean_scores: stat(&ir, r - 1, &csc, 1, "row mean scores")?,
         general_association: stat(&ir, r - 1, &ic, c - 1, "general association")?,
     })
 }

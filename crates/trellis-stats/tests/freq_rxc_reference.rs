@@ -207,6 +207,25 @@ fn degenerate_inputs_give_errors_or_documented_results() {
         )
         .is_err()
     );
+    // large scores with a small spread are not mistaken for constant ones
+    let t = vec![
+        vec![vec![5, 2, 1], vec![1, 3, 6]],
+        vec![vec![4, 4, 1], vec![2, 2, 5]],
+    ];
+    let a = cmh_general(&t, &[1.0, 2.0], &[0.0, 1.0, 2.0]).unwrap();
+    let b = cmh_general(&t, &[1e7, 1e7 + 1.0], &[1e7, 1e7 + 1.0, 1e7 + 2.0]).unwrap();
+    close(
+        "shifted",
+        b.correlation.statistic,
+        a.correlation.statistic,
+        1e-6,
+    );
+    close(
+        "shifted",
+        b.row_mean_scores.statistic,
+        a.row_mean_scores.statistic,
+        1e-6,
+    );
     // equal row scores: the correlation statistic has no variance
     let e = cmh_general(&[vec![vec![3, 2], vec![1, 4]]], &[1.0, 1.0], &[1.0, 2.0])
         .unwrap_err()
