@@ -991,34 +991,24 @@ macro_rules! backend_impl {
 
         pub(crate) async fn subjects(pool: &Pool, study: StudyId) -> Result<Vec<Subject>> {
             let rows = sqlx::query("SELECT * FROM subjects WHERE study_id = $1 ORDER BY screening_number").bind(study.as_uuid()).fetch_all(pool).await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Subject {
-                        study: StudyId::from_uuid(r.try_get("study_id")?),
-                        id: SubjectId::from_uuid(r.try_get("subject_id")?),
-                        site: SiteId::from_uuid(r.try_get("site_id")?),
-                        screening_number: r.try_get("screening_number")?,
-                        status: parse_enum(&r.try_get::<String, _>("status")?, "subjects.status")?,
-                        created_at: UtcMicros::from_micros(r.try_get("created_at")?),
-                    })
-                })
-                .collect()
+            rows.iter().map(subject_from_row).collect()
+        }
+
+        fn subject_from_row(r: &<$db as sqlx::Database>::Row) -> Result<Subject> {
+            Ok(Subject {
+                study: StudyId::from_uuid(r.try_get("study_id")?),
+                id: SubjectId::from_uuid(r.try_get("subject_id")?),
+                site: SiteId::from_uuid(r.try_get("site_id")?),
+                screening_number: r.try_get("screening_number")?,
+                status: parse_enum(&r.try_get::<String, _>("status")?, "subjects.status")?,
+                created_at: UtcMicros::from_micros(r.try_get("created_at")?),
+            })
         }
 
         pub(crate) async fn subject(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Option<Subject>> {
             let row = sqlx::query("SELECT * FROM subjects WHERE study_id = $1 AND subject_id = $2")
                 .bind(study.as_uuid()).bind(subject.as_uuid()).fetch_optional(pool).await?;
-            row.map(|r| {
-                Ok(Subject {
-                    study: StudyId::from_uuid(r.try_get("study_id")?),
-                    id: SubjectId::from_uuid(r.try_get("subject_id")?),
-                    site: SiteId::from_uuid(r.try_get("site_id")?),
-                    screening_number: r.try_get("screening_number")?,
-                    status: parse_enum(&r.try_get::<String, _>("status")?, "subjects.status")?,
-                    created_at: UtcMicros::from_micros(r.try_get("created_at")?),
-                })
-            })
-            .transpose()
+            row.as_ref().map(subject_from_row).transpose()
         }
 
         pub(crate) async fn subject_version(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Option<String>> {

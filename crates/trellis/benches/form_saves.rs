@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Conn, ScratchPg, Server, percentile_ms};
+use common::{Conn, ScratchPg, Server, print_rate, stop_and_report};
 
 const CLIENTS: usize = 32;
 const STUDY: &str = "BENCH-FORM";
@@ -270,23 +270,8 @@ async fn run(database_url: &str, secs: Duration) {
         lat.extend(t.await.unwrap());
     }
     let elapsed = start.elapsed().as_secs_f64();
-    lat.sort();
-    println!(
-        "{:>10.0} saves/s   p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   ({} saves; target 2,000/s, p99 < 100 ms)",
-        lat.len() as f64 / elapsed,
-        percentile_ms(&lat, 0.5),
-        percentile_ms(&lat, 0.99),
-        percentile_ms(&lat, 1.0),
-        lat.len()
-    );
-    println!(
-        "audit verify after the run: {}",
-        if server.stop_and_verify() {
-            "ok"
-        } else {
-            "FAILED"
-        }
-    );
+    print_rate(lat, elapsed, "; target 2,000/s, p99 < 100 ms");
+    stop_and_report(server);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]

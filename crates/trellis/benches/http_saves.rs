@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Conn, Server, percentile_ms};
+use common::{Conn, Server, print_rate, stop_and_report};
 
 const CLIENTS: usize = 32;
 const VALUES: usize = 10;
@@ -94,21 +94,6 @@ async fn main() {
         lat.extend(t.await.unwrap());
     }
     let elapsed = start.elapsed().as_secs_f64();
-    lat.sort();
-    println!(
-        "{:>10.0} saves/s   p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   ({} saves)",
-        lat.len() as f64 / elapsed,
-        percentile_ms(&lat, 0.5),
-        percentile_ms(&lat, 0.99),
-        percentile_ms(&lat, 1.0),
-        lat.len()
-    );
-    println!(
-        "audit verify after the run: {}",
-        if server.stop_and_verify() {
-            "ok"
-        } else {
-            "FAILED"
-        }
-    );
+    print_rate(lat, elapsed, "");
+    stop_and_report(server);
 }

@@ -943,15 +943,23 @@ fn sdv_annotation(
     } else {
         "stale: the value has changed since"
     };
+    sponsor_comment(
+        i,
+        format!(
+            "Source data verified {} by {who}: value {verified:?} ({state}).",
+            v.verified_at.to_rfc3339()
+        ),
+    )
+}
+
+/// The `i`-th (0-based) annotation of an item: a sponsor's comment.
+fn sponsor_comment(i: usize, text: String) -> trellis_odm::Annotation {
     trellis_odm::Annotation {
         seq_num: u32::try_from(i + 1).unwrap_or(u32::MAX),
         id: None,
         comment: Some(trellis_odm::Comment {
             sponsor_or_site: Some("Sponsor".into()),
-            text: format!(
-                "Source data verified {} by {who}: value {verified:?} ({state}).",
-                v.verified_at.to_rfc3339()
-            ),
+            text,
         }),
         flags: Vec::new(),
     }
@@ -976,17 +984,12 @@ fn query_annotation(i: usize, q: &trellis_store::QueryRow) -> trellis_odm::Annot
             )
         })
         .collect();
-    trellis_odm::Annotation {
-        seq_num: u32::try_from(i + 1).unwrap_or(u32::MAX),
-        id: None,
-        comment: Some(trellis_odm::Comment {
-            sponsor_or_site: Some("Sponsor".into()),
-            text: format!(
-                "Query {} ({origin}). {}",
-                q.status.as_str(),
-                thread.join(" | ")
-            ),
-        }),
-        flags: Vec::new(),
-    }
+    sponsor_comment(
+        i,
+        format!(
+            "Query {} ({origin}). {}",
+            q.status.as_str(),
+            thread.join(" | ")
+        ),
+    )
 }

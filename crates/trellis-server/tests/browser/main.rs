@@ -162,6 +162,22 @@ impl Browser {
             .unwrap();
     }
 
+    /// Types `text` into the element `css` finds.
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.c.find(Locator::Css(css)).await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.c
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
     async fn shot(&self, name: &str) {
         std::fs::write(self.shots.join(name), self.c.screenshot().await.unwrap()).unwrap();
     }
@@ -606,32 +622,12 @@ async fn a_data_manager_sets_an_sdv_plan_and_imports_an_amendment() {
         .await
         .unwrap();
     b.wait_for_text("multipart/form-data").await;
-    c.find(Locator::Css("#file"))
-        .await
-        .unwrap()
-        .send_keys(file.to_str().unwrap())
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[value=check]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.type_into("#file", file.to_str().unwrap()).await;
+    b.click("button[value=check]").await;
     b.wait_for_text("Nothing has been written yet").await;
     b.shot("13-import-checked.png").await;
-    c.find(Locator::Css("#file"))
-        .await
-        .unwrap()
-        .send_keys(file.to_str().unwrap())
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[value=import]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.type_into("#file", file.to_str().unwrap()).await;
+    b.click("button[value=import]").await;
     b.wait_for_text("Imported in one audited write").await;
     b.shot("14-import-done.png").await;
     assert_eq!(b.store.metadata_versions(study.id).await.unwrap().len(), 2);

@@ -146,3 +146,23 @@ pub fn form(path: &str, cookie: &str, body: &str) -> Request<Body> {
         .body(Body::from(body.to_owned()))
         .unwrap()
 }
+
+/// One request (JSON body unless a GET); returns the status and the body as JSON (or as a
+/// JSON string when it is not JSON).
+pub async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    body: &str,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    let r = if method == "GET" {
+        app.send(get(path, cookie)).await
+    } else {
+        app.send(json(method, path, cookie, body)).await
+    };
+    let status = r.status();
+    let text = body_text(r).await;
+    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, v)
+}

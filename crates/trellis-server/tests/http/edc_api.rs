@@ -2,7 +2,6 @@
 //! as the browser, with stable problem codes and site scoping.
 
 use axum::http::StatusCode;
-use serde_json::Value;
 
 use crate::app::*;
 
@@ -27,24 +26,6 @@ async fn de_subject(app: &TestApp) -> trellis_store::Subject {
         .find(|s| s.site == de.id)
         .unwrap()
         .clone()
-}
-
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    cookie: &str,
-    body: &str,
-) -> (StatusCode, Value) {
-    let r = if method == "GET" {
-        app.send(get(path, cookie)).await
-    } else {
-        app.send(json(method, path, cookie, body)).await
-    };
-    let status = r.status();
-    let text = body_text(r).await;
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,24 +8,6 @@ use crate::app::*;
 
 const SYSBP: &str = "SE.SCREEN[1]/F.VS[1]/IG.VS[1]/I.SYSBP";
 
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    cookie: &str,
-    body: &str,
-) -> (StatusCode, Value) {
-    let r = if method == "GET" {
-        app.send(get(path, cookie)).await
-    } else {
-        app.send(json(method, path, cookie, body)).await
-    };
-    let status = r.status();
-    let text = body_text(r).await;
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v)
-}
-
 fn subjects(progress: &Value) -> &Vec<Value> {
     progress["subjects"].as_array().unwrap()
 }

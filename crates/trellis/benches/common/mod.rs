@@ -200,6 +200,31 @@ impl ScratchPg {
 }
 
 /// Latency percentile in milliseconds of sorted durations.
-pub fn percentile_ms(sorted: &[std::time::Duration], p: f64) -> f64 {
+fn percentile_ms(sorted: &[std::time::Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Prints the rate and latency percentiles of a run's saves; `target` is appended.
+pub fn print_rate(mut latencies: Vec<std::time::Duration>, elapsed_secs: f64, target: &str) {
+    latencies.sort();
+    println!(
+        "{:>10.0} saves/s   p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   ({} saves{target})",
+        latencies.len() as f64 / elapsed_secs,
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.99),
+        percentile_ms(&latencies, 1.0),
+        latencies.len()
+    );
+}
+
+/// Stops the server, re-computes every audit chain and says whether it verified.
+pub fn stop_and_report(server: Server) {
+    println!(
+        "audit verify after the run: {}",
+        if server.stop_and_verify() {
+            "ok"
+        } else {
+            "FAILED"
+        }
+    );
 }
