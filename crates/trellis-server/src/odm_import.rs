@@ -123,11 +123,39 @@ pub async fn plan(
     })?;
     let warnings: Vec<String> = imported.warnings.iter().map(ToString::to_string).collect();
     let odm = imported.odm;
-    let [file_study] = odm.studies.as_slice() else {
-        return Err(ImportError::Target(format!(
-            "the file holds {} study definitions; import takes a file with exactly one",
-            odm.studies.len()
-        )));
+    // A file defines one study, or (a lab transfer, a data-only export) holds clinical
+    // data alone, for a study whose definition Trellis already has.
+    let file_study: Option<&trellis_odm::Study> = match odm.studies.as_slice() {
+        [one] => Some(one),
+        [] if !odm.clinical_data.is_empty() => None,
+        many => {
+            return Err(ImportError::Target(format!(
+                "the file holds {} study definitions; import takes a file with exactly one, or clinical data alone",
+                many.len()
+            )));
+        }
+    };
+    let study_oid = match file_study {
+        Some(s) => s.oid.clone(),
+        None => {
+            let mut oids: Vec<&str> = odm
+                .clinical_data
+                .iter()
+                .map(|d| d.study_oid.as_str())
+                .collect();
+            oids.sort_unstable();
+            oids.dedup();
+            match oids.as_slice() {
+                [one] => (*one).to_owned(),
+                _ => {
+                    return Err(ImportError::Target(format!(
+                        "the file holds clinical data for {} studies ({}) and no study definition; import one study at a time",
+                        oids.len(),
+                        oids.join(", ")
+                    )));
+                }
+            }
+        }
     };
     let mut mutations = Vec::new();
     let mut problems: Vec<ImportProblem> = Vec::new();
@@ -136,9 +164,9 @@ pub async fn plan(
     let study = match store.study_by_code(&target.study).await? {
         Some(s) => s,
         None => {
-            let Some(sponsor) = &target.create_for_sponsor else {
+            let (Some(sponsor), Some(file_study)) = (&target.create_for_sponsor, file_study) else {
                 return Err(ImportError::Target(format!(
-                    "no study `{}`; create it first, or name a sponsor to create it from the file",
+                    "no study `{}`; create it first, or name a sponsor to create it from a file with its study definition",
                     target.study
                 )));
             };
@@ -178,17 +206,26 @@ pub async fn plan(
         store.metadata_versions(study.id).await?
     };
     if let Some(v) = existing.first()
-        && v.study_oid != file_study.oid
+        && v.study_oid != study_oid
     {
         return Err(ImportError::Target(format!(
-            "study {} is defined by ODM study {}, not {}",
-            study.code, v.study_oid, file_study.oid
+            "study {} is defined by ODM study {}, not {study_oid}",
+            study.code, v.study_oid
+        )));
+    }
+    if file_study.is_none() && existing.is_empty() {
+        return Err(ImportError::Target(format!(
+            "study {} has no study definition yet; import one before clinical data alone",
+            study.code
         )));
     }
     let mut identical_versions = Vec::new();
     let mut new_versions = Vec::new();
     let mut designs: HashMap<String, StudyDesign> = HashMap::new();
-    for mdv in &file_study.metadata_versions {
+    for (file_study, mdv) in file_study
+        .iter()
+        .flat_map(|f| f.metadata_versions.iter().map(move |m| (*f, m)))
+    {
         let design = match StudyDesign::build(file_study, &mdv.oid) {
             Ok(d) => d,
             Err(failure) => {
@@ -214,7 +251,7 @@ pub async fn plan(
                 new_versions.push(mdv.oid.clone());
                 mutations.push(Mutation::AddMetadataVersion {
                     study: study.id,
-                    study_oid: file_study.oid.clone(),
+                    study_oid: study_oid.clone(),
                     oid: mdv.oid.clone(),
                     name: mdv.name.clone(),
                     odm: text,
@@ -227,7 +264,7 @@ pub async fn plan(
     for data in odm
         .clinical_data
         .iter()
-        .filter(|d| d.study_oid == file_study.oid)
+        .filter(|d| d.study_oid == study_oid)
     {
         if designs.contains_key(&data.metadata_version_oid) {
             continue;
@@ -268,7 +305,7 @@ pub async fn plan(
     for data in odm
         .clinical_data
         .iter()
-        .filter(|d| d.study_oid != file_study.oid)
+        .filter(|d| d.study_oid != study_oid)
     {
         problems.push(ImportProblem {
             line: data.line,
@@ -310,7 +347,7 @@ pub async fn plan(
     for data in odm
         .clinical_data
         .iter()
-        .filter(|d| d.study_oid == file_study.oid)
+        .filter(|d| d.study_oid == study_oid)
     {
         for subject in &data.subjects {
             let existing_subject = subjects

@@ -299,3 +299,87 @@ async fn the_browser_uploads_checks_and_imports_a_file() {
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+/// A lab transfer: clinical data alone, no study definition, for the version the
+/// subjects follow.
+fn lab_transfer(screening_number: &str, weight: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" FileType="Transactional" FileOID="LAB.2026-12-07" CreationDateTime="2026-12-07T08:00:00Z" ODMVersion="1.3.2">
+  <ClinicalData StudyOID="ACME-HTN-301" MetaDataVersionOID="MDV.1">
+    <SubjectData SubjectKey="{screening_number}">
+      <StudyEventData StudyEventOID="SE.SCREEN">
+        <FormData FormOID="F.VS">
+          <ItemGroupData ItemGroupOID="IG.VS">
+            <ItemData ItemOID="I.WEIGHT" Value="{weight}"/>
+          </ItemGroupData>
+        </FormData>
+      </StudyEventData>
+    </SubjectData>
+  </ClinicalData>
+</ODM>
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinical_data_alone_imports_against_the_stored_definition() {
+    let app = TestApp::new().await;
+    let (dm, _) = app.session("datamanager").await;
+    let subject = &app.subjects[1];
+    let url = format!("/api/v1/studies/{}/odm?file_name=lab.xml", app.study.id);
+
+    let r = app
+        .send(xml(
+            &url,
+            &dm,
+            lab_transfer(&subject.screening_number, "68.5"),
+        ))
+        .await;
+    let status = r.status();
+    let v = body_json(r).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["imported"], true, "{v}");
+    assert_eq!(v["report"]["values"], 1, "{v}");
+    assert_eq!(
+        app.store
+            .metadata_versions(app.study.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let values = app
+        .store
+        .item_values(app.study.id, subject.id)
+        .await
+        .unwrap();
+    assert!(
+        values
+            .iter()
+            .any(|(k, v)| k.ends_with("/I.WEIGHT") && v.as_deref() == Some("68.5")),
+        "{values:?}"
+    );
+
+    // A value that does not fit its item is checked against the stored definition.
+    let bad = lab_transfer(&subject.screening_number, "sixty");
+    let line = bad.lines().position(|l| l.contains("sixty")).unwrap() + 1;
+    let r = app.send(xml(&url, &dm, bad)).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let p = body_json(r).await;
+    assert!(
+        p["errors"].to_string().contains(&format!("line {line}")),
+        "{p}"
+    );
+
+    // Data for another study are refused, naming it.
+    let other = lab_transfer(&subject.screening_number, "68.5").replace("ACME-HTN-301", "OTHER-1");
+    let r = app.send(xml(&url, &dm, other)).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body_json(r).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("OTHER-1")
+    );
+}
