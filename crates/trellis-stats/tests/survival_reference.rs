@@ -381,3 +381,33 @@ fn survival_at_times_counts_subjects_still_at_risk() {
     assert_eq!(a[3].n_risk, 0);
     close("S(6)", a[3].survival, 0.6 * 0.5, 1e-15);
 }
+
+#[test]
+fn event_column_values_are_checked_and_missing_rows_dropped() {
+    use trellis_stats::data::{Column, Dataset};
+    let spec = |event: &str| SurvSpec {
+        time: "T".into(),
+        event: EventSpec::Event(event.into()),
+        by: None,
+        strata: None,
+        covariates: vec![],
+        reference: vec![],
+    };
+    let ds = Dataset {
+        columns: vec![
+            Column::numeric("T", vec![5.0, 3.0, 8.0, 2.0, f64::NAN]),
+            Column::numeric("E", vec![1.0, 0.0, f64::NAN, 1.0, 1.0]),
+            Column::numeric("BAD", vec![1.0, 0.0, 0.0, 2.0, 1.0]),
+        ],
+        ..Default::default()
+    };
+    let rows = prepare(&ds, &spec("E")).unwrap();
+    assert_eq!(rows.dropped, 2, "a missing event and a missing time");
+    assert_eq!(rows.data.time, vec![5.0, 3.0, 2.0]);
+    assert_eq!(rows.data.event, vec![true, false, true]);
+    let Err(e) = prepare(&ds, &spec("BAD")) else {
+        panic!("an event value of 2 must be refused");
+    };
+    let e = e.to_string();
+    assert!(e.contains("row 4") && e.contains("value 2"), "{e}");
+}
