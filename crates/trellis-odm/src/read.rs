@@ -1941,9 +1941,11 @@ impl<'a, 'input> Reader<'a, 'input> {
         item
     }
 
-    /// Clinical data for a study defined in the same file is checked against that
-    /// study's metadata here; data for a study defined elsewhere is checked by the
-    /// caller with [`check_clinical_data`].
+    /// Clinical data for a metadata version defined in the same file is checked against
+    /// it here; data for a version defined elsewhere (an earlier version the receiving
+    /// system already holds, as when an amendment travels with data still collected on
+    /// the version before it) is checked by the caller with [`check_clinical_data`], and
+    /// said so in a warning.
     fn check_clinical_against_metadata(&mut self, odm: &Odm) {
         for data in &odm.clinical_data {
             let Some(study) = odm.studies.iter().find(|s| s.oid == data.study_oid) else {
@@ -1952,12 +1954,12 @@ impl<'a, 'input> Reader<'a, 'input> {
             match study.metadata_version(&data.metadata_version_oid) {
                 Some(mdv) => self.diags.extend(check_clinical_data(data, mdv)),
                 None => self.diags.push(Diagnostic {
-                    severity: Severity::Error,
+                    severity: Severity::Warning,
                     line: data.line,
                     column: 1,
                     path: "ClinicalData".into(),
                     message: format!(
-                        "MetaDataVersionOID {} is not a metadata version of study {} in this file",
+                        "MetaDataVersionOID {} is not defined in this file for study {}: these data are checked against that version where they are imported",
                         data.metadata_version_oid, data.study_oid
                     ),
                     also_at: Vec::new(),

@@ -383,3 +383,39 @@ async fn clinical_data_alone_imports_against_the_stored_definition() {
             .contains("OTHER-1")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amendment_travels_with_data_still_on_the_version_before_it() {
+    let app = TestApp::new().await;
+    let (dm, _) = app.session("datamanager").await;
+    let subject = &app.subjects[2];
+    let clinical = lab_transfer(&subject.screening_number, "70.5");
+    let data = &clinical[clinical.find("<ClinicalData").unwrap()..clinical.find("</ODM>").unwrap()];
+    let file = amendment().replace("</ODM>", &format!("{data}</ODM>"));
+    let url = format!(
+        "/api/v1/studies/{}/odm?file_name=amendment-with-data.xml",
+        app.study.id
+    );
+    let r = app.send(xml(&url, &dm, file)).await;
+    let status = r.status();
+    let v = body_json(r).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["report"]["new_metadata_versions"][0], "MDV.2", "{v}");
+    assert_eq!(v["report"]["values"], 1, "{v}");
+    assert!(
+        v["report"]["warnings"]
+            .to_string()
+            .contains("MDV.1 is not defined in this file"),
+        "{v}"
+    );
+    let values = app
+        .store
+        .item_values(app.study.id, subject.id)
+        .await
+        .unwrap();
+    assert!(
+        values
+            .iter()
+            .any(|(k, v)| k.ends_with("/I.WEIGHT") && v.as_deref() == Some("70.5"))
+    );
+}
