@@ -112,6 +112,10 @@ pub async fn progress(
         .map(|v| ((v.subject, v.item_key), v.verified_value))
         .collect();
     let scope = p.site_scope(s.id);
+    let mut values: HashMap<SubjectId, Vec<(String, Option<String>)>> = HashMap::new();
+    for (subject, key, value) in st.store.study_item_values(s.id).await? {
+        values.entry(subject).or_default().push((key, value));
+    }
     let mut out = Vec::new();
     for x in subjects
         .into_iter()
@@ -120,7 +124,7 @@ pub async fn progress(
         let rank = ranks.get(&x.id).copied().unwrap_or(1);
         let level = plan.subject(rank, x.id.as_uuid().as_u128());
         let (mut required, mut ok, mut stale) = (0, 0, 0);
-        for (key, value) in st.store.item_values(s.id, x.id).await? {
+        for (key, value) in values.remove(&x.id).unwrap_or_default() {
             let (Some(value), Ok(path)) = (value, key.parse::<ItemPath>()) else {
                 continue;
             };

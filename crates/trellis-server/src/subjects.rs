@@ -215,10 +215,15 @@ pub async fn export_table(
         .filter(|x| in_scope(p, s, x.site))
         .collect();
     subjects.sort_by(|a, b| a.screening_number.cmp(&b.screening_number));
-    let mut values = Vec::with_capacity(subjects.len());
-    for x in &subjects {
-        values.push(st.store.item_values(s.id, x.id).await?);
+    let mut by_subject: std::collections::HashMap<SubjectId, Vec<(String, Option<String>)>> =
+        std::collections::HashMap::new();
+    for (subject, key, value) in st.store.study_item_values(s.id).await? {
+        by_subject.entry(subject).or_default().push((key, value));
     }
+    let values: Vec<Vec<(String, Option<String>)>> = subjects
+        .iter()
+        .map(|x| by_subject.remove(&x.id).unwrap_or_default())
+        .collect();
     let site_code = |id: SiteId| {
         sites
             .iter()

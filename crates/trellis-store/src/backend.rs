@@ -1032,6 +1032,14 @@ macro_rules! backend_impl {
             rows.iter().map(|r| Ok((r.try_get("item_key")?, r.try_get("value")?))).collect()
         }
 
+        pub(crate) async fn study_item_values(pool: &Pool, study: StudyId) -> Result<Vec<(SubjectId, String, Option<String>)>> {
+            let rows = sqlx::query("SELECT subject_id, item_key, value FROM item_values WHERE study_id = $1 ORDER BY subject_id, item_key")
+                .bind(study.as_uuid()).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((SubjectId::from_uuid(r.try_get("subject_id")?), r.try_get("item_key")?, r.try_get("value")?)))
+                .collect()
+        }
+
         fn user_from_row(r: &DbRow) -> Result<User> {
             Ok(User {
                 id: UserId::from_uuid(r.try_get("user_id")?),

@@ -266,6 +266,14 @@ impl Store {
     pub async fn subjects(&self, study: StudyId) -> Result<Vec<Subject>> {
         read!(self, subjects(study))
     }
+    /// Every captured value of a study (one read for study-wide views such as SDV
+    /// progress), by subject and item key.
+    pub async fn study_item_values(
+        &self,
+        study: StudyId,
+    ) -> Result<Vec<(SubjectId, String, Option<String>)>> {
+        read!(self, study_item_values(study))
+    }
     /// One subject of a study.
     pub async fn subject(&self, study: StudyId, subject: SubjectId) -> Result<Option<Subject>> {
         read!(self, subject(study, subject))

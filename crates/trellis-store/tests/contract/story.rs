@@ -151,6 +151,17 @@ async fn change_after_first_entry_needs_a_reason_and_leaves_nothing_half_written
             2,
             "VS.PULSE must not have been written: {vals:?}"
         );
+        // The study-wide read gives the same rows, with their subject.
+        let all = db.store.study_item_values(s.study).await.unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|(su, k, v)| {
+                    assert_eq!(*su, s.subject);
+                    (k.clone(), v.clone())
+                })
+                .collect::<Vec<_>>(),
+            vals
+        );
 
         // With a reason it goes through, and the trail holds old, new and why.
         let r = db
