@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Conn, ScratchPg, Server, print_rate, stop_and_report};
+use common::{Conn, ScratchPg, Server, report_clients, stop_and_report};
 
 const CLIENTS: usize = 32;
 const STUDY: &str = "BENCH-FORM";
@@ -265,12 +265,7 @@ async fn run(database_url: &str, secs: Duration) {
             lat
         }));
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    print_rate(lat, elapsed, "; target 2,000/s, p99 < 100 ms");
+    report_clients(tasks, start, "; target 2,000/s, p99 < 100 ms").await;
     stop_and_report(server);
 }
 

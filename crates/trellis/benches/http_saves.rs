@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Conn, Server, print_rate, stop_and_report};
+use common::{Conn, Server, report_clients, stop_and_report};
 
 const CLIENTS: usize = 32;
 const VALUES: usize = 10;
@@ -89,11 +89,6 @@ async fn main() {
             lat
         }));
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    print_rate(lat, elapsed, "");
+    report_clients(tasks, start, "").await;
     stop_and_report(server);
 }

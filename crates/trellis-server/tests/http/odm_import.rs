@@ -60,6 +60,30 @@ fn multipart(path: &str, cookie: &str, fields: &[(&str, Option<&str>, &str)]) ->
         .unwrap()
 }
 
+/// Posts the import page's form: a file and the button pressed.
+async fn upload(
+    app: &TestApp,
+    cookie: &str,
+    csrf: &str,
+    (file_name, body): (&str, &str),
+    action: &str,
+) -> (StatusCode, String) {
+    let url = format!("/studies/{}/import", app.study.id);
+    let r = app
+        .send(multipart(
+            &url,
+            cookie,
+            &[
+                ("csrf", None, csrf),
+                ("file", Some(file_name), body),
+                ("action", None, action),
+            ],
+        ))
+        .await;
+    let status = r.status();
+    (status, body_text(r).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_checks_then_imports_an_amendment_and_clinical_data() {
     let app = TestApp::new().await;
@@ -221,83 +245,32 @@ async fn the_browser_uploads_checks_and_imports_a_file() {
     let page = body_text(app.send(get(&url, &dm)).await).await;
     assert!(page.contains("enctype=\"multipart/form-data\""), "{page}");
     let file = amendment();
+    let versions = || async {
+        app.store
+            .metadata_versions(app.study.id)
+            .await
+            .unwrap()
+            .len()
+    };
 
-    let r = app
-        .send(multipart(
-            &url,
-            &dm,
-            &[
-                ("csrf", None, &csrf),
-                ("file", Some("amendment2.xml"), &file),
-                ("default_site", None, ""),
-                ("action", None, "check"),
-            ],
-        ))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let page = body_text(r).await;
+    let (status, page) = upload(&app, &dm, &csrf, ("amendment2.xml", &file), "check").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Nothing has been written yet"), "{page}");
     assert!(page.contains("MDV.2"));
-    assert_eq!(
-        app.store
-            .metadata_versions(app.study.id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(versions().await, 1);
 
-    let r = app
-        .send(multipart(
-            &url,
-            &dm,
-            &[
-                ("csrf", None, &csrf),
-                ("file", Some("amendment2.xml"), &file),
-                ("action", None, "import"),
-            ],
-        ))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let page = body_text(r).await;
+    let (status, page) = upload(&app, &dm, &csrf, ("amendment2.xml", &file), "import").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Imported in one audited write"), "{page}");
-    assert_eq!(
-        app.store
-            .metadata_versions(app.study.id)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(versions().await, 2);
 
     // A broken file: the page lists the problem with its line.
-    let r = app
-        .send(multipart(
-            &url,
-            &dm,
-            &[
-                ("csrf", None, &csrf),
-                ("file", Some("broken.xml"), "<ODM><Study"),
-                ("action", None, "import"),
-            ],
-        ))
-        .await;
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let page = body_text(r).await;
+    let (status, page) = upload(&app, &dm, &csrf, ("broken.xml", "<ODM><Study"), "import").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("nothing was imported"), "{page}");
 
-    let r = app
-        .send(multipart(
-            &url,
-            &dm,
-            &[
-                ("csrf", None, "forged"),
-                ("file", Some("amendment3.xml"), &file),
-                ("action", None, "import"),
-            ],
-        ))
-        .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (status, _) = upload(&app, &dm, "forged", ("amendment3.xml", &file), "import").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 /// A lab transfer: clinical data alone, no study definition, for the version the

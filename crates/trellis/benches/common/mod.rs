@@ -204,8 +204,22 @@ fn percentile_ms(sorted: &[std::time::Duration], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
+/// Waits for the clients and prints the rate and latency percentiles of all their saves
+/// since `start`; `target` is appended.
+pub async fn report_clients(
+    clients: Vec<tokio::task::JoinHandle<Vec<std::time::Duration>>>,
+    start: std::time::Instant,
+    target: &str,
+) {
+    let mut latencies = Vec::new();
+    for c in clients {
+        latencies.extend(c.await.unwrap());
+    }
+    print_rate(latencies, start.elapsed().as_secs_f64(), target);
+}
+
 /// Prints the rate and latency percentiles of a run's saves; `target` is appended.
-pub fn print_rate(mut latencies: Vec<std::time::Duration>, elapsed_secs: f64, target: &str) {
+fn print_rate(mut latencies: Vec<std::time::Duration>, elapsed_secs: f64, target: &str) {
     latencies.sort();
     println!(
         "{:>10.0} saves/s   p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   ({} saves{target})",
