@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Conn, ScratchPg, Server, report_clients, stop_and_report};
+use common::{Conn, ScratchPg, Server, bench_seconds, report_clients, stop_and_report};
 
 const CLIENTS: usize = 32;
 const STUDY: &str = "BENCH-FORM";
@@ -271,12 +271,7 @@ async fn run(database_url: &str, secs: Duration) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
-    let secs = Duration::from_secs(
-        std::env::var("BENCH_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(10),
-    );
+    let secs = bench_seconds();
     run("sqlite://data/trellis.db", secs).await;
     if let Some(pg) = ScratchPg::create("form_saves").await {
         run(&pg.url, secs).await;

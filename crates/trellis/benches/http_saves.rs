@@ -8,21 +8,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{Conn, Server, report_clients, stop_and_report};
+use common::{Conn, Server, bench_seconds, report_clients, stop_and_report};
 
 const CLIENTS: usize = 32;
 const VALUES: usize = 10;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
-    let secs = Duration::from_secs(
-        std::env::var("BENCH_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(10),
-    );
+    let secs = bench_seconds();
     let db =
         std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "sqlite://data/trellis.db".into());
     let server = Server::start(&db);

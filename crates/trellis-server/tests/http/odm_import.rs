@@ -25,6 +25,15 @@ fn data_file(screening_number: &str) -> String {
     DEMO.replace("</ODM>", &format!("{clinical}\n</ODM>"))
 }
 
+/// How many metadata versions the demo study holds.
+async fn versions(app: &TestApp) -> usize {
+    app.store
+        .metadata_versions(app.study.id)
+        .await
+        .unwrap()
+        .len()
+}
+
 fn xml(path: &str, cookie: &str, body: String) -> Request<Body> {
     Request::post(path)
         .header(header::HOST, "localhost")
@@ -104,15 +113,7 @@ async fn the_api_checks_then_imports_an_amendment_and_clinical_data() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["imported"], false, "{v}");
     assert_eq!(v["report"]["new_metadata_versions"][0], "MDV.2", "{v}");
-    assert_eq!(
-        app.store
-            .metadata_versions(app.study.id)
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "a check writes nothing"
-    );
+    assert_eq!(versions(&app).await, 1, "a check writes nothing");
 
     let r = app
         .send(xml(
@@ -125,14 +126,7 @@ async fn the_api_checks_then_imports_an_amendment_and_clinical_data() {
     let v = body_json(r).await;
     assert_eq!(v["imported"], true, "{v}");
     assert!(v["audit_entries"].as_u64().unwrap() >= 1, "{v}");
-    assert_eq!(
-        app.store
-            .metadata_versions(app.study.id)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(versions(&app).await, 2);
     let trail = app
         .store
         .audit_entries(&trellis_store::AuditFilter {
@@ -204,14 +198,7 @@ async fn a_bad_file_is_refused_with_its_lines_and_only_data_management_may_impor
         p["errors"].to_string().contains(&format!("line {line}")),
         "{p}"
     );
-    assert_eq!(
-        app.store
-            .metadata_versions(app.study.id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(versions(&app).await, 1);
 
     // Not XML at all, and not ODM 1.3.
     let r = app.send(xml(&url, &dm, "{\"odm\": 1}".into())).await;
@@ -245,24 +232,17 @@ async fn the_browser_uploads_checks_and_imports_a_file() {
     let page = body_text(app.send(get(&url, &dm)).await).await;
     assert!(page.contains("enctype=\"multipart/form-data\""), "{page}");
     let file = amendment();
-    let versions = || async {
-        app.store
-            .metadata_versions(app.study.id)
-            .await
-            .unwrap()
-            .len()
-    };
 
     let (status, page) = upload(&app, &dm, &csrf, ("amendment2.xml", &file), "check").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Nothing has been written yet"), "{page}");
     assert!(page.contains("MDV.2"));
-    assert_eq!(versions().await, 1);
+    assert_eq!(versions(&app).await, 1);
 
     let (status, page) = upload(&app, &dm, &csrf, ("amendment2.xml", &file), "import").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("Imported in one audited write"), "{page}");
-    assert_eq!(versions().await, 2);
+    assert_eq!(versions(&app).await, 2);
 
     // A broken file: the page lists the problem with its line.
     let (status, page) = upload(&app, &dm, &csrf, ("broken.xml", "<ODM><Study"), "import").await;
@@ -314,14 +294,7 @@ async fn clinical_data_alone_imports_against_the_stored_definition() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["imported"], true, "{v}");
     assert_eq!(v["report"]["values"], 1, "{v}");
-    assert_eq!(
-        app.store
-            .metadata_versions(app.study.id)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(versions(&app).await, 1);
     let values = app
         .store
         .item_values(app.study.id, subject.id)

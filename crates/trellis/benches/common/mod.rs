@@ -242,3 +242,13 @@ pub fn stop_and_report(server: Server) {
         }
     );
 }
+
+/// How long the clients save: `BENCH_SECONDS`, default 10.
+pub fn bench_seconds() -> std::time::Duration {
+    std::time::Duration::from_secs(
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+    )
+}
