@@ -301,7 +301,7 @@ pub async fn form_page(
     let evaluation = values.evaluate_saved(&ctx, design);
     let message = q.saved.map(|_| (st.i18n.t(&p.locale, "crf-saved"), false));
     let shown = shown_values(&values.saved, &evaluation);
-    let review = match Review::load(&st, &s, ctx.subject.id, &ctx.path).await {
+    let review = match Review::load(&st, &p, &s, ctx.subject.id, &ctx.path).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -349,7 +349,7 @@ pub async fn form_submit(
         Ok(v) => v,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
-    let review = match Review::load(&st, &s, ctx.subject.id, &ctx.path).await {
+    let review = match Review::load(&st, &p, &s, ctx.subject.id, &ctx.path).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -483,13 +483,15 @@ struct Review {
     verifications: Vec<VerificationRow>,
     /// The freeze or lock that applies to this form, a lock before a freeze.
     lock: Option<LockRow>,
-    /// The study's SDV plan and how much of this subject's data it covers.
-    sdv: (trellis_edc::SdvPlan, trellis_edc::SubjectSdv),
+    /// The study's SDV plan and how much of this subject's data it covers; read only for
+    /// those who verify (it ranks the subject among all of its site's subjects).
+    sdv: Option<(trellis_edc::SdvPlan, trellis_edc::SubjectSdv)>,
 }
 
 impl Review {
     async fn load(
         st: &AppState,
+        p: &Principal,
         s: &Study,
         subject: SubjectId,
         form: &FormPath,
@@ -511,13 +513,18 @@ impl Review {
             .filter(|v| v.item_key.starts_with(&prefix))
             .collect();
         let lock = applicable_lock(&st.store.locks(study).await?, subject, &form.to_string());
-        let (plan, _) = crate::sdv::study_plan(st, s).await?;
-        let level = crate::sdv::subject_level(st, s, &plan, subject).await?;
+        let sdv = if p.can(s, Permission::VerifySource) {
+            let (plan, _) = crate::sdv::study_plan(st, s).await?;
+            let level = crate::sdv::subject_level(st, s, &plan, subject).await?;
+            Some((plan, level))
+        } else {
+            None
+        };
         Ok(Self {
             queries,
             verifications,
             lock,
-            sdv: (plan, level),
+            sdv,
         })
     }
 }
@@ -672,10 +679,10 @@ fn review_sections(
                 }
             }
         }
-        @if can_verify {
+        @if let (true, Some((plan, level))) = (can_verify, &review.sdv) {
             section.review {
                 h2 { (t("sdv-title")) }
-                p { (t("sdv-subject-level")) ": " strong { (match review.sdv.1 {
+                p { (t("sdv-subject-level")) ": " strong { (match level {
                     trellis_edc::SubjectSdv::FullEarly { .. } => t("sdv-level-first"),
                     trellis_edc::SubjectSdv::FullSampled => t("sdv-level-sampled"),
                     trellis_edc::SubjectSdv::Targeted => t("sdv-level-targeted"),
@@ -687,7 +694,7 @@ fn review_sections(
                         thead { tr { th scope="col" { (t("sdv-item")) } th scope="col" { (t("sdv-value")) } th scope="col" { (t("sdv-by-plan")) } th scope="col" { (t("sdv-state")) } th scope="col" { (t("sdv-select")) } } }
                         tbody { @for (key, label, value) in items.iter().filter(|(_, _, v)| v.is_some()) {
                             @let v = review.verifications.iter().find(|v| &v.item_key == key);
-                            @let required = key.parse::<ItemPath>().is_ok_and(|path| review.sdv.0.requires(review.sdv.1, &path));
+                            @let required = key.parse::<ItemPath>().is_ok_and(|path| plan.requires(*level, &path));
                             tr.sdv-required[required] {
                                 td { (label) } td { (value.cloned().unwrap_or_default()) }
                                 td { @if required { strong { (t("sdv-required-item")) } } @else { span.muted { (t("sdv-optional-item")) } } }
