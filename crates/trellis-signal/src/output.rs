@@ -5,7 +5,7 @@
 //! `inf`, `-inf` and `NaN`.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -80,7 +80,7 @@ impl<'a> RowCalc<'a> {
     }
 }
 
-fn push_f64(buf: &mut Vec<u8>, x: f64, fmt: &mut ryu::Buffer) {
+fn push_f64(buf: &mut Vec<u8>, x: f64, fmt: &mut zmij::Buffer) {
     if x.is_nan() {
         buf.extend_from_slice(b"NaN");
     } else if x.is_infinite() {
@@ -106,17 +106,30 @@ pub fn push_name(buf: &mut Vec<u8>, name: &str) {
     }
 }
 
+/// Every name as it appears in a CSV field, quoted once up front rather
+/// than checked on each of the millions of rows that repeat it.
+fn csv_fields(names: &[String]) -> Vec<Vec<u8>> {
+    names
+        .iter()
+        .map(|n| {
+            let mut buf = Vec::with_capacity(n.len());
+            push_name(&mut buf, n);
+            buf
+        })
+        .collect()
+}
+
 fn format_row(
     buf: &mut Vec<u8>,
     r: &PairRow,
-    drug: &str,
-    event: &str,
-    fmt: &mut ryu::Buffer,
+    drug: &[u8],
+    event: &[u8],
+    fmt: &mut zmij::Buffer,
     ib: &mut itoa::Buffer,
 ) {
-    push_name(buf, drug);
+    buf.extend_from_slice(drug);
     buf.push(b',');
-    push_name(buf, event);
+    buf.extend_from_slice(event);
     for v in [r.cells.0, r.cells.1, r.cells.2, r.cells.3] {
         buf.push(b',');
         buf.extend_from_slice(ib.format(v).as_bytes());
@@ -158,20 +171,67 @@ pub struct WriteSummary {
     pub top: Vec<PairRow>,
 }
 
-fn merge_top(mut a: Vec<PairRow>, b: Vec<PairRow>, k: usize) -> Vec<PairRow> {
-    a.extend(b);
-    a.sort_by(|x, y| {
-        y.post
-            .eb05
-            .total_cmp(&x.post.eb05)
-            .then(y.cells.0.cmp(&x.cells.0))
-            .then(x.index.cmp(&y.index))
-    });
-    a.truncate(k);
-    a
+/// The ranking of [`WriteSummary::top`]: EB05 descending, then a descending,
+/// then table order.
+fn rank(x: &PairRow, y: &PairRow) -> std::cmp::Ordering {
+    y.post
+        .eb05
+        .total_cmp(&x.post.eb05)
+        .then(y.cells.0.cmp(&x.cells.0))
+        .then(x.index.cmp(&y.index))
 }
 
-/// Writes `results.csv`, computing rows in parallel chunks.
+/// The `k` best rows of a stream. Once `k` rows are held, a row whose EB05
+/// is below the k-th best cannot enter, so most rows cost one comparison.
+struct TopK {
+    k: usize,
+    rows: Vec<PairRow>,
+    floor: f64,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            rows: Vec::new(),
+            floor: f64::NEG_INFINITY,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, r: &PairRow) {
+        if self.k == 0 || r.post.eb05.total_cmp(&self.floor).is_lt() {
+            return;
+        }
+        self.rows.push(*r);
+        if self.rows.len() >= 4 * self.k {
+            self.shrink();
+        }
+    }
+
+    fn shrink(&mut self) {
+        self.rows.sort_by(rank);
+        self.rows.truncate(self.k);
+        if self.k > 0 && self.rows.len() == self.k {
+            self.floor = self.rows[self.k - 1].post.eb05;
+        }
+    }
+
+    fn into_rows(mut self) -> Vec<PairRow> {
+        self.shrink();
+        self.rows
+    }
+}
+
+/// Rows per formatting task.
+const CHUNK: usize = 16_384;
+/// Bytes reserved per row; rows are about 300 bytes at full precision, so a
+/// recycled buffer never grows.
+const ROW_BYTES: usize = 448;
+
+/// Writes `results.csv`. Rows are computed and formatted in parallel chunks
+/// while a writer thread hands the previous chunks to the kernel; buffers
+/// go back and forth between the two instead of being reallocated.
 pub fn write_results(
     path: &Path,
     calc: &RowCalc<'_>,
@@ -180,60 +240,93 @@ pub fn write_results(
     top_k: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<WriteSummary> {
-    let file = File::create(path).map_err(io_err(path))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    out.write_all(HEADER.as_bytes()).map_err(io_err(path))?;
-    out.write_all(b"\n").map_err(io_err(path))?;
+    use std::sync::mpsc::{channel, sync_channel};
+
+    let mut file = File::create(path).map_err(io_err(path))?;
+    let drugs = csv_fields(drug_names);
+    let events = csv_fields(event_names);
     let n = calc.table.len();
-    const CHUNK: usize = 16_384;
-    let batch = CHUNK * rayon::current_num_threads().max(1) * 4;
+    let per_batch = rayon::current_num_threads().max(1) * 2;
+    let (full_tx, full_rx) = sync_channel::<Vec<Vec<u8>>>(1);
+    let (free_tx, free_rx) = channel::<Vec<u8>>();
     let mut summary = WriteSummary::default();
-    let mut start = 0usize;
-    while start < n {
-        let end = (start + batch).min(n);
-        let parts: Vec<(Vec<u8>, [usize; 3], Vec<PairRow>)> = (start..end)
-            .into_par_iter()
-            .step_by(CHUNK)
-            .map(|s| {
-                let e = (s + CHUNK).min(end);
-                let mut buf = Vec::with_capacity((e - s) * 200);
-                let mut fmt = ryu::Buffer::new();
-                let mut ib = itoa::Buffer::new();
-                let mut flags = [0usize; 3];
-                let mut top = Vec::new();
-                for k in s..e {
-                    let r = calc.row(k);
-                    flags[0] += usize::from(r.flag_evans());
-                    flags[1] += usize::from(r.flag_eb05());
-                    flags[2] += usize::from(r.flag_ic025());
-                    format_row(
-                        &mut buf,
-                        &r,
-                        &drug_names[calc.table.drug[k] as usize],
-                        &event_names[calc.table.event[k] as usize],
-                        &mut fmt,
-                        &mut ib,
-                    );
-                    top.push(r);
-                    if top.len() >= 4 * top_k.max(1) {
-                        top = merge_top(top, Vec::new(), top_k);
-                    }
+    let mut top = TopK::new(top_k);
+    std::thread::scope(|scope| -> Result<()> {
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            file.write_all(HEADER.as_bytes())?;
+            file.write_all(b"\n")?;
+            for bufs in full_rx {
+                for mut buf in bufs {
+                    file.write_all(&buf)?;
+                    buf.clear();
+                    // The computing side may have finished; then the buffer is dropped.
+                    let _ = free_tx.send(buf);
                 }
-                (buf, flags, merge_top(top, Vec::new(), top_k))
-            })
-            .collect();
-        for (buf, flags, top) in parts {
-            out.write_all(&buf).map_err(io_err(path))?;
-            summary.flagged_evans += flags[0];
-            summary.flagged_eb05 += flags[1];
-            summary.flagged_ic025 += flags[2];
-            summary.top = merge_top(std::mem::take(&mut summary.top), top, top_k);
+            }
+            file.flush()
+        });
+        let mut start = 0usize;
+        while start < n {
+            let end = (start + CHUNK * per_batch).min(n);
+            let starts: Vec<usize> = (start..end).step_by(CHUNK).collect();
+            let mut bufs: Vec<Vec<u8>> = starts
+                .iter()
+                .map(|_| {
+                    free_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(CHUNK * ROW_BYTES))
+                })
+                .collect();
+            let parts: Vec<([usize; 3], Vec<PairRow>)> = bufs
+                .par_iter_mut()
+                .zip(&starts)
+                .map(|(buf, &s)| {
+                    let e = (s + CHUNK).min(end);
+                    let mut fmt = zmij::Buffer::new();
+                    let mut ib = itoa::Buffer::new();
+                    let mut flags = [0usize; 3];
+                    let mut top = TopK::new(top_k);
+                    for k in s..e {
+                        let r = calc.row(k);
+                        flags[0] += usize::from(r.flag_evans());
+                        flags[1] += usize::from(r.flag_eb05());
+                        flags[2] += usize::from(r.flag_ic025());
+                        format_row(
+                            buf,
+                            &r,
+                            &drugs[calc.table.drug[k] as usize],
+                            &events[calc.table.event[k] as usize],
+                            &mut fmt,
+                            &mut ib,
+                        );
+                        top.offer(&r);
+                    }
+                    (flags, top.into_rows())
+                })
+                .collect();
+            for (flags, rows) in parts {
+                summary.flagged_evans += flags[0];
+                summary.flagged_eb05 += flags[1];
+                summary.flagged_ic025 += flags[2];
+                for r in &rows {
+                    top.offer(r);
+                }
+            }
+            if full_tx.send(bufs).is_err() {
+                // The writer stopped on an error, which `join` reports.
+                break;
+            }
+            progress((end - start) as u64);
+            start = end;
         }
-        progress((end - start) as u64);
-        start = end;
-    }
-    out.flush().map_err(io_err(path))?;
+        drop(full_tx);
+        match writer.join() {
+            Ok(r) => r.map_err(io_err(path)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })?;
     summary.rows = n;
+    summary.top = top.into_rows();
     Ok(summary)
 }
 
@@ -245,7 +338,7 @@ pub fn prior_path(results: &Path) -> PathBuf {
 /// Writes `{"alpha1":…,"beta1":…,"alpha2":…,"beta2":…,"p":…,"loglik":…}`.
 pub fn write_prior(path: &Path, fit: &FitResult) -> Result<()> {
     let mut buf = Vec::new();
-    let mut fmt = ryu::Buffer::new();
+    let mut fmt = zmij::Buffer::new();
     buf.push(b'{');
     let p = &fit.prior;
     for (i, (k, v)) in [
@@ -271,4 +364,40 @@ pub fn write_prior(path: &Path, fit: &FitResult) -> Result<()> {
     }
     buf.extend_from_slice(b"}\n");
     std::fs::write(path, buf).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(index: usize, a: u64, eb05: f64) -> PairRow {
+        PairRow {
+            index,
+            cells: (a, 1, 1, 1),
+            expected: 1.0,
+            m: Disproportionality::default(),
+            post: Posterior {
+                eb05,
+                ..Posterior::default()
+            },
+        }
+    }
+
+    #[test]
+    fn top_k_equals_sorting_everything() {
+        // Many ties in EB05 and a, so the floor and the tie-breaks both matter.
+        let rows: Vec<PairRow> = (0..5000)
+            .map(|i| row(i, (i * 7 % 5) as u64, ((i * 7919) % 37) as f64 / 4.0))
+            .collect();
+        for k in [0, 1, 3, 10, 100, 4999, 6000] {
+            let mut top = TopK::new(k);
+            for r in &rows {
+                top.offer(r);
+            }
+            let mut all = rows.clone();
+            all.sort_by(rank);
+            all.truncate(k);
+            assert_eq!(top.into_rows(), all, "k = {k}");
+        }
+    }
 }
