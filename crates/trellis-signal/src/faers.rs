@@ -840,6 +840,7 @@ fn read_demo(
     let mut n = 0usize;
     let mut c = DemoCols::default();
     let mut legacy = false;
+    let mut reserved = false;
     src.with_reader(|r| {
         stream_blocks(r, BLOCK_SIZE, &path, progress, |piece| match piece {
             Piece::Header(h) => {
@@ -873,6 +874,15 @@ fn read_demo(
             Piece::Block(block, first) => {
                 let (parts, lines) =
                     parse_pieces(block, first, |p| parse_demo_piece(p, n, &c, age_needed));
+                if !reserved {
+                    // The whole file at the first block's density, as for DRUG and REAC.
+                    reserved = true;
+                    let got: usize = parts.iter().map(|((out, _), _)| out.len()).sum();
+                    rows.reserve(
+                        (got as f64 / block.len().max(1) as f64 * src.size_hint() as f64 * 1.05)
+                            as usize,
+                    );
+                }
                 for ((out, bad), line0) in parts {
                     for (i, reason) in bad {
                         log.record(&path, line0 + i, reason)?;
@@ -1187,18 +1197,23 @@ pub fn read_faers(paths: &[PathBuf], opts: &FaersOptions, show_progress: bool) -
     if !demo.is_sorted_by_key(key) {
         demo.par_sort_unstable_by_key(key);
     }
-    let mut kept: Vec<DemoRow> = Vec::with_capacity(demo.len());
+    // The latest version of each case, compacted in place (no second copy
+    // of a table with one row per case version).
+    let mut kept_len = 0usize;
     let mut deleted_cases = 0usize;
-    for (i, row) in demo.iter().enumerate() {
+    for i in 0..demo.len() {
+        let row = demo[i];
         if demo.get(i + 1).is_none_or(|next| next.caseid != row.caseid) {
             if deleted.contains(&row.caseid) {
                 deleted_cases += 1;
             } else {
-                kept.push(*row);
+                demo[kept_len] = row;
+                kept_len += 1;
             }
         }
     }
-    drop(demo);
+    demo.truncate(kept_len);
+    let mut kept = demo;
     // Reports are numbered in primaryid order (see `ReportIndex`).
     if !kept.is_sorted_by_key(|r| r.primaryid) {
         kept.par_sort_unstable_by_key(|r| r.primaryid);

@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::faers::{FaersOptions, read_faers};
 use crate::measures::IcTable;
 use crate::mgps::{
-    DEFAULT_STARTS, FitPoint, FitResult, PosteriorCalc, Prior, auto_squash, fit_prior,
+    DEFAULT_STARTS, FitPoint, FitResult, PosteriorCalc, Prior, auto_squash, auto_squash_owned,
+    fit_prior,
 };
 use crate::output::{RowCalc, WriteSummary, prior_path, write_prior, write_results};
 use crate::pairs_csv::{CsvOptions, read_pairs_csv};
@@ -141,7 +142,7 @@ pub fn fit_points(table: &PairTable, n_star: u32, squash: Squash) -> Vec<FitPoin
         .collect();
     match squash {
         Squash::Off => points,
-        Squash::Auto => auto_squash(&points),
+        Squash::Auto => auto_squash_owned(points),
     }
 }
 
@@ -194,7 +195,7 @@ pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> R
     let t = Instant::now();
     let ic = IcTable::new(&table.a);
     let max_a = table.a.iter().copied().max().unwrap_or(0);
-    let post = PosteriorCalc::new(prior, max_a);
+    let post = PosteriorCalc::new(prior, max_a).with_start_grids(&table.a, &table.expected);
     let calc = RowCalc::new(&table, &ic, &post, cfg.continuity);
     let bar = count_bar(cfg.progress, table.len() as u64, "measures+write");
     summary.write = write_results(
