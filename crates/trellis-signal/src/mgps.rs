@@ -592,7 +592,8 @@ impl StartGrid {
     #[inline]
     fn at(&self, t: f64) -> Option<(f64, f64)> {
         let u = (t - self.t0) * self.inv_h;
-        if !(u >= 1.0) {
+        // Also refuses NaN.
+        if u.is_nan() || u < 1.0 {
             return None;
         }
         let i = u as usize;
