@@ -228,8 +228,12 @@ fn print_summary(s: &RunSummary) {
             f.num_close
         );
         for r in &f.starts {
+            let shared = r
+                .same_as
+                .map(|j| format!("; same run as start {}", j + 1))
+                .unwrap_or_default();
             eprintln!(
-                "  start {:?} -> nll {} in {} iterations (converged {}, in bounds {})",
+                "  start {:?} -> nll {} in {} iterations (converged {}, in bounds {}{shared})",
                 [
                     r.start.alpha1,
                     r.start.beta1,

@@ -68,7 +68,25 @@ impl IcTable {
             .max()
             .unwrap_or(0)
             .min(DENSE_LIMIT - 1);
-        let dense: Vec<(f64, f64)> = (0..=max_dense).into_par_iter().map(ic_quantiles).collect();
+        // Only the counts that occur (the largest can be in the tens of
+        // thousands, with most smaller values absent).
+        let mut present = vec![false; max_dense as usize + 1];
+        for &a in counts {
+            if let Some(p) = present.get_mut(a as usize) {
+                *p = true;
+            }
+        }
+        let dense: Vec<(f64, f64)> = present
+            .par_iter()
+            .enumerate()
+            .map(|(a, &p)| {
+                if p {
+                    ic_quantiles(a as u32)
+                } else {
+                    (f64::NAN, f64::NAN)
+                }
+            })
+            .collect();
         let mut large: Vec<u32> = counts
             .iter()
             .copied()
@@ -87,7 +105,9 @@ impl IcTable {
     }
 
     pub fn get(&self, a: u32) -> (f64, f64) {
-        if let Some(v) = self.dense.get(a as usize) {
+        if let Some(v) = self.dense.get(a as usize)
+            && !v.0.is_nan()
+        {
             *v
         } else if let Some(v) = self.sparse.get(&a) {
             *v

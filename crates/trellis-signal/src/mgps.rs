@@ -297,7 +297,20 @@ pub struct StartResult {
     pub iterations: usize,
     pub converged: bool,
     pub in_bounds: bool,
+    /// Index of an earlier start whose run this one shares: the two starts
+    /// were the same point (to [`SAME_START`] in the log/logit scale), as
+    /// warm starts from one squashed optimum are, so the optimizer was run
+    /// once for both.
+    pub same_as: Option<usize>,
+    /// BFGS's final inverse-Hessian approximation (unconstrained coordinates).
+    #[serde(skip)]
+    pub inverse_hessian: InverseHessian,
 }
+
+/// Starts closer than this in every unconstrained coordinate (ln α, ln β,
+/// logit P) are run once: from points that close, BFGS ends at the same
+/// optimum to within its own convergence tolerance.
+pub const SAME_START: f64 = 1e-6;
 
 /// Fitted prior and diagnostics.
 #[derive(Debug, Clone, Serialize)]
@@ -317,7 +330,20 @@ fn dot(a: &[f64; 5], b: &[f64; 5]) -> f64 {
 }
 
 /// BFGS with a backtracking (Armijo) line search in the unconstrained space.
-fn bfgs(start: Prior, points: &[FitPoint], n_star: u32) -> (Prior, f64, usize, bool) {
+/// Inverse-Hessian approximation of BFGS in the unconstrained coordinates.
+pub type InverseHessian = [[f64; 5]; 5];
+
+/// BFGS from `start`, with `h0` as the initial inverse Hessian when given
+/// (the final one of a fit of the same model on squashed points is a far
+/// better first guess than a scaled identity). Returns the estimate, its
+/// negative log-likelihood, the iterations, convergence and the final
+/// inverse Hessian.
+fn bfgs(
+    start: Prior,
+    h0: Option<&InverseHessian>,
+    points: &[FitPoint],
+    n_star: u32,
+) -> (Prior, f64, usize, bool, InverseHessian) {
     let mut u = start.to_u();
     let eval = |u: &[f64; 5]| {
         let (f, g) = neg_log_lik(&Prior::from_u(u), points, n_star);
@@ -329,12 +355,17 @@ fn bfgs(start: Prior, points: &[FitPoint], n_star: u32) -> (Prior, f64, usize, b
     };
     let (mut f, mut g) = eval(&u);
     if !f.is_finite() {
-        return (start, f, 0, false);
+        return (start, f, 0, false, h0.copied().unwrap_or([[0.0; 5]; 5]));
     }
     let scale = points.iter().map(|p| p.w).sum::<f64>().max(1.0);
     let mut h = [[0.0; 5]; 5];
     for (i, row) in h.iter_mut().enumerate() {
         row[i] = 1.0 / scale;
+    }
+    if let Some(h0) = h0
+        && h0.iter().flatten().all(|x| x.is_finite())
+    {
+        h = *h0;
     }
     let mut converged = false;
     let mut it = 0;
@@ -423,7 +454,7 @@ fn bfgs(start: Prior, points: &[FitPoint], n_star: u32) -> (Prior, f64, usize, b
             break;
         }
     }
-    (Prior::from_u(&u), f, it, converged)
+    (Prior::from_u(&u), f, it, converged, h)
 }
 
 const PARAM_LIMIT: f64 = 100.0;
@@ -461,6 +492,19 @@ pub fn fit_prior(
     starts: &[Prior],
     on_start_done: &(dyn Fn() + Sync),
 ) -> Result<FitResult> {
+    let cold: Vec<(Prior, Option<InverseHessian>)> = starts.iter().map(|&s| (s, None)).collect();
+    fit_prior_from(points, n_star, &cold, on_start_done)
+}
+
+/// [`fit_prior`] from starts that may carry an initial inverse Hessian
+/// (warm starts: each start's estimate and final inverse Hessian on the
+/// squashed points, see [`StartResult::inverse_hessian`]).
+pub fn fit_prior_from(
+    points: &[FitPoint],
+    n_star: u32,
+    starts: &[(Prior, Option<InverseHessian>)],
+    on_start_done: &(dyn Fn() + Sync),
+) -> Result<FitResult> {
     if points.is_empty() {
         return Err(Error::Fit(format!(
             "no pairs with count >= {n_star} to fit the prior"
@@ -483,11 +527,38 @@ pub fn fit_prior(
         }
     }
     let points = &merged[..];
-    let results: Vec<StartResult> = starts
+    // Each start is run once per group of (near-)identical starts.
+    // `same_as[i]` names a start that is itself run (the first of its group).
+    let mut same_as: Vec<Option<usize>> = Vec::with_capacity(starts.len());
+    for (i, (s, _)) in starts.iter().enumerate() {
+        let u = s.to_u();
+        let same = (0..i)
+            .find(|&j| {
+                let v = starts[j].0.to_u();
+                u.iter().zip(&v).all(|(a, b)| (a - b).abs() <= SAME_START)
+            })
+            .map(|j| same_as[j].unwrap_or(j));
+        same_as.push(same);
+    }
+    type Run = (Prior, f64, usize, bool, InverseHessian);
+    let runs: Vec<Option<Run>> = starts
         .par_iter()
-        .map(|&start| {
-            let (est, nll, iterations, converged) = bfgs(start, points, n_star);
+        .zip(&same_as)
+        .map(|((start, h0), same)| {
+            let run = same
+                .is_none()
+                .then(|| bfgs(*start, h0.as_ref(), points, n_star));
             on_start_done();
+            run
+        })
+        .collect();
+    let results: Vec<StartResult> = starts
+        .iter()
+        .zip(&same_as)
+        .enumerate()
+        .map(|(i, (&(start, _), &same))| {
+            let (est, nll, iterations, converged, h) =
+                runs[same.unwrap_or(i)].unwrap_or((start, f64::NAN, 0, false, [[0.0; 5]; 5]));
             StartResult {
                 start,
                 estimate: est,
@@ -495,6 +566,8 @@ pub fn fit_prior(
                 iterations,
                 converged,
                 in_bounds: in_bounds(&est),
+                same_as: same,
+                inverse_hessian: h,
             }
         })
         .collect();
@@ -613,11 +686,35 @@ impl StartGrid {
 
 impl PosteriorCalc {
     pub fn new(prior: Prior, max_n: u32) -> PosteriorCalc {
+        Self::with_counts(prior, max_n, |_| true)
+    }
+
+    /// Like [`PosteriorCalc::new`] for the counts of a pair table: the
+    /// per-count start values are computed only for counts that occur.
+    pub fn for_counts(prior: Prior, counts: &[u32]) -> PosteriorCalc {
+        let max_n = counts.iter().copied().max().unwrap_or(0);
+        let mut present = vec![false; max_n.min(TABLE_LIMIT) as usize + 1];
+        for &n in counts {
+            if let Some(p) = present.get_mut(n as usize) {
+                *p = true;
+            }
+        }
+        Self::with_counts(prior, max_n, |n| present[n as usize])
+    }
+
+    fn with_counts(
+        prior: Prior,
+        max_n: u32,
+        present: impl Fn(u32) -> bool + Sync,
+    ) -> PosteriorCalc {
         let top = max_n.min(TABLE_LIMIT);
         let table = (0..=top).map(|n| Self::row(&prior, n)).collect();
         let start = (0..=top)
             .into_par_iter()
             .map(|n| {
+                if !present(n) {
+                    return [f64::NAN; 4];
+                }
                 let nf = f64::from(n);
                 [
                     gamma_quantile(0.05, prior.alpha1 + nf),
@@ -748,6 +845,9 @@ impl PosteriorCalc {
                 mix.quantile_from(0.05, l05.exp()),
                 mix.quantile_from(0.95, l95.exp()),
             ),
+            (None, Some(q)) if q[0].is_nan() => {
+                (mix.quantile(0.05, self.z05), mix.quantile(0.95, self.z95))
+            }
             (None, Some(q)) if qn >= 0.5 => (
                 mix.quantile_from(0.05, q[0] / r1),
                 mix.quantile_from(0.95, q[1] / r1),
@@ -867,5 +967,35 @@ mod tests {
                 assert_eq!((a.qn, a.ebgm), (b.qn, b.ebgm));
             }
         }
+    }
+
+    #[test]
+    fn identical_starts_share_one_run_and_warm_starts_agree() {
+        let points = pts();
+        let a = Prior::new(0.2, 0.1, 2.0, 4.0, 1.0 / 3.0);
+        let b = Prior::new(0.5, 0.3, 12.0, 12.0, 0.8);
+        let fit = fit_prior(&points, 1, &[a, b, a], &|| {}).unwrap();
+        assert_eq!(fit.starts[0].same_as, None);
+        assert_eq!(fit.starts[1].same_as, None);
+        assert_eq!(fit.starts[2].same_as, Some(0));
+        assert_eq!(fit.starts[2].estimate, fit.starts[0].estimate);
+        // Restarting from the optimum with its inverse Hessian stays there.
+        let best = &fit.starts[0];
+        let warm = fit_prior_from(
+            &points,
+            1,
+            &[(best.estimate, Some(best.inverse_hessian))],
+            &|| {},
+        )
+        .unwrap();
+        let (x, y) = (warm.prior.to_u(), best.estimate.to_u());
+        for (p, q) in x.iter().zip(&y) {
+            assert!((p - q).abs() < 1e-6, "{x:?} vs {y:?}");
+        }
+        assert!(
+            warm.starts[0].iterations <= 3,
+            "{} iterations",
+            warm.starts[0].iterations
+        );
     }
 }

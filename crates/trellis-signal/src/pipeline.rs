@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::faers::{FaersOptions, read_faers};
 use crate::measures::IcTable;
 use crate::mgps::{
-    DEFAULT_STARTS, FitPoint, FitResult, PosteriorCalc, Prior, auto_squash, auto_squash_owned,
-    fit_prior,
+    DEFAULT_STARTS, FitPoint, FitResult, InverseHessian, PosteriorCalc, Prior, auto_squash,
+    auto_squash_owned, fit_prior, fit_prior_from,
 };
 use crate::output::{RowCalc, WriteSummary, prior_path, write_prior, write_results};
 use crate::pairs_csv::{CsvOptions, read_pairs_csv};
@@ -173,12 +173,18 @@ pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> R
                 // the unsquashed likelihood is then maximized from there: same
                 // maximum, far fewer iterations on the full data.
                 let pre = fit_prior(&auto_squash(&points), cfg.min_count, &cfg.starts, &|| {})?;
-                let warm: Vec<Prior> = pre
+                let warm: Vec<(Prior, Option<InverseHessian>)> = pre
                     .starts
                     .iter()
-                    .map(|r| if r.in_bounds { r.estimate } else { r.start })
+                    .map(|r| {
+                        if r.in_bounds {
+                            (r.estimate, Some(r.inverse_hessian))
+                        } else {
+                            (r.start, None)
+                        }
+                    })
                     .collect();
-                let mut fit = fit_prior(&points, cfg.min_count, &warm, &|| bar.inc(1))?;
+                let mut fit = fit_prior_from(&points, cfg.min_count, &warm, &|| bar.inc(1))?;
                 for (r, s) in fit.starts.iter_mut().zip(&cfg.starts) {
                     r.start = *s;
                 }
@@ -194,8 +200,12 @@ pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> R
 
     let t = Instant::now();
     let ic = IcTable::new(&table.a);
-    let max_a = table.a.iter().copied().max().unwrap_or(0);
-    let post = PosteriorCalc::new(prior, max_a).with_start_grids(&table.a, &table.expected);
+    let post =
+        PosteriorCalc::for_counts(prior, &table.a).with_start_grids(&table.a, &table.expected);
+    summary
+        .timings
+        .push(("IC and posterior start tables", t.elapsed()));
+    let t = Instant::now();
     let calc = RowCalc::new(&table, &ic, &post, cfg.continuity);
     let bar = count_bar(cfg.progress, table.len() as u64, "measures+write");
     summary.write = write_results(
