@@ -974,7 +974,7 @@ mod tests {
         let points = pts();
         let a = Prior::new(0.2, 0.1, 2.0, 4.0, 1.0 / 3.0);
         let b = Prior::new(0.5, 0.3, 12.0, 12.0, 0.8);
-        let fit = fit_prior(&points, 1, &[a, b, a], &|| {}).unwrap();
+        let fit = fit_prior(&points, 1, &[a, b, a], &|| {}).expect("fit");
         assert_eq!(fit.starts[0].same_as, None);
         assert_eq!(fit.starts[1].same_as, None);
         assert_eq!(fit.starts[2].same_as, Some(0));
@@ -987,7 +987,7 @@ mod tests {
             &[(best.estimate, Some(best.inverse_hessian))],
             &|| {},
         )
-        .unwrap();
+        .expect("warm fit");
         let (x, y) = (warm.prior.to_u(), best.estimate.to_u());
         for (p, q) in x.iter().zip(&y) {
             assert!((p - q).abs() < 1e-6, "{x:?} vs {y:?}");
