@@ -275,16 +275,18 @@ pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f6
             }
             (f, g)
         })
-        .reduce(
-            || (0.0, [0.0; 5]),
-            |(fa, ga), (fb, gb)| {
-                let mut g = ga;
-                for i in 0..5 {
-                    g[i] += gb[i];
-                }
-                (fa + fb, g)
-            },
-        );
+        .collect::<Vec<_>>()
+        .into_iter()
+        // Chunk sums added in chunk order: a reduction tree shaped by work
+        // stealing would round differently from run to run, and on flat
+        // likelihoods the optimizer's path (and the fitted prior) with it.
+        .fold((0.0, [0.0; 5]), |(fa, ga), (fb, gb)| {
+            let mut g = ga;
+            for i in 0..5 {
+                g[i] += gb[i];
+            }
+            (fa + fb, g)
+        });
     (f, g)
 }
 
@@ -997,5 +999,39 @@ mod tests {
             "{} iterations",
             warm.starts[0].iterations
         );
+    }
+
+    #[test]
+    fn likelihood_and_fit_do_not_depend_on_the_thread_count() {
+        // Many 8192-point chunks, so that the likelihood is a sum of partial sums.
+        let points: Vec<FitPoint> = (0..250_000)
+            .map(|i| FitPoint {
+                n: 1 + (i % 5) as u32 * (i % 3) as u32,
+                e: 0.01 + ((i * 7919) % 10_007) as f64 * 1e-3,
+                w: 1.0 + (i % 7) as f64 * 0.1,
+            })
+            .collect();
+        let prior = Prior::new(0.2, 0.1, 2.0, 4.0, 1.0 / 3.0);
+        let with = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            pool.install(|| {
+                let (f, g) = neg_log_lik(&prior, &points, 1);
+                let fit =
+                    fit_prior(&points[..40_000], 1, &DEFAULT_STARTS[..2], &|| {}).expect("fit");
+                (
+                    f.to_bits(),
+                    g.map(f64::to_bits),
+                    fit.prior,
+                    fit.loglik.to_bits(),
+                )
+            })
+        };
+        let one = with(1);
+        for threads in [2, 3, 4, 7] {
+            assert_eq!(with(threads), one, "{threads} threads");
+        }
     }
 }
