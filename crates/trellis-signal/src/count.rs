@@ -147,13 +147,28 @@ pub fn count_pairs(
                 .map_init(
                     || (vec![0u32; n_events], Vec::<u32>::new()),
                     |(counter, touched), d| {
-                        for &r in &by_drug[off[d]..off[d + 1]] {
-                            for &e in events.row(r as usize) {
-                                let c = &mut counter[e as usize];
-                                if *c == 0 {
-                                    touched.push(e);
+                        // Reports in groups: the group's event rows are looked up
+                        // first (independent loads, whose cache misses overlap),
+                        // then counted.
+                        for group in by_drug[off[d]..off[d + 1]].chunks(16) {
+                            let mut rows: [&[u32]; 16] = [&[]; 16];
+                            for (row, &r) in rows.iter_mut().zip(group) {
+                                *row = events.row(r as usize);
+                            }
+                            // Touch each row's first item, again as independent loads.
+                            let mut first = 0u32;
+                            for row in &rows[..group.len()] {
+                                first ^= row.first().copied().unwrap_or(0);
+                            }
+                            std::hint::black_box(first);
+                            for row in &rows[..group.len()] {
+                                for &e in *row {
+                                    let c = &mut counter[e as usize];
+                                    if *c == 0 {
+                                        touched.push(e);
+                                    }
+                                    *c += 1;
                                 }
-                                *c += 1;
                             }
                         }
                         touched.sort_unstable();
