@@ -220,6 +220,18 @@ fn component(
 /// weights are 1) and its gradient in the unconstrained parametrization.
 /// Points sorted by count evaluate fastest (count terms are cached).
 pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f64; 5]) {
+    let ln_e: Vec<f64> = points.iter().map(|p| p.e.ln()).collect();
+    neg_log_lik_with(prior, points, &ln_e, n_star)
+}
+
+/// [`neg_log_lik`] with `ln E` of every point given (the optimizer computes
+/// them once, not once per evaluation; the result is bit for bit the same).
+fn neg_log_lik_with(
+    prior: &Prior,
+    points: &[FitPoint],
+    ln_es: &[f64],
+    n_star: u32,
+) -> (f64, [f64; 5]) {
     let Prior {
         alpha1,
         beta1,
@@ -238,19 +250,19 @@ pub fn neg_log_lik(prior: &Prior, points: &[FitPoint], n_star: u32) -> (f64, [f6
         .collect();
     let (f, g) = points
         .par_chunks(8192)
-        .map(|chunk| {
+        .zip(ln_es.par_chunks(8192))
+        .map(|(chunk, ln_es)| {
             let mut f = 0.0;
             let mut g = [0.0; 5];
             let mut cached_n = u32::MAX;
             let mut t1 = CountTerms { lg: 0.0, dg: 0.0 };
             let mut t2 = t1;
-            for pt in chunk {
+            for (pt, &ln_e) in chunk.iter().zip(ln_es) {
                 if pt.n != cached_n {
                     cached_n = pt.n;
                     t1 = count_terms(pt.n, alpha1, lg1, dg1);
                     t2 = count_terms(pt.n, alpha2, lg2, dg2);
                 }
-                let ln_e = pt.e.ln();
                 let (l1, da1, db1) =
                     component(pt.n, pt.e, ln_e, alpha1, beta1, n_star, t1, &lower1);
                 let (l2, da2, db2) =
@@ -347,8 +359,9 @@ fn bfgs(
     n_star: u32,
 ) -> (Prior, f64, usize, bool, InverseHessian) {
     let mut u = start.to_u();
+    let ln_es: Vec<f64> = points.iter().map(|p| p.e.ln()).collect();
     let eval = |u: &[f64; 5]| {
-        let (f, g) = neg_log_lik(&Prior::from_u(u), points, n_star);
+        let (f, g) = neg_log_lik_with(&Prior::from_u(u), points, &ln_es, n_star);
         if f.is_finite() && g.iter().all(|x| x.is_finite()) {
             (f, g)
         } else {
