@@ -435,7 +435,7 @@ fn stream_blocks(
                 on_piece(Piece::Header(&block[..nl]))?;
                 header_done = true;
                 block = block.get(nl + 1..).unwrap_or(&[]);
-                next_line = 2;
+                next_line = FIRST_BLOCK_LINE;
             }
             if !block.is_empty() {
                 next_line += on_piece(Piece::Block(block, next_line))?;
@@ -571,6 +571,16 @@ fn leading_fields<'a>(
 }
 
 const MAX_WANT: usize = 32;
+
+/// Line number of the first line of the first block (the header is line 1).
+const FIRST_BLOCK_LINE: u64 = 2;
+
+/// Rows to reserve for a whole file from its first block's density (5% to
+/// spare): growing by doubling would copy the rows and fault in fresh pages
+/// again.
+fn rows_in_file(rows_in_block: usize, block_bytes: usize, file_bytes: u64) -> usize {
+    (rows_in_block as f64 / block_bytes.max(1) as f64 * file_bytes as f64 * 1.05) as usize
+}
 
 /// Bytes read per block (parsed in parallel pieces while the next is read).
 const BLOCK_SIZE: usize = 8 << 20;
@@ -840,7 +850,6 @@ fn read_demo(
     let mut n = 0usize;
     let mut c = DemoCols::default();
     let mut legacy = false;
-    let mut reserved = false;
     src.with_reader(|r| {
         stream_blocks(r, BLOCK_SIZE, &path, progress, |piece| match piece {
             Piece::Header(h) => {
@@ -874,14 +883,9 @@ fn read_demo(
             Piece::Block(block, first) => {
                 let (parts, lines) =
                     parse_pieces(block, first, |p| parse_demo_piece(p, n, &c, age_needed));
-                if !reserved {
-                    // The whole file at the first block's density, as for DRUG and REAC.
-                    reserved = true;
-                    let got: usize = parts.iter().map(|((out, _), _)| out.len()).sum();
-                    rows.reserve(
-                        (got as f64 / block.len().max(1) as f64 * src.size_hint() as f64 * 1.05)
-                            as usize,
-                    );
+                if first == FIRST_BLOCK_LINE {
+                    let got = parts.iter().map(|((out, _), _)| out.len()).sum();
+                    rows.reserve(rows_in_file(got, block.len(), src.size_hint()));
                 }
                 for ((out, bad), line0) in parts {
                     for (i, reason) in bad {
@@ -1032,7 +1036,6 @@ fn read_named(
         name: 0,
         ai: usize::MAX,
     };
-    let mut reserved = false;
     src.with_reader(|r| {
         stream_blocks(r, BLOCK_SIZE, &path, progress, |piece| match piece {
             Piece::Header(h) => {
@@ -1066,14 +1069,9 @@ fn read_named(
                 let (parts, lines) = parse_pieces(block, first, |p| {
                     parse_named_piece(p, drug, &c, &opts.roles, index, known)
                 });
-                if !reserved {
-                    // Reserve for the whole file at the first block's density
-                    // (growing by doubling would copy and fault in pages again).
-                    reserved = true;
-                    let rows: usize = parts.iter().map(|(r, _)| r.reports.len()).sum();
-                    let estimate = (rows as f64 / block.len().max(1) as f64
-                        * src.size_hint() as f64
-                        * 1.05) as usize;
+                if first == FIRST_BLOCK_LINE {
+                    let got = parts.iter().map(|(r, _)| r.reports.len()).sum();
+                    let estimate = rows_in_file(got, block.len(), src.size_hint());
                     out_reports.reserve(estimate);
                     out_ids.reserve(estimate);
                 }

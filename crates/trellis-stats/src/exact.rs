@@ -414,6 +414,19 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
                 ),
             ));
         }
+        // The plan is an estimate; the steps actually taken are held to the budget too.
+        let within_budget = |work: u64| {
+            if work > max_work {
+                Err(too_large(
+                    r0,
+                    c0,
+                    p.n,
+                    &format!("more than {max_work} steps"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         for (rem, expand) in &plan {
             let rem = rem.as_slice();
             let mut cols = Columns::new(rem, stages[k]);
@@ -424,14 +437,7 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
                 let mut fs: Vec<f64> = Vec::new();
                 loop {
                     work += 1;
-                    if work > max_work {
-                        return Err(too_large(
-                            r0,
-                            c0,
-                            p.n,
-                            &format!("more than {max_work} steps"),
-                        ));
-                    }
+                    within_budget(work)?;
                     fs.push(
                         cols.n
                             .iter()
@@ -461,14 +467,7 @@ pub fn fisher_exact_rxc_with(t: &[Vec<u64>], max_work: u64) -> Result<FisherRxc>
             }
             loop {
                 work += 1 + expand.len() as u64;
-                if work > max_work {
-                    return Err(too_large(
-                        r0,
-                        c0,
-                        p.n,
-                        &format!("more than {max_work} steps"),
-                    ));
-                }
+                within_budget(work)?;
                 let sc: f64 = cols.n.iter().map(|&x| lf[x as usize]).sum();
                 for j in 0..nk {
                     child_rem[j] = rem[j] - cols.n[j];

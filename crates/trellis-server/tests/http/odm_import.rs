@@ -26,6 +26,21 @@ fn data_file(screening_number: &str) -> String {
 }
 
 /// How many metadata versions the demo study holds.
+/// The subject's stored weight is `weight`.
+async fn assert_weight(app: &TestApp, subject: &trellis_store::Subject, weight: &str) {
+    let values = app
+        .store
+        .item_values(app.study.id, subject.id)
+        .await
+        .unwrap();
+    assert!(
+        values
+            .iter()
+            .any(|(k, v)| k.ends_with("/I.WEIGHT") && v.as_deref() == Some(weight)),
+        "{values:?}"
+    );
+}
+
 async fn versions(app: &TestApp) -> usize {
     app.store
         .metadata_versions(app.study.id)
@@ -160,17 +175,7 @@ async fn the_api_checks_then_imports_an_amendment_and_clinical_data() {
         "{v}"
     );
     assert_eq!(v["report"]["values"], 1, "{v}");
-    let values = app
-        .store
-        .item_values(app.study.id, subject.id)
-        .await
-        .unwrap();
-    assert!(
-        values
-            .iter()
-            .any(|(k, v)| k.ends_with("/I.WEIGHT") && v.as_deref() == Some("71.5")),
-        "{values:?}"
-    );
+    assert_weight(&app, subject, "71.5").await;
 
     // The same file again: nothing new.
     let r = app.send(xml(&url, &dm, file)).await;
@@ -295,17 +300,7 @@ async fn clinical_data_alone_imports_against_the_stored_definition() {
     assert_eq!(v["imported"], true, "{v}");
     assert_eq!(v["report"]["values"], 1, "{v}");
     assert_eq!(versions(&app).await, 1);
-    let values = app
-        .store
-        .item_values(app.study.id, subject.id)
-        .await
-        .unwrap();
-    assert!(
-        values
-            .iter()
-            .any(|(k, v)| k.ends_with("/I.WEIGHT") && v.as_deref() == Some("68.5")),
-        "{values:?}"
-    );
+    assert_weight(&app, subject, "68.5").await;
 
     // A value that does not fit its item is checked against the stored definition.
     let bad = lab_transfer(&subject.screening_number, "sixty");
@@ -354,14 +349,5 @@ async fn an_amendment_travels_with_data_still_on_the_version_before_it() {
             .contains("MDV.1 is not defined in this file"),
         "{v}"
     );
-    let values = app
-        .store
-        .item_values(app.study.id, subject.id)
-        .await
-        .unwrap();
-    assert!(
-        values
-            .iter()
-            .any(|(k, v)| k.ends_with("/I.WEIGHT") && v.as_deref() == Some("70.5"))
-    );
+    assert_weight(&app, subject, "70.5").await;
 }
