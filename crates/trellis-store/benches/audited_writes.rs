@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p trellis-store --bench audited_writes` (PostgreSQL from
 //! `TRELLIS_TEST_PG_URL`, default postgres://postgres@127.0.0.1:5432/postgres;
-//! skipped if unreachable). `BENCH_SECONDS` sets each measurement's length (default 5).
+//! skipped if unreachable). `BENCH_SECONDS` sets each measurement's length (default 5);
+//! `BENCH_ONLY=sqlite` or `BENCH_ONLY=postgres` runs one backend's figures (for profiling).
 //!
 //! A "save" is what a CRF save does: 10 item values and their 10 audit entries,
 //! durable (fsync'd commit) before it is acknowledged.
@@ -216,19 +217,29 @@ async fn main() {
         "audited writes: {WRITERS} concurrent writers, saves of {VALUES} values + {VALUES} audit entries, durable before acknowledged, {}s per figure\n",
         secs().as_secs()
     );
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let fsync = fsync_rate(dir.path());
     println!(
         "{:<58} {:>10.0} /s",
         "disk fdatasync rate (4 KiB writes)", fsync
     );
 
-    let raw = raw_sqlite(dir.path()).await;
+    if only != "postgres" {
+        sqlite_figures(dir.path(), fsync).await;
+    }
+    if only != "sqlite" {
+        postgres_figures().await;
+    }
+}
+
+async fn sqlite_figures(dir: &std::path::Path, fsync: f64) {
+    let raw = raw_sqlite(dir).await;
     println!(
         "{:<58} {:>10.0} saves/s",
         "raw SQLite baseline (WAL, synchronous=FULL, 1 save/commit)", raw
     );
     for studies in [1, WRITERS] {
-        let url = DatabaseUrl::Sqlite(dir.path().join(format!("store{studies}.db")));
+        let url = DatabaseUrl::Sqlite(dir.join(format!("store{studies}.db")));
         let store = Store::open(
             &url,
             &StoreOptions {
@@ -253,7 +264,9 @@ async fn main() {
         store.verify_audit(None).await.unwrap();
         store.close().await;
     }
+}
 
+async fn postgres_figures() {
     let admin = std::env::var("TRELLIS_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let Ok(mut c) = sqlx::PgConnection::connect(&admin).await else {

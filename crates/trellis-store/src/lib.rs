@@ -63,6 +63,7 @@ enum Backend {
     Sqlite {
         writer: sqlite::Pool,
         reader: sqlite::Pool,
+        fast: Arc<sqlite::FastWriter>,
     },
     Postgres {
         pool: postgres::Pool,
@@ -109,14 +110,18 @@ impl Store {
     pub async fn open(url: &DatabaseUrl, opts: &StoreOptions) -> Result<Store> {
         let backend = match url {
             DatabaseUrl::Sqlite(path) => {
-                let (writer, reader) = sqlite::open(
+                let (writer, reader, fast) = sqlite::open(
                     path,
                     opts.create,
                     opts.sqlite_synchronous_full,
                     opts.sqlite_readers,
                 )
                 .await?;
-                Backend::Sqlite { writer, reader }
+                Backend::Sqlite {
+                    writer,
+                    reader,
+                    fast: Arc::new(fast),
+                }
             }
             DatabaseUrl::Postgres(u) => Backend::Postgres {
                 pool: postgres::open(u, opts.pg_max_connections).await?,
@@ -410,7 +415,12 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.inner.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite {
+                writer,
+                reader,
+                fast,
+            } => {
+                fast.close().await;
                 reader.close().await;
                 writer.close().await;
             }
@@ -445,7 +455,7 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<Job>, max_batch: us
             }
         }
         match &backend {
-            Backend::Sqlite { writer, .. } => sqlite::commit_batch(writer, batch).await,
+            Backend::Sqlite { writer, fast, .. } => sqlite::commit(writer, fast, batch).await,
             Backend::Postgres { pool } => postgres::commit_batch(pool, batch).await,
         }
     }

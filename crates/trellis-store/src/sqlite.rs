@@ -15,6 +15,17 @@ crate::backend::backend_impl!(
 );
 crate::backend::bulk_sqlite!();
 
+mod fast;
+pub(crate) use fast::FastWriter;
+
+/// A batch of only item saves runs on the fast path's thread; anything else (or a batch
+/// it hands back) on the sqlx path.
+pub(crate) async fn commit(pool: &Pool, fast: &FastWriter, jobs: Vec<Job>) {
+    if let Some(jobs) = fast.commit(jobs).await {
+        commit_batch(pool, jobs).await;
+    }
+}
+
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -31,7 +42,7 @@ pub(crate) async fn open(
     create: bool,
     synchronous_full: bool,
     readers: u32,
-) -> Result<(Pool, Pool)> {
+) -> Result<(Pool, Pool, FastWriter)> {
     if !create && !path.exists() {
         return Err(StoreError::BadUrl(format!(
             "SQLite database {} does not exist (use `trellis migrate` or `serve --demo` to create one, or check the path)",
@@ -67,6 +78,8 @@ pub(crate) async fn open(
             base.clone()
                 .create_if_missing(create)
                 .statement_cache_capacity(256)
+                // Multi-row upserts keep a statement journal; in memory it costs no file writes.
+                .pragma("temp_store", "memory")
                 .row_buffer_size(1024),
         )
         .await?;
@@ -75,5 +88,6 @@ pub(crate) async fn open(
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(base.read_only(true))
         .await?;
-    Ok((writer, reader))
+    let fast = FastWriter::open(path, synchronous_full)?;
+    Ok((writer, reader, fast))
 }

@@ -1,0 +1,327 @@
+//! The SQLite write path for batches made only of item saves (what data entry sends),
+//! on a connection owned by one thread.
+//!
+//! sqlx runs each SQLite statement by handing it to the connection's worker thread and
+//! waiting for the answer: two thread switches per statement. Here the whole batch (read
+//! heads and current values, plan in memory with the same code as the sqlx path, write,
+//! commit) runs on this thread with direct calls, and the async side waits once per batch.
+//! Batches holding anything else go through the sqlx path; both are driven by the single
+//! writer task, so only one of the two connections writes at a time.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
+use tokio::sync::oneshot;
+use trellis_audit::{Chain, ChainHead, StoredEntry};
+use trellis_domain::UtcMicros;
+use uuid::Uuid;
+
+use super::{ItemKey, Items, Job, plan_request, save_only};
+use crate::error::{Result, StoreError};
+use crate::model::Mutation;
+
+type Reply = oneshot::Sender<Option<Vec<Job>>>;
+/// A batch for the thread and where to say that it is done (or hand it back).
+type Batch = (Vec<Job>, Reply);
+
+/// Owns the thread; dropping the sender (at `close` or when the store goes) ends it.
+pub(crate) struct FastWriter {
+    tx: Mutex<Option<std::sync::mpsc::Sender<Batch>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl FastWriter {
+    pub(crate) fn open(path: &Path, synchronous_full: bool) -> Result<FastWriter> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.set_prepared_statement_cache_capacity(32);
+        conn.execute_batch(if synchronous_full {
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+        } else {
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel::<Batch>();
+        let thread = std::thread::Builder::new()
+            .name("trellis-sqlite-writer".into())
+            .spawn(move || {
+                let mut conn = conn;
+                for (jobs, reply) in rx {
+                    let _ = reply.send(run(&mut conn, jobs));
+                }
+            })
+            .map_err(|e| {
+                StoreError::invalid(
+                    "database",
+                    format!("cannot start the SQLite writer thread: {e}"),
+                )
+            })?;
+        Ok(FastWriter {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Commits `jobs` if they are all item saves and answers each requester; otherwise,
+    /// or if the batch failed before its commit (nothing of it was written), hands the
+    /// jobs back for the sqlx path.
+    pub(crate) async fn commit(&self, jobs: Vec<Job>) -> Option<Vec<Job>> {
+        if !jobs.iter().all(|(r, _)| save_only(r)) {
+            return Some(jobs);
+        }
+        let (reply, answer) = oneshot::channel();
+        let sent = match self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(tx) => tx.send((jobs, reply)).map_err(|e| e.0.0),
+            None => Err(jobs),
+        };
+        match sent {
+            Ok(()) => answer.await.unwrap_or(None),
+            Err(jobs) => Some(jobs),
+        }
+    }
+
+    /// Stops the thread after the batch it is running and closes its connection.
+    pub(crate) async fn close(&self) {
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(sqlx::Error::Protocol(format!("SQLite: {e}")))
+    }
+}
+
+/// Runs one batch; `Some(jobs)` hands it back untouched.
+fn run(conn: &mut rusqlite::Connection, jobs: Vec<Job>) -> Option<Vec<Job>> {
+    let mut committed = false;
+    match write_batch(conn, &jobs, &mut committed) {
+        Ok(results) => {
+            for ((_, reply), r) in jobs.into_iter().zip(results) {
+                // The requester may have gone away; the write stands either way.
+                let _ = reply.send(r);
+            }
+            None
+        }
+        Err(e) if committed => {
+            // COMMIT itself failed: SQLite has rolled the transaction back.
+            let msg = e.to_string();
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                    "batch not committed: {msg}"
+                )))));
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite save batch failed before commit; retrying it on the general path");
+            Some(jobs)
+        }
+    }
+}
+
+fn uuid_blob(u: &Uuid) -> &[u8] {
+    u.as_bytes()
+}
+
+fn blob_uuid(v: Vec<u8>, what: &str) -> Result<Uuid> {
+    Uuid::from_slice(&v)
+        .map_err(|_| StoreError::invalid(what.to_owned(), "stored id is not 16 bytes"))
+}
+
+/// The batch in one `BEGIN IMMEDIATE` transaction; `committed` is set when COMMIT is attempted.
+fn write_batch(
+    conn: &mut rusqlite::Connection,
+    jobs: &[Job],
+    committed: &mut bool,
+) -> Result<Vec<Result<crate::model::Receipt>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
+
+    let mut chains: Vec<Chain> = jobs
+        .iter()
+        .flat_map(|(r, _)| r.mutations.iter().map(Mutation::chain))
+        .collect();
+    chains.sort();
+    chains.dedup();
+    let mut heads = BTreeMap::new();
+    {
+        let mut read =
+            tx.prepare_cached("SELECT seq, hash FROM chain_heads WHERE chain_id = ?1")?;
+        let mut genesis = tx.prepare_cached("INSERT INTO chain_heads (chain_id, seq, hash) VALUES (?1, 0, ?2) ON CONFLICT (chain_id) DO NOTHING")?;
+        for c in chains {
+            let id = c.id();
+            let mut row = read
+                .query_row([uuid_blob(&id)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?;
+            if row.is_none() {
+                // A chain's first batch (rare): its head starts at genesis.
+                genesis.execute(params![
+                    uuid_blob(&id),
+                    trellis_audit::GENESIS_HASH.as_slice()
+                ])?;
+                row = Some(read.query_row([uuid_blob(&id)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?);
+            }
+            if let Some((seq, hash)) = row {
+                heads.insert(
+                    c,
+                    ChainHead {
+                        seq: u64::try_from(seq).unwrap_or(0),
+                        hash: super::hash32(hash, "chain_heads.hash")?,
+                    },
+                );
+            }
+        }
+    }
+    let start_heads = heads.clone();
+
+    let mut items = load_items(&tx, jobs)?;
+    let mut deferred: Vec<StoredEntry> = Vec::new();
+    let results: Vec<_> = jobs
+        .iter()
+        .map(|(req, _)| plan_request(&mut items, &mut heads, req, now, &mut deferred))
+        .collect();
+
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO audit_entries (chain_id, seq, entry_id, recorded_at, actor_id, actor_name, action, entity_type, entity_id, field, old_value, new_value, reason, request_id, site_id, subject_id, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        )?;
+        for e in &deferred {
+            let b = &e.body;
+            let chain = e.chain.id();
+            insert.execute(params![
+                uuid_blob(&chain),
+                i64::try_from(e.seq).unwrap_or(i64::MAX),
+                uuid_blob(&b.entry_id),
+                b.recorded_at.as_micros(),
+                uuid_blob(&b.actor_id),
+                b.actor_name,
+                b.action,
+                b.entity_type,
+                b.entity_id,
+                b.field,
+                b.old_value,
+                b.new_value,
+                b.reason,
+                b.request_id,
+                b.site_id.as_ref().map(uuid_blob),
+                b.subject_id.as_ref().map(uuid_blob),
+                e.prev_hash.as_slice(),
+                e.hash.as_slice(),
+            ])?;
+        }
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO item_values (study_id, subject_id, item_key, value, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (study_id, subject_id, item_key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )?;
+        for ((st, su, k), v) in &items.dirty {
+            upsert.execute(params![uuid_blob(st), uuid_blob(su), k, v, now.as_micros()])?;
+        }
+        let mut store_head =
+            tx.prepare_cached("UPDATE chain_heads SET seq = ?2, hash = ?3 WHERE chain_id = ?1")?;
+        for (c, h) in &heads {
+            if start_heads.get(c) != Some(h) {
+                store_head.execute(params![
+                    uuid_blob(&c.id()),
+                    i64::try_from(h.seq).unwrap_or(i64::MAX),
+                    h.hash.as_slice()
+                ])?;
+            }
+        }
+    }
+    *committed = true;
+    tx.commit()?;
+    Ok(results)
+}
+
+/// The sites of the saves' subjects, the freezes and locks of their studies and the
+/// current values of every key they touch: point lookups on primary keys.
+fn load_items(tx: &rusqlite::Transaction<'_>, jobs: &[Job]) -> Result<Items> {
+    let mut items = Items::default();
+    let mut studies = Vec::new();
+    let mut site =
+        tx.prepare_cached("SELECT site_id FROM subjects WHERE study_id = ?1 AND subject_id = ?2")?;
+    let mut value = tx.prepare_cached(
+        "SELECT value FROM item_values WHERE study_id = ?1 AND subject_id = ?2 AND item_key = ?3",
+    )?;
+    let mut seen: HashSet<ItemKey> = HashSet::new();
+    for m in jobs.iter().flat_map(|(r, _)| r.mutations.iter()) {
+        let Mutation::SaveItems {
+            study,
+            subject,
+            values,
+        } = m
+        else {
+            continue;
+        };
+        let (st, su) = (study.as_uuid(), subject.as_uuid());
+        if let std::collections::hash_map::Entry::Vacant(v) = items.sites.entry((st, su)) {
+            if let Some(s) = site
+                .query_row(params![uuid_blob(&st), uuid_blob(&su)], |r| {
+                    r.get::<_, Vec<u8>>(0)
+                })
+                .optional()?
+            {
+                v.insert(blob_uuid(s, "subjects.site_id")?);
+            }
+            studies.push(st);
+        }
+        for (k, _) in values {
+            let key: ItemKey = (st, su, k.clone());
+            if seen.contains(&key) {
+                continue;
+            }
+            if let Some(v) = value
+                .query_row(params![uuid_blob(&st), uuid_blob(&su), k], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
+                .optional()?
+            {
+                items.rows.insert(key.clone(), v);
+            }
+            seen.insert(key);
+        }
+    }
+    studies.sort_unstable();
+    studies.dedup();
+    let mut locks =
+        tx.prepare_cached("SELECT subject_id, scope, state FROM data_locks WHERE study_id = ?1")?;
+    for st in studies {
+        let mut rows = locks.query([uuid_blob(&st)])?;
+        while let Some(r) = rows.next()? {
+            let subject = blob_uuid(r.get(0)?, "data_locks.subject_id")?;
+            items
+                .locks
+                .entry((st, subject))
+                .or_default()
+                .push((r.get(1)?, r.get(2)?));
+        }
+    }
+    Ok(items)
+}
