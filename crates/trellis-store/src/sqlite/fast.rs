@@ -10,7 +10,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
@@ -42,18 +43,26 @@ impl FastWriter {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(if synchronous_full {
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;"
         } else {
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;"
         })?;
+        let checkpointer = Checkpointer::start(path)?;
         let (tx, rx) = std::sync::mpsc::channel::<Batch>();
         let thread = std::thread::Builder::new()
             .name("trellis-sqlite-writer".into())
             .spawn(move || {
                 let mut conn = conn;
                 for (jobs, reply) in rx {
+                    if checkpointer.wal_frames.load(Ordering::Relaxed) > WAL_CAP_FRAMES {
+                        // The checkpointer has backfilled all but the last batches; finishing
+                        // here, before BEGIN, lets this transaction restart the log.
+                        checkpoint(&conn, &checkpointer.wal_frames);
+                    }
                     let _ = reply.send(run(&mut conn, jobs));
+                    let _ = checkpointer.wake.try_send(());
                 }
+                checkpointer.stop();
             })
             .map_err(|e| {
                 StoreError::invalid(
@@ -104,6 +113,68 @@ impl FastWriter {
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+}
+
+/// WAL frames beyond which the writer checkpoints before its next batch (32 MiB of 4 KiB
+/// pages). Under a load that never pauses, the checkpointer never sees the log fully
+/// backfilled at the moment the writer begins, so the log would not restart without this.
+const WAL_CAP_FRAMES: i64 = 8192;
+
+/// Copies committed WAL frames into the database file on its own connection and thread,
+/// so the writer's commits do not pay for it (SQLite's automatic checkpoint runs inside
+/// the commit that crosses its threshold). Woken after commits, at most every 20 ms, so a
+/// page written by many batches is copied once per round.
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+    wal_frames: Arc<AtomicI64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let frames = wal_frames.clone();
+        let thread = std::thread::Builder::new()
+            .name("trellis-sqlite-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    checkpoint(&conn, &frames);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // Closing: leave the database file complete.
+                checkpoint(&conn, &frames);
+            })
+            .map_err(|e| {
+                StoreError::invalid(
+                    "database",
+                    format!("cannot start the SQLite checkpoint thread: {e}"),
+                )
+            })?;
+        Ok(Checkpointer {
+            wake,
+            wal_frames,
+            thread,
+        })
+    }
+
+    fn stop(self) {
+        drop(self.wake);
+        let _ = self.thread.join();
+    }
+}
+
+/// A passive checkpoint (it never waits for or blocks the writer); records the log's length.
+fn checkpoint(conn: &rusqlite::Connection, wal_frames: &AtomicI64) {
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+        Ok(frames) => wal_frames.store(frames, Ordering::Relaxed),
+        Err(e) => tracing::debug!(error = %e, "WAL checkpoint did not run"),
     }
 }
 
