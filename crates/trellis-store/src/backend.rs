@@ -216,10 +216,8 @@ macro_rules! backend_impl {
                 let mut studies: Vec<Uuid> = subjects.iter().map(|(st, _)| *st).collect();
                 studies.sort_unstable();
                 studies.dedup();
-                for st in studies {
-                    for r in sqlx::query("SELECT subject_id, scope, state FROM data_locks WHERE study_id = $1").bind(st).fetch_all(&mut *conn).await? {
-                        items.locks.entry((st, r.try_get("subject_id")?)).or_default().push((r.try_get("scope")?, r.try_get("state")?));
-                    }
+                for (st, su, scope, state) in read_locks(conn, &studies).await? {
+                    items.locks.entry((st, su)).or_default().push((scope, state));
                 }
                 for row in read_items(conn, &subjects, &keys).await? {
                     match (row.site, row.key) {
@@ -1459,6 +1457,17 @@ macro_rules! bulk_sqlite {
             vec![row; rows].join(", ")
         }
 
+        /// Freezes and locks of `studies`: (study, subject or nil, scope, state).
+        async fn read_locks(conn: &mut Conn, studies: &[Uuid]) -> Result<Vec<(Uuid, Uuid, String, String)>> {
+            let mut out = Vec::new();
+            for st in studies {
+                for r in sqlx::query("SELECT subject_id, scope, state FROM data_locks WHERE study_id = $1").bind(st).fetch_all(&mut *conn).await? {
+                    out.push((*st, r.try_get("subject_id")?, r.try_get("scope")?, r.try_get("state")?));
+                }
+            }
+            Ok(out)
+        }
+
         /// Reads the heads of `chains` (the transaction's `BEGIN IMMEDIATE` already excludes other writers).
         async fn lock_heads(conn: &mut Conn, chains: &[Chain]) -> Result<BTreeMap<Chain, ChainHead>> {
             let mut heads = BTreeMap::new();
@@ -1634,6 +1643,15 @@ macro_rules! bulk_postgres {
         /// `SELECT * FROM UNNEST(...)` over the entry columns as parameters `$1..$18`.
         const ENTRY_UNNEST: &str = "SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::uuid[], $4::int8[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], \
             $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::uuid[], $16::uuid[], $17::bytea[], $18::bytea[])";
+
+        /// Freezes and locks of `studies` in one round trip: (study, subject or nil, scope, state).
+        async fn read_locks(conn: &mut Conn, studies: &[Uuid]) -> Result<Vec<(Uuid, Uuid, String, String)>> {
+            let rows = sqlx::query("SELECT study_id, subject_id, scope, state FROM data_locks WHERE study_id = ANY($1)")
+                .bind(studies)
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.iter().map(|r| Ok((r.try_get("study_id")?, r.try_get("subject_id")?, r.try_get("scope")?, r.try_get("state")?))).collect()
+        }
 
         /// Locks the heads of `chains` (sorted) in chain order and reads them.
         async fn lock_heads(conn: &mut Conn, chains: &[Chain]) -> Result<BTreeMap<Chain, ChainHead>> {

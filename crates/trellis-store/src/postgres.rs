@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
+use std::str::FromStr as _;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 crate::backend::backend_impl!(
     sqlx::Postgres,
@@ -32,10 +34,17 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pool> {
+    // sqlx keeps statements prepared per connection, and after five runs PostgreSQL may
+    // settle on a generic plan made when a table was small: a hash join over a full scan
+    // of item_values for the write path's key lookups, which then slows every batch as the
+    // table grows. Custom plans are made with the current sizes each time (a few tens of
+    // microseconds of planning).
+    let options =
+        PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .acquire_timeout(Duration::from_secs(30))
-        .connect(url)
+        .connect_with(options)
         .await?;
     Ok(pool)
 }
