@@ -299,6 +299,7 @@ fn surv(time: &str, by: Option<&str>, strata: Option<&str>, cov: &[&str]) -> Sur
         strata: strata.map(String::from),
         covariates: cov.iter().map(|s| s.to_string()).collect(),
         reference: vec![],
+        factors: vec![],
     }
 }
 

@@ -67,6 +67,7 @@ impl SurvCols {
         by: Option<String>,
         covariates: Vec<String>,
         reference: Vec<(String, String)>,
+        factors: Vec<String>,
     ) -> anyhow::Result<SurvSpec> {
         let event = match (&self.event, &self.censor) {
             (Some(e), None) => EventSpec::Event(e.clone()),
@@ -83,6 +84,7 @@ impl SurvCols {
             strata: self.strata.clone(),
             covariates,
             reference,
+            factors,
         })
     }
 }
@@ -97,6 +99,9 @@ pub struct DescribeArgs {
     /// Group (treatment arm) column; a Total column is added
     #[arg(long)]
     pub by: Option<String>,
+    /// Variables to summarise as categorical (n, %) even if numeric (e.g. AGEGR1N)
+    #[arg(long, value_delimiter = ',')]
+    pub factors: Vec<String>,
     /// Quartile definition
     #[arg(long, value_enum, default_value_t = QuantileDef::Sas5)]
     pub quantiles: QuantileDef,
@@ -140,7 +145,10 @@ pub struct CoxArgs {
     /// Covariates (numeric as is; character as indicators vs the first sorted level)
     #[arg(long, value_delimiter = ',')]
     pub covariates: Vec<String>,
-    /// Reference levels of character covariates, e.g. TRT01A=Placebo (comma separated)
+    /// Numeric covariates to treat as factors (indicators)
+    #[arg(long, value_delimiter = ',')]
+    pub factors: Vec<String>,
+    /// Reference levels of factor covariates, e.g. TRT01A=Placebo (comma separated)
     #[arg(long = "ref", value_delimiter = ',', value_parser = parse_ref)]
     pub reference: Vec<(String, String)>,
     /// Tie handling
@@ -354,6 +362,26 @@ fn write_out(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Writes a figure after the result itself has been written, so a figure that cannot be
+/// made (no system font for PNG, an unwritable path) costs the figure, not the analysis;
+/// the error says where the result went.
+fn figure(common: &Common, path: &Path, svg: &str) -> anyhow::Result<()> {
+    render::write_figure(path, svg).with_context(|| {
+        let fmt = format!("{:?}", common.format).to_ascii_lowercase();
+        match &common.out {
+            Some(o) => format!(
+                "writing figure {} (the {fmt} result was written to {})",
+                path.display(),
+                o.display()
+            ),
+            None => format!(
+                "writing figure {} (the {fmt} result was written to standard output)",
+                path.display()
+            ),
+        }
+    })
+}
+
 fn check_alpha(a: f64) -> anyhow::Result<()> {
     if !(a > 0.0 && a < 1.0) {
         bail!("--alpha must be in (0, 1), got {a}");
@@ -367,7 +395,13 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
         StatsCommand::Describe(a) => {
             check_alpha(a.common.alpha)?;
             let ds = load(&a.common.data)?;
-            let d = crate::describe::describe(&ds, &a.vars, a.by.as_deref(), a.quantiles)?;
+            let d = crate::describe::describe_with(
+                &ds,
+                &a.vars,
+                &a.factors,
+                a.by.as_deref(),
+                a.quantiles,
+            )?;
             let title =
                 a.common.title.clone().unwrap_or_else(|| {
                     "Summary of Demographic and Baseline Characteristics".into()
@@ -381,35 +415,46 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
         StatsCommand::Km(a) => {
             check_alpha(a.common.alpha)?;
             let ds = load(&a.common.data)?;
-            let spec = a.surv.spec(a.by.clone(), vec![], vec![])?;
+            let spec = a.surv.spec(a.by.clone(), vec![], vec![], vec![])?;
             let k = crate::survival::km_analysis(&ds, &spec, a.conf_type, a.common.alpha, &a.at)?;
             let title = a
                 .common
                 .title
                 .clone()
                 .unwrap_or_else(|| format!("Kaplan-Meier Analysis of {}", a.surv.time));
-            if let Some(p) = &a.plot {
-                let svg = render::km_svg(&k, &title, &format!("Time ({})", a.time_unit), a.plot_ci);
-                render::write_figure(p, &svg)
-                    .with_context(|| format!("writing {}", p.display()))?;
-            }
             emit(
                 &a.common,
                 &serde_json::to_value(&k)?,
                 &[render::km_table(&k, &title, &a.time_unit)],
-            )
+            )?;
+            match &a.plot {
+                Some(p) => figure(
+                    &a.common,
+                    p,
+                    &render::km_svg(&k, &title, &format!("Time ({})", a.time_unit), a.plot_ci),
+                ),
+                None => Ok(()),
+            }
         }
         StatsCommand::Cox(a) => {
             check_alpha(a.common.alpha)?;
             let ds = load(&a.common.data)?;
-            let spec = a
-                .surv
-                .spec(a.by.clone(), a.covariates.clone(), a.reference.clone())?;
+            let spec = a.surv.spec(
+                a.by.clone(),
+                a.covariates.clone(),
+                a.reference.clone(),
+                a.factors.clone(),
+            )?;
             let c = crate::survival::cox_analysis(&ds, &spec, a.ties, a.common.alpha)?;
             let title =
                 a.common.title.clone().unwrap_or_else(|| {
                     format!("Cox Proportional Hazards Model of {}", a.surv.time)
                 });
+            emit(
+                &a.common,
+                &serde_json::to_value(&c)?,
+                &[render::cox_table(&c, &title)],
+            )?;
             if let Some(p) = &a.plot {
                 let rows: Vec<_> = c
                     .coefficients
@@ -418,14 +463,9 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                     .collect();
                 let svg =
                     render::forest_svg(&rows, &title, "Hazard ratio (log scale)", a.common.alpha);
-                render::write_figure(p, &svg)
-                    .with_context(|| format!("writing {}", p.display()))?;
+                figure(&a.common, p, &svg)?;
             }
-            emit(
-                &a.common,
-                &serde_json::to_value(&c)?,
-                &[render::cox_table(&c, &title)],
-            )
+            Ok(())
         }
         StatsCommand::Ancova(a) => {
             check_alpha(a.common.alpha)?;
@@ -500,6 +540,11 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                 .title
                 .clone()
                 .unwrap_or_else(|| format!("Logistic Regression of {}", a.response));
+            emit(
+                &a.common,
+                &serde_json::to_value(&fit)?,
+                &[render::logistic_table(&fit, &title)],
+            )?;
             if let Some(p) = &a.plot {
                 let rows: Vec<_> = fit
                     .coefficients
@@ -509,14 +554,9 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<()> {
                     .collect();
                 let svg =
                     render::forest_svg(&rows, &title, "Odds ratio (log scale)", a.common.alpha);
-                render::write_figure(p, &svg)
-                    .with_context(|| format!("writing {}", p.display()))?;
+                figure(&a.common, p, &svg)?;
             }
-            emit(
-                &a.common,
-                &serde_json::to_value(&fit)?,
-                &[render::logistic_table(&fit, &title)],
-            )
+            Ok(())
         }
         StatsCommand::Freq(a) => {
             check_alpha(a.common.alpha)?;

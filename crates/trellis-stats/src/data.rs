@@ -177,6 +177,80 @@ pub struct Dataset {
     pub ds_type: String,
     pub columns: Vec<Column>,
     pub meta: XportMeta,
+    /// Where the rows came from, so messages can point into the file.
+    pub rows_from: RowOrigin,
+}
+
+/// Where the rows of a [`Dataset`] came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RowOrigin {
+    /// Rows are numbered from 1 (XPORT files, data built in memory).
+    #[default]
+    Rows,
+    /// A CSV file: the 1-based line on which each row's record starts (the header is line 1;
+    /// quoted fields with line breaks make later rows start further down).
+    CsvLines(Vec<u64>),
+}
+
+/// How one cell of text reads as a number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell {
+    /// Empty, `.`, or `NA` (R's missing value).
+    Missing,
+    /// `._`, `.A`–`.Z` (SAS special missing values).
+    Special(Missing),
+    Number(f64),
+    Text,
+}
+
+fn read_cell(s: &str) -> Cell {
+    let t = s.trim();
+    let Some(&first) = t.as_bytes().first() else {
+        return Cell::Missing;
+    };
+    if first.is_ascii_alphabetic() {
+        // a finite number starts with a digit, a sign or a point ("inf" and "nan" parse,
+        // but are not finite): text columns are classified without parsing
+        return if t == "NA" { Cell::Missing } else { Cell::Text };
+    }
+    if t == "." {
+        Cell::Missing
+    } else if let Some(m) = special_missing(t) {
+        Cell::Special(m)
+    } else {
+        match t.parse::<f64>() {
+            Ok(v) if v.is_finite() => Cell::Number(v),
+            _ => Cell::Text,
+        }
+    }
+}
+
+/// How many values of a character column read as numbers, and the first ones that do not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextProfile {
+    /// Values that are not missing (empty, `.`, `NA`, `.A`–`.Z`, `._`).
+    pub present: usize,
+    /// Of those, values that read as finite numbers.
+    pub numbers: usize,
+    /// The first few values that do not, with their row (0-based).
+    pub first_text: Vec<(usize, String)>,
+}
+
+impl TextProfile {
+    /// More than half of the present values are numbers: a numeric column with bad cells
+    /// rather than a categorical one.
+    pub fn looks_numeric(&self) -> bool {
+        self.numbers > 0 && 2 * self.numbers > self.present
+    }
+}
+
+/// How a model term uses a column (see [`Dataset::term_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TermKind {
+    /// Levels, as indicator columns.
+    Factor,
+    /// Its numeric values.
+    Continuous,
 }
 
 impl Dataset {
@@ -205,12 +279,150 @@ impl Dataset {
             })
     }
 
-    /// A numeric column's values (NaN = missing).
+    /// A numeric column's values (NaN = missing). A character column is an error that
+    /// names the first values that are not numbers and where they are (CSV line or row).
     pub fn numeric(&self, name: &str) -> Result<&[f64]> {
-        match &self.column(name)?.data {
+        let col = self.column(name)?;
+        match &col.data {
             ColumnData::Numeric { values, .. } => Ok(values),
-            ColumnData::Char(_) => Err(StatsError::NotNumeric(name.to_string())),
+            ColumnData::Char(_) => Err(self.not_numeric(col, "")),
         }
+    }
+
+    /// Where row `i` (0-based) is: `line 12` of a CSV file, otherwise `row 11`.
+    pub fn locate(&self, i: usize) -> String {
+        match &self.rows_from {
+            RowOrigin::CsvLines(lines) if i < lines.len() => format!("line {}", lines[i]),
+            _ => format!("row {}", i + 1),
+        }
+    }
+
+    /// Whether `name` is a character column in which more than half of the non-missing
+    /// values are numbers ([`TextProfile::looks_numeric`]), deciding as soon as the rest of
+    /// the column cannot change the answer (a textual column is settled after about half of
+    /// its rows).
+    pub fn looks_numeric(&self, name: &str) -> Result<bool> {
+        let ColumnData::Char(v) = &self.column(name)?.data else {
+            return Ok(false);
+        };
+        let (mut numbers, mut text) = (0usize, 0usize);
+        for (i, s) in v.iter().enumerate() {
+            match read_cell(s) {
+                Cell::Number(_) => numbers += 1,
+                Cell::Text => text += 1,
+                Cell::Missing | Cell::Special(_) => {}
+            }
+            if text >= numbers + (v.len() - i - 1) {
+                return Ok(false);
+            }
+        }
+        Ok(numbers > text)
+    }
+
+    /// Counts the values of a character column that read as numbers (`None` for a numeric
+    /// column).
+    pub fn text_profile(&self, name: &str) -> Result<Option<TextProfile>> {
+        let ColumnData::Char(v) = &self.column(name)?.data else {
+            return Ok(None);
+        };
+        let mut p = TextProfile {
+            present: 0,
+            numbers: 0,
+            first_text: Vec::new(),
+        };
+        for (i, s) in v.iter().enumerate() {
+            match read_cell(s) {
+                Cell::Missing | Cell::Special(_) => {}
+                Cell::Number(_) => {
+                    p.present += 1;
+                    p.numbers += 1;
+                }
+                Cell::Text => {
+                    p.present += 1;
+                    if p.first_text.len() < 5 {
+                        p.first_text.push((i, s.clone()));
+                    }
+                }
+            }
+        }
+        Ok(Some(p))
+    }
+
+    /// The error for a character column used where numbers are needed: how many values are
+    /// not numbers, the first few with their lines, and `hint` (appended after "; ").
+    fn not_numeric(&self, col: &Column, hint: &str) -> StatsError {
+        let detail = match self.text_profile(&col.name) {
+            Ok(Some(p)) => {
+                let cells = p
+                    .first_text
+                    .iter()
+                    .map(|(i, s)| format!("{} {s:?}", self.locate(*i)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let bad = p.present - p.numbers;
+                let more = if bad > p.first_text.len() {
+                    format!(" (the first {})", p.first_text.len())
+                } else {
+                    String::new()
+                };
+                if bad == 1 {
+                    format!(
+                        "1 of its {} non-missing values is not a number: {cells}",
+                        p.present
+                    )
+                } else {
+                    format!(
+                        "{bad} of its {} non-missing values are not numbers: {cells}{more}",
+                        p.present
+                    )
+                }
+            }
+            _ => "it is a character column".to_string(),
+        };
+        StatsError::NotNumeric {
+            column: col.name.clone(),
+            detail: if hint.is_empty() {
+                detail
+            } else {
+                format!("{detail}; {hint}")
+            },
+        }
+    }
+
+    /// Decides whether a model term (covariate) is a factor or continuous:
+    ///
+    /// * listed by the user as a factor (`declared`): a factor, whatever the column type;
+    /// * a numeric column: continuous;
+    /// * a character column whose present values are mostly text (`F`/`M`, `Week 2`): a
+    ///   factor;
+    /// * a character column in which more than half of the present values are numbers, i.e.
+    ///   a numeric column with some bad cells (`6O` in AGE, `14.0x` in AVAL): an error naming
+    ///   the bad cells, never a silent switch to a factor. `factor_option` names the option
+    ///   that declares a factor, for the message (`None`: the analysis has none).
+    pub fn term_kind(
+        &self,
+        name: &str,
+        declared: bool,
+        factor_option: Option<&str>,
+    ) -> Result<TermKind> {
+        let col = self.column(name)?;
+        if declared {
+            return Ok(TermKind::Factor);
+        }
+        if col.is_numeric() {
+            return Ok(TermKind::Continuous);
+        }
+        if !self.looks_numeric(name)? {
+            return Ok(TermKind::Factor);
+        }
+        let hint = match factor_option {
+            Some(opt) => format!(
+                "correct the data, or list `{}` in {opt} to analyse it as categorical",
+                col.name
+            ),
+            None => "correct the data (a column that looks numeric is not turned into a categorical factor silently)".to_string(),
+        };
+        Err(self.not_numeric(col, &hint))
     }
 
     /// A column as group labels: `None` for missing.
@@ -267,8 +479,11 @@ impl Dataset {
     }
 }
 
-/// Reads CSV with a header row. A column is numeric when every non-empty cell parses as a
-/// number (`.` and empty are missing; `.A`–`.Z` and `._` are special missing); otherwise character.
+/// Reads CSV with a header row. A column is numeric when every cell is a finite number or
+/// missing (empty, `.` or `NA`; `.A`–`.Z` and `._` are SAS special missing values);
+/// otherwise it is character and keeps its text. Whether a character column may then be
+/// used as a factor is decided where it is used ([`Dataset::term_kind`],
+/// [`Dataset::numeric`]); the line of each row is kept for those messages.
 pub fn read_csv<R: std::io::Read>(r: R, name: &str) -> Result<Dataset> {
     let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(r);
     let headers: Vec<String> = rdr
@@ -280,9 +495,11 @@ pub fn read_csv<R: std::io::Read>(r: R, name: &str) -> Result<Dataset> {
     let ncol = headers.len();
     let mut cells: Vec<Vec<String>> = vec![Vec::new(); ncol];
     let mut rec = csv::StringRecord::new();
+    let mut lines = Vec::new();
     loop {
         match rdr.read_record(&mut rec) {
             Ok(true) => {
+                lines.push(rec.position().map_or(0, |p| p.line()));
                 for (j, f) in rec.iter().enumerate() {
                     cells[j].push(f.trim_end().to_string());
                 }
@@ -297,21 +514,17 @@ pub fn read_csv<R: std::io::Read>(r: R, name: &str) -> Result<Dataset> {
         let mut special = Vec::new();
         let mut numeric = true;
         for (i, s) in col.iter().enumerate() {
-            let t = s.trim();
-            if t.is_empty() || t == "." {
-                values.push(f64::NAN);
-            } else if let Some(m) = special_missing(t) {
-                values.push(f64::NAN);
-                special.push((i, m));
-            } else if let Ok(v) = t.parse::<f64>() {
-                if !v.is_finite() {
+            match read_cell(s) {
+                Cell::Missing => values.push(f64::NAN),
+                Cell::Special(m) => {
+                    values.push(f64::NAN);
+                    special.push((i, m));
+                }
+                Cell::Number(v) => values.push(v),
+                Cell::Text => {
                     numeric = false;
                     break;
                 }
-                values.push(v);
-            } else {
-                numeric = false;
-                break;
             }
         }
         let mut c = if numeric {
@@ -327,6 +540,7 @@ pub fn read_csv<R: std::io::Read>(r: R, name: &str) -> Result<Dataset> {
     Ok(Dataset {
         name: name.to_string(),
         columns,
+        rows_from: RowOrigin::CsvLines(lines),
         ..Dataset::default()
     })
 }

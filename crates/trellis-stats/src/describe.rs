@@ -106,6 +106,20 @@ pub fn describe(
     by: Option<&str>,
     qdef: QuantileDef,
 ) -> Result<Describe> {
+    describe_with(ds, vars, &[], by, qdef)
+}
+
+/// As [`describe`], with `factors` summarised as categorical (n, %) even when numeric
+/// (e.g. AGEGR1N). Other variables: numeric columns get continuous statistics, character
+/// columns counts, and a character column that is mostly numbers (a numeric column with bad
+/// cells) is an error naming them ([`Dataset::term_kind`]).
+pub fn describe_with(
+    ds: &Dataset,
+    vars: &[String],
+    factors: &[String],
+    by: Option<&str>,
+    qdef: QuantileDef,
+) -> Result<Describe> {
     let n = ds.nrows();
     let (gidx, mut gnames): (Vec<Option<usize>>, Vec<String>) = match by {
         Some(b) => {
@@ -136,7 +150,8 @@ pub fn describe(
     let mut variables = Vec::new();
     for v in vars {
         let col = ds.column(v)?;
-        if col.is_numeric() {
+        let declared = factors.iter().any(|f| f.eq_ignore_ascii_case(v));
+        if ds.term_kind(v, declared, Some("--factors"))? == crate::data::TermKind::Continuous {
             let vals = ds.numeric(v)?;
             let mut per: Vec<Vec<f64>> = vec![Vec::new(); ncol];
             let mut miss = vec![0u64; ncol];

@@ -27,8 +27,10 @@ pub enum StatsError {
     Csv(String),
     #[error("column `{0}` not found in dataset (available: {1})")]
     NoColumn(String, String),
-    #[error("column `{0}` must be numeric")]
-    NotNumeric(String),
+    /// A character column where numbers are needed; `detail` names the values that are not
+    /// numbers and their lines.
+    #[error("column `{column}` must be numeric, but {detail}")]
+    NotNumeric { column: String, detail: String },
     /// Data that do not support the requested analysis (all censored, singular design, ...).
     #[error("{0}")]
     Degenerate(String),

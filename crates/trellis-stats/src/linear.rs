@@ -11,7 +11,7 @@
 //! factor levels), so fitting costs one pass over the rows regardless of the number of
 //! factor levels.
 
-use crate::data::{Codes, ColumnData, Dataset};
+use crate::data::{Codes, ColumnData, Dataset, TermKind};
 use crate::dist::{chi2_sf, f_sf, norm_p2, norm_ppf, t_p2, t_ppf};
 use crate::error::{Result, StatsError, degenerate};
 use crate::linalg;
@@ -119,11 +119,10 @@ pub fn ancova(ds: &Dataset, spec: &LinearSpec, alpha: f64) -> Result<AncovaFit> 
         if c == &spec.treatment {
             continue;
         }
-        let col = ds.column(c)?;
-        if !col.is_numeric() || spec.factors.iter().any(|f| f.eq_ignore_ascii_case(c)) {
-            factor_names.push(c.clone());
-        } else {
-            cont_names.push(c.clone());
+        let declared = spec.factors.iter().any(|f| f.eq_ignore_ascii_case(c));
+        match ds.term_kind(c, declared, Some("--factors"))? {
+            TermKind::Factor => factor_names.push(c.clone()),
+            TermKind::Continuous => cont_names.push(c.clone()),
         }
     }
     let cols: Vec<&crate::data::Column> = factor_names
@@ -478,6 +477,10 @@ pub fn logistic(
 ) -> Result<LogisticFit> {
     let rc = ds.column(response)?;
     let n_all = rc.data.len();
+    if event_value.is_none() && ds.looks_numeric(response)? {
+        // a 0/1 column with bad cells: name them rather than ask for --event-value
+        ds.numeric(response)?;
+    }
     let yv: Vec<Option<bool>> = (0..n_all)
         .map(|i| {
             if rc.missing_code(i).is_some() {
@@ -489,8 +492,8 @@ pub fn logistic(
                     1.0 => Ok(Some(true)),
                     0.0 => Ok(Some(false)),
                     x => Err(StatsError::Invalid(format!(
-                        "response `{response}` row {}: {x}; expected 0/1 or give --event-value",
-                        i + 1
+                        "response `{response}` {}: {x}; expected 0/1 or give --event-value",
+                        ds.locate(i)
                     ))),
                 },
                 (None, ColumnData::Char(_)) => Err(StatsError::Invalid(format!(
@@ -515,8 +518,8 @@ pub fn logistic(
     let mut xcols: Vec<Vec<f64>> = vec![vec![1.0; n]];
     let mut names = vec!["Intercept".to_string()];
     for c in &cols {
-        let is_factor = !c.is_numeric() || factors.iter().any(|f| f.eq_ignore_ascii_case(&c.name));
-        if is_factor {
+        let declared = factors.iter().any(|f| f.eq_ignore_ascii_case(&c.name));
+        if ds.term_kind(&c.name, declared, Some("--factors"))? == TermKind::Factor {
             let mut f = factor_of(ds, &c.name, &keep)?;
             if let Some((_, r)) = reference
                 .iter()

@@ -1437,7 +1437,8 @@ pub fn mmrm(ds: &Dataset, spec: &MmrmSpec, alpha: f64) -> Result<MmrmFit> {
     let mut terms = Vec::new();
     for c in &spec.covariates {
         let col = ds.column(c)?;
-        if !col.is_numeric() || spec.factors.iter().any(|f| f.eq_ignore_ascii_case(c)) {
+        let declared = spec.factors.iter().any(|f| f.eq_ignore_ascii_case(c));
+        if ds.term_kind(c, declared, Some("--factors"))? == crate::data::TermKind::Factor {
             let mut codes = ds.codes(c)?.subset(&keep);
             if let Some((_, r)) = spec
                 .factor_refs

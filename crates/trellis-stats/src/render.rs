@@ -20,14 +20,34 @@ pub struct Table {
     pub footnotes: Vec<String>,
 }
 
-fn esc_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// Escapes text for XML (SVG) and HTML, in element content and in double-quoted attribute
+/// values (the only kind written here; `'` is left as is). Characters that XML 1.0 cannot carry at all, not even as character
+/// references (C0 controls other than tab, newline and carriage return; U+FFFE, U+FFFF),
+/// become U+FFFD, so a stray control byte in a data value cannot make a figure unreadable.
+pub fn esc_xml(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\t' | '\n' | '\r' => o.push(ch),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => o.push('\u{FFFD}'),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
-fn esc_rtf(s: &str) -> String {
+fn esc_html(s: &str) -> String {
+    esc_xml(s)
+}
+
+/// Escapes text for RTF: `\`, `{`, `}` quoted, newlines as `\line`, tabs as `\tab`, other
+/// control characters dropped (RTF ignores raw CR/LF and has no use for the rest), and
+/// everything outside ASCII as `\uN?` (UTF-16 code units, surrogate pairs included).
+pub fn esc_rtf(s: &str) -> String {
     let mut o = String::new();
     for ch in s.chars() {
         match ch {
@@ -35,6 +55,8 @@ fn esc_rtf(s: &str) -> String {
             '{' => o.push_str("\\{"),
             '}' => o.push_str("\\}"),
             '\n' => o.push_str("\\line "),
+            '\t' => o.push_str("\\tab "),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {}
             c if (c as u32) < 128 => o.push(c),
             c => {
                 let mut buf = [0u16; 2];
@@ -799,12 +821,139 @@ fn nice_step(range: f64, target: usize) -> f64 {
     s * mag
 }
 
+/// Approximate advance width of `s` in px at font size `size` (DejaVu Sans metrics, the
+/// first font of the figures; Arial and most fallbacks are narrower, so this errs wide).
+/// Used only for layout: margins, label truncation, legend size.
+pub fn text_width(s: &str, size: f64) -> f64 {
+    let em: f64 = s
+        .chars()
+        .map(|c| match c {
+            'i' | 'j' | 'l' | 'I' | '|' | '!' | '.' | ',' | ':' | ';' | '\'' => 0.30,
+            ' ' => 0.32,
+            'f' | 't' | 'r' | '(' | ')' | '[' | ']' | '-' | '/' => 0.42,
+            'm' | 'w' | 'M' | 'W' | '%' | '@' => 0.95,
+            'A'..='Z' | '&' => 0.74,
+            '0'..='9' | '#' | '$' | '+' | '=' | '<' | '>' | '_' | '~' => 0.64,
+            'a'..='z' | '?' | '*' => 0.62,
+            _ => 0.75,
+        })
+        .sum();
+    em * size
+}
+
+/// Shortens labels that are wider than `max_w` px (at font size `size`) with an ellipsis,
+/// keeping the shortened labels distinct from each other: ends cut first ("Xanomeline H…"),
+/// then the middle ("Xanomel…10 mg"), then a window around the first character that tells a
+/// label apart from the others ("…High Dose…"), and as a last resort numbered ("1: Xan…").
+/// Labels that fit are returned unchanged.
+pub fn fit_labels(labels: &[String], max_w: f64, size: f64) -> Vec<String> {
+    let fits = |s: &str| text_width(s, size) <= max_w;
+    if labels.iter().all(|l| fits(l)) {
+        return labels.to_vec();
+    }
+    let chars: Vec<Vec<char>> = labels.iter().map(|l| l.chars().collect()).collect();
+    // the longest shortening of label `i` (by `make(i, k)` keeping k characters) that fits
+    let longest = |i: usize, make: &dyn Fn(usize, usize) -> String| -> String {
+        if fits(&labels[i]) {
+            return labels[i].clone();
+        }
+        (0..chars[i].len())
+            .rev()
+            .map(|k| make(i, k))
+            .find(|s| fits(s))
+            .unwrap_or_else(|| "…".to_string())
+    };
+    let end = |i: usize, k: usize| chars[i][..k].iter().collect::<String>() + "…";
+    let middle = |i: usize, k: usize| {
+        let c = &chars[i];
+        let (h, t) = (k.div_ceil(2), k / 2);
+        c[..h].iter().collect::<String>() + "…" + &c[c.len() - t..].iter().collect::<String>()
+    };
+    // first position at which label i differs from every other label
+    let differs_at = |i: usize| -> usize {
+        (0..labels.len())
+            .filter(|&j| j != i)
+            .map(|j| {
+                chars[i]
+                    .iter()
+                    .zip(&chars[j])
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let window = |i: usize, k: usize| {
+        let c = &chars[i];
+        let start = differs_at(i)
+            .saturating_sub(3)
+            .min(c.len().saturating_sub(k));
+        let stop = (start + k).min(c.len());
+        let mut s = String::new();
+        if start > 0 {
+            s.push('…');
+        }
+        s.extend(&c[start..stop]);
+        if stop < c.len() {
+            s.push('…');
+        }
+        s
+    };
+    let distinct = |v: &[String]| {
+        let set: std::collections::HashSet<&String> = v.iter().collect();
+        set.len() == v.len()
+    };
+    let strategies: [&dyn Fn(usize, usize) -> String; 3] = [&end, &middle, &window];
+    for make in strategies {
+        let v: Vec<String> = (0..labels.len()).map(|i| longest(i, make)).collect();
+        if distinct(&v) {
+            return v;
+        }
+    }
+    (0..labels.len())
+        .map(|i| {
+            let prefix = format!("{}: ", i + 1);
+            let rest = max_w - text_width(&prefix, size);
+            let cut = (0..=chars[i].len())
+                .rev()
+                .map(|k| {
+                    if k == chars[i].len() {
+                        labels[i].clone()
+                    } else {
+                        end(i, k)
+                    }
+                })
+                .find(|s| text_width(s, size) <= rest)
+                .unwrap_or_default();
+            prefix + &cut
+        })
+        .collect()
+}
+
 /// Kaplan–Meier figure: step curves with censoring marks, optional CI bands, legend and a
 /// numbers-at-risk table under the time axis.
+///
+/// Layout: the left margin is as wide as the longest group label of the numbers-at-risk
+/// table (up to 200 px; longer labels are shortened so they stay distinct, see
+/// [`fit_labels`]), so labels never run into the counts at time 0; the legend (with the
+/// log-rank p-value as its last line) is sized to its text, at most 60% of the plot width,
+/// boxed on a white background inside the plot frame, in the top-right corner or, when the
+/// curves pass through that corner, the bottom-right one.
 pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
+    const FONT: f64 = 13.0;
     let (w, h) = (900.0, 620.0);
     let ng = k.groups.len();
-    let (ml, mr, mt) = (90.0, 30.0, 50.0);
+    let names: Vec<String> = k.groups.iter().map(|g| g.group.clone()).collect();
+    // numbers-at-risk labels in the left margin; the first count is centred on the y axis
+    let risk_labels = fit_labels(&names, 200.0, FONT);
+    let label_w = risk_labels
+        .iter()
+        .map(|l| text_width(l, FONT))
+        .fold(0.0, f64::max);
+    let max_n = k.groups.iter().map(|g| g.n).max().unwrap_or(0);
+    let count_half = text_width(&max_n.to_string(), FONT) / 2.0;
+    let ml = (10.0 + label_w + 14.0 + count_half).max(90.0);
+    let (mr, mt) = (30.0, 50.0);
     let risk_h = 30.0 + 20.0 * ng as f64;
     let mb = 60.0 + risk_h;
     let pw = w - ml - mr;
@@ -822,13 +971,13 @@ pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"13\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"{FONT}\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
     let _ = writeln!(
         o,
         "<text x=\"{}\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">{}</text>",
         w / 2.0,
-        esc_html(title)
+        esc_xml(title)
     );
     // grid and axes
     for i in 0..=10 {
@@ -836,7 +985,7 @@ pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
         let y = sy(s);
         let _ = writeln!(
             o,
-            "<line x1=\"{ml}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#e5e5e5\"/>",
+            "<line x1=\"{ml:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#e5e5e5\"/>",
             ml + pw
         );
         if i % 2 == 0 {
@@ -869,18 +1018,20 @@ pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
     }
     let _ = writeln!(
         o,
-        "<rect x=\"{ml}\" y=\"{mt}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#000\"/>"
+        "<rect x=\"{ml:.1}\" y=\"{mt}\" width=\"{pw:.1}\" height=\"{ph}\" fill=\"none\" stroke=\"#000\"/>"
     );
     let _ = writeln!(
         o,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
         ml + pw / 2.0,
         mt + ph + 42.0,
-        esc_html(xlabel)
+        esc_xml(xlabel)
     );
+    // the axis title sits just left of the tick labels ("0.0" is about 22 px wide)
     let _ = writeln!(
         o,
-        "<text transform=\"translate(24 {:.1}) rotate(-90)\" text-anchor=\"middle\">Survival probability</text>",
+        "<text transform=\"translate({:.1} {:.1}) rotate(-90)\" text-anchor=\"middle\">Survival probability</text>",
+        (ml - 44.0).max(16.0),
         mt + ph / 2.0
     );
     for (gi, g) in k.groups.iter().enumerate() {
@@ -938,34 +1089,96 @@ pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
                 "<path d=\"{marks}\" stroke=\"{col}\" stroke-width=\"1.3\"/>"
             );
         }
-        // legend
-        let ly = mt + 22.0 + 18.0 * gi as f64;
-        let lx = ml + pw - 250.0;
+    }
+    // legend: "group (median m)", sized to its text and kept inside the frame
+    let meds: Vec<String> = k
+        .groups
+        .iter()
+        .map(|g| {
+            let m = g.median.map_or("NE".into(), |m| {
+                crate::data::fmt_num((m * 10.0).round() / 10.0)
+            });
+            format!(" (median {m})")
+        })
+        .collect();
+    let (pad, swatch) = (8.0, 34.0);
+    let med_w = meds.iter().map(|m| text_width(m, FONT)).fold(0.0, f64::max);
+    let legend_names = fit_labels(
+        &names,
+        (0.6 * pw - 2.0 * pad - swatch - med_w).max(60.0),
+        FONT,
+    );
+    let p_line = k.logrank.as_ref().map(|lr| {
+        format!(
+            "{}og-rank {}",
+            if lr.stratified { "Stratified l" } else { "L" },
+            p_eq(lr.p)
+        )
+    });
+    let text_w = legend_names
+        .iter()
+        .zip(&meds)
+        .map(|(n, m)| swatch + text_width(&format!("{n}{m}"), FONT))
+        .chain(p_line.iter().map(|l| text_width(l, FONT)))
+        .fold(0.0, f64::max);
+    let box_w = (2.0 * pad + text_w).min(pw - 20.0);
+    let rows = ng + usize::from(p_line.is_some());
+    let box_h = 10.0 + 18.0 * rows as f64;
+    let box_x = ml + pw - 10.0 - box_w;
+    // how many points of the curves a box at height `y0` would cover
+    let covered = |y0: f64| -> usize {
+        (0..=40)
+            .map(|i| box_x + box_w * i as f64 / 40.0)
+            .map(|x| (x - ml) / pw * xmax)
+            .map(|t| {
+                k.groups
+                    .iter()
+                    .filter(|g| {
+                        let i = g.curve.partition_point(|p| p.time <= t);
+                        let s = if i == 0 { 1.0 } else { g.curve[i - 1].survival };
+                        let beyond = g.curve.last().is_none_or(|p| t > p.time);
+                        let y = sy(s);
+                        !beyond && y >= y0 - 4.0 && y <= y0 + box_h + 4.0
+                    })
+                    .count()
+            })
+            .sum()
+    };
+    let (top, bottom) = (mt + 10.0, mt + ph - 10.0 - box_h);
+    let box_y = if covered(top) > 0 && covered(bottom) < covered(top) {
+        bottom
+    } else {
+        top
+    };
+    let _ = writeln!(
+        o,
+        "<rect x=\"{box_x:.1}\" y=\"{box_y:.1}\" width=\"{box_w:.1}\" height=\"{box_h:.1}\" fill=\"white\" fill-opacity=\"0.9\" stroke=\"#999\" stroke-width=\"0.8\"/>"
+    );
+    for (gi, (name, med)) in legend_names.iter().zip(&meds).enumerate() {
+        let col = PALETTE[gi % PALETTE.len()];
+        let ly = box_y + 14.0 + 18.0 * gi as f64;
+        let lx = box_x + pad;
         let _ = writeln!(
             o,
             "<line x1=\"{lx:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{col}\" stroke-width=\"2.5\"/>",
             lx + 26.0
         );
-        let med = g.median.map_or("NE".into(), |m| {
-            crate::data::fmt_num((m * 10.0).round() / 10.0)
-        });
         let _ = writeln!(
             o,
-            "<text x=\"{:.1}\" y=\"{:.1}\">{} (median {})</text>",
-            lx + 32.0,
+            "<text x=\"{:.1}\" y=\"{:.1}\">{}{}</text>",
+            lx + swatch,
             ly + 4.0,
-            esc_html(&g.group),
-            med
+            esc_xml(name),
+            esc_xml(med)
         );
     }
-    if let Some(lr) = &k.logrank {
+    if let Some(l) = &p_line {
         let _ = writeln!(
             o,
-            "<text x=\"{:.1}\" y=\"{:.1}\">{}og-rank {}</text>",
-            ml + 12.0,
-            mt + ph - 12.0,
-            if lr.stratified { "Stratified l" } else { "L" },
-            p_eq(lr.p)
+            "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            box_x + pad,
+            box_y + 18.0 + 18.0 * ng as f64,
+            esc_xml(l)
         );
     }
     // numbers at risk
@@ -982,7 +1195,7 @@ pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
             o,
             "<text x=\"{:.1}\" y=\"{y:.1}\" fill=\"{col}\">{}</text>",
             10.0,
-            esc_html(&truncate(&g.group, 10))
+            esc_xml(&risk_labels[gi])
         );
         for &t in &ticks {
             let idx = g.curve.partition_point(|p| p.time < t);
@@ -996,14 +1209,6 @@ pub fn km_svg(k: &KmResult, title: &str, xlabel: &str, ci: bool) -> String {
     }
     o.push_str("</svg>\n");
     o
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).collect::<String>() + "…"
-    }
 }
 
 /// Forest plot of hazard (or odds) ratios on a log axis.
@@ -1028,6 +1233,9 @@ pub fn forest_svg(
     let hi = finite.iter().copied().fold(1.0, f64::max).max(2.0);
     let (l0, l1) = (lo.log2().floor(), hi.log2().ceil());
     let sx = |v: f64| left + pw * (v.log2() - l0) / (l1 - l0);
+    // term names right-aligned against the plot, shortened (distinctly) to the margin
+    let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let labels = fit_labels(&names, left - 22.0, 13.0);
     let mut o = String::new();
     let _ = write!(
         o,
@@ -1037,7 +1245,7 @@ pub fn forest_svg(
         o,
         "<text x=\"{}\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">{}</text>",
         w / 2.0,
-        esc_html(title)
+        esc_xml(title)
     );
     let _ = writeln!(
         o,
@@ -1053,14 +1261,14 @@ pub fn forest_svg(
         mt - 5.0,
         mt + row_h * n as f64
     );
-    for (i, (name, est, l, u)) in rows.iter().enumerate() {
+    for (i, ((_, est, l, u), name)) in rows.iter().zip(&labels).enumerate() {
         let y = mt + row_h * (i as f64 + 0.5);
         let _ = writeln!(
             o,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             left - 12.0,
             y + 4.0,
-            esc_html(&truncate(name, 28))
+            esc_xml(name)
         );
         if l.is_finite() && u.is_finite() && *l > 0.0 {
             let _ = writeln!(
@@ -1121,7 +1329,7 @@ pub fn forest_svg(
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
         left + pw / 2.0,
         base + 42.0,
-        esc_html(xlabel)
+        esc_xml(xlabel)
     );
     o.push_str("</svg>\n");
     o

@@ -12,7 +12,7 @@
 //!   with step halving, convergence when the next Newton step is below 1e-10 (relative; that
 //!   step is applied without another evaluation).
 
-use crate::data::{Codes, NA_CODE};
+use crate::data::{Codes, NA_CODE, TermKind};
 use crate::dist::{chi2_sf, norm_p2, norm_ppf};
 use crate::error::{Result, StatsError, degenerate};
 use crate::linalg;
@@ -1413,6 +1413,8 @@ pub struct SurvSpec {
     pub covariates: Vec<String>,
     /// Reference levels of character covariates (`column`, `level`); default: first sorted level.
     pub reference: Vec<(String, String)>,
+    /// Covariates to enter as factors (indicators) even when numeric (Cox `--factors`).
+    pub factors: Vec<String>,
 }
 
 /// Rows of a dataset prepared for survival analysis (rows with any missing input dropped).
@@ -1449,8 +1451,8 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
                 .flatten()
             {
                 return Err(StatsError::Invalid(format!(
-                    "event column `{c}` row {}: value {}; expected 1 (event) or 0 (censored)",
-                    i + 1,
+                    "event column `{c}` {}: value {}; expected 1 (event) or 0 (censored)",
+                    ds.locate(i),
                     v[i]
                 )));
             }
@@ -1467,6 +1469,10 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
         EventSpec::Censor { column, value } => {
             let col = ds.column(column)?;
             let num_value = value.parse::<f64>().ok();
+            if num_value.is_some() && ds.looks_numeric(column)? {
+                // a 0/1 CNSR column with bad cells: those rows would silently count as events
+                ds.numeric(column)?;
+            }
             (0..n)
                 .map(|i| {
                     if col.missing_code(i).is_some() {
@@ -1485,8 +1491,13 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
     };
     let by = spec.by.as_ref().map(|c| ds.codes(c)).transpose()?;
     let strata = spec.strata.as_ref().map(|c| ds.codes(c)).transpose()?;
+    // Factors enter as indicators: covariates listed in `factors`, and character columns
+    // unless they are mostly numbers (a numeric column with bad cells: an error naming them).
     let mut cov_cols = Vec::new();
+    let mut cov_kinds = Vec::new();
     for c in &spec.covariates {
+        let declared = spec.factors.iter().any(|f| f.eq_ignore_ascii_case(c));
+        cov_kinds.push(ds.term_kind(c, declared, Some("--factors"))?);
         cov_cols.push(ds.column(c)?);
     }
     let complete = |i: usize| {
@@ -1537,9 +1548,9 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
     };
     let mut x = Vec::new();
     let mut terms = Vec::new();
-    for c in &cov_cols {
-        match &c.data {
-            crate::data::ColumnData::Numeric { values, .. } => {
+    for (c, kind) in cov_cols.iter().zip(&cov_kinds) {
+        match (&c.data, kind) {
+            (crate::data::ColumnData::Numeric { values, .. }, TermKind::Continuous) => {
                 let col: Vec<f64> = if dropped == 0 {
                     values.clone()
                 } else {
@@ -1556,7 +1567,7 @@ pub fn prepare(ds: &crate::data::Dataset, spec: &SurvSpec) -> Result<SurvRows> {
                 x.push(col);
                 terms.push(c.name.clone());
             }
-            crate::data::ColumnData::Char(_) => {
+            _ => {
                 let mut coded = subset(ds.codes(&c.name)?);
                 if let Some((_, r)) = spec
                     .reference

@@ -526,6 +526,7 @@ impl<R: Read> XportReader<R> {
             ds_type: m.ds_type.clone(),
             columns: m.columns.clone(),
             meta: m.meta.clone(),
+            rows_from: crate::data::RowOrigin::Rows,
         };
         while let Some(batch) = self.read_batch(1 << 16)? {
             for (c, b) in ds.columns.iter_mut().zip(batch) {

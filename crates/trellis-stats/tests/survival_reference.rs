@@ -15,6 +15,7 @@ fn spec(time: &str) -> SurvSpec {
         strata: None,
         covariates: vec![],
         reference: vec![],
+        factors: vec![],
     }
 }
 
@@ -392,6 +393,7 @@ fn event_column_values_are_checked_and_missing_rows_dropped() {
         strata: None,
         covariates: vec![],
         reference: vec![],
+        factors: vec![],
     };
     let ds = Dataset {
         columns: vec![
