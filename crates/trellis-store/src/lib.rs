@@ -455,7 +455,7 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<Job>, max_batch: us
             }
         }
         match &backend {
-            Backend::Sqlite { writer, fast, .. } => sqlite::commit(writer, fast, batch).await,
+            Backend::Sqlite { fast, .. } => sqlite::commit(fast, batch),
             Backend::Postgres { pool } => postgres::commit_batch(pool, batch).await,
         }
     }

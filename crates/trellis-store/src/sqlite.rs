@@ -18,12 +18,10 @@ crate::backend::bulk_sqlite!();
 mod fast;
 pub(crate) use fast::FastWriter;
 
-/// A batch of only item saves runs on the fast path's thread; anything else (or a batch
-/// it hands back) on the sqlx path.
-pub(crate) async fn commit(pool: &Pool, fast: &FastWriter, jobs: Vec<Job>) {
-    if let Some(jobs) = fast.commit(jobs).await {
-        commit_batch(pool, jobs).await;
-    }
+/// Hands a batch to the writer thread: batches of only item saves run on its rusqlite
+/// connection, anything else (or a batch it hands back) on the sqlx path, in order.
+pub(crate) fn commit(fast: &FastWriter, jobs: Vec<Job>) {
+    fast.submit(jobs);
 }
 
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -88,6 +86,11 @@ pub(crate) async fn open(
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(base.read_only(true))
         .await?;
-    let fast = FastWriter::open(path, synchronous_full)?;
+    let fast = FastWriter::open(
+        path,
+        synchronous_full,
+        writer.clone(),
+        tokio::runtime::Handle::current(),
+    )?;
     Ok((writer, reader, fast))
 }

@@ -15,27 +15,29 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
-use tokio::sync::oneshot;
 use trellis_audit::{Chain, ChainHead, StoredEntry};
 use trellis_domain::UtcMicros;
 use uuid::Uuid;
 
-use super::{ItemKey, Items, Job, plan_request, save_only};
+use super::{ItemKey, Items, Job, Pool, plan_request, save_only};
 use crate::error::{Result, StoreError};
 use crate::model::Mutation;
 
-type Reply = oneshot::Sender<Option<Vec<Job>>>;
-/// A batch for the thread and where to say that it is done (or hand it back).
-type Batch = (Vec<Job>, Reply);
-
 /// Owns the thread; dropping the sender (at `close` or when the store goes) ends it.
 pub(crate) struct FastWriter {
-    tx: Mutex<Option<std::sync::mpsc::Sender<Batch>>>,
+    tx: Mutex<Option<std::sync::mpsc::Sender<Vec<Job>>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl FastWriter {
-    pub(crate) fn open(path: &Path, synchronous_full: bool) -> Result<FastWriter> {
+    /// Opens the writer's connection and starts its thread. `pool` is the sqlx writer,
+    /// which the thread drives (through `runtime`) for batches this path does not take.
+    pub(crate) fn open(
+        path: &Path,
+        synchronous_full: bool,
+        pool: Pool,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<FastWriter> {
         let conn = rusqlite::Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -48,19 +50,40 @@ impl FastWriter {
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;"
         })?;
         let checkpointer = Checkpointer::start(path)?;
-        let (tx, rx) = std::sync::mpsc::channel::<Batch>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Job>>();
         let thread = std::thread::Builder::new()
             .name("trellis-sqlite-writer".into())
             .spawn(move || {
                 let mut conn = conn;
-                for (jobs, reply) in rx {
-                    if checkpointer.wal_frames.load(Ordering::Relaxed) > WAL_CAP_FRAMES {
-                        // The checkpointer has backfilled all but the last batches; finishing
-                        // here, before BEGIN, lets this transaction restart the log.
-                        checkpoint(&conn, &checkpointer.wal_frames);
+                let mut queued = std::collections::VecDeque::new();
+                while let Ok(first) = rx.recv() {
+                    // Everything that arrived while the last batch ran is taken at once, so
+                    // the thread goes straight from one commit to the next.
+                    queued.push_back(first);
+                    queued.extend(rx.try_iter());
+                    while let Some(mut jobs) = queued.pop_front() {
+                        if !jobs.iter().all(|(r, _)| save_only(r)) {
+                            runtime.block_on(super::commit_batch(&pool, jobs));
+                            continue;
+                        }
+                        while let Some(next) = queued.front() {
+                            if jobs.len() + next.len() > MAX_MERGED
+                                || !next.iter().all(|(r, _)| save_only(r))
+                            {
+                                break;
+                            }
+                            jobs.extend(queued.pop_front().into_iter().flatten());
+                        }
+                        if checkpointer.wal_frames.load(Ordering::Relaxed) > WAL_CAP_FRAMES {
+                            // The checkpointer has backfilled all but the last batches; finishing
+                            // here, before BEGIN, lets this transaction restart the log.
+                            checkpoint(&conn, &checkpointer.wal_frames);
+                        }
+                        if let Some(back) = run(&mut conn, jobs) {
+                            runtime.block_on(super::commit_batch(&pool, back));
+                        }
+                        let _ = checkpointer.wake.try_send(());
                     }
-                    let _ = reply.send(run(&mut conn, jobs));
-                    let _ = checkpointer.wake.try_send(());
                 }
                 checkpointer.stop();
             })
@@ -76,30 +99,23 @@ impl FastWriter {
         })
     }
 
-    /// Commits `jobs` if they are all item saves and answers each requester; otherwise,
-    /// or if the batch failed before its commit (nothing of it was written), hands the
-    /// jobs back for the sqlx path.
-    pub(crate) async fn commit(&self, jobs: Vec<Job>) -> Option<Vec<Job>> {
-        if !jobs.iter().all(|(r, _)| save_only(r)) {
-            return Some(jobs);
-        }
-        let (reply, answer) = oneshot::channel();
-        let sent = match self
+    /// Queues a batch for the thread, which answers each requester after its commit.
+    pub(crate) fn submit(&self, jobs: Vec<Job>) {
+        let refused = match self
             .tx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
-            Some(tx) => tx.send((jobs, reply)).map_err(|e| e.0.0),
-            None => Err(jobs),
+            Some(tx) => tx.send(jobs).err().map(|e| e.0),
+            None => Some(jobs),
         };
-        match sent {
-            Ok(()) => answer.await.unwrap_or(None),
-            Err(jobs) => Some(jobs),
+        for (_, reply) in refused.into_iter().flatten() {
+            let _ = reply.send(Err(StoreError::Unavailable));
         }
     }
 
-    /// Stops the thread after the batch it is running and closes its connection.
+    /// Stops the thread after the batches queued before and closes its connection.
     pub(crate) async fn close(&self) {
         self.tx
             .lock()
@@ -115,6 +131,10 @@ impl FastWriter {
         }
     }
 }
+
+/// Most requests one merged batch of saves takes (the async side batches up to
+/// `max_batch`; the thread merges what queued behind a running batch).
+const MAX_MERGED: usize = 256;
 
 /// WAL frames beyond which the writer checkpoints before its next batch (32 MiB of 4 KiB
 /// pages). Under a load that never pauses, the checkpointer never sees the log fully
