@@ -848,17 +848,18 @@ pub async fn principal(
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, Problem> {
     let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
-    let (user_id, csrf) = if let Some(token) = headers
+    let (account, csrf) = if let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
+        // One read: the token's account with its organization and grants.
         match state
             .store
-            .api_token_user(&auth::token_hash(token.trim()))
+            .account_by_api_token(&auth::token_hash(token.trim()))
             .await?
         {
-            Some(u) => (u, String::new()),
+            Some(a) => (a, String::new()),
             None => return Ok(None),
         }
     } else if let Some(token) = cookie_value(headers, SESSION_COOKIE) {
@@ -875,24 +876,22 @@ pub async fn principal(
         if now >= s.last_seen_at.plus_seconds(60) {
             state.store.touch_session(&hash, now).await?;
         }
-        (s.user, s.csrf_token)
+        let Some(account) = state.store.account(s.user).await? else {
+            return Ok(None);
+        };
+        (account, s.csrf_token)
     } else {
         return Ok(None);
     };
-    let Some(user) = state.store.user(user_id).await? else {
-        return Ok(None);
-    };
+    let trellis_store::Account {
+        user,
+        org_kind,
+        grants,
+    } = account;
     if user.locked_at.is_some() {
         return Ok(None);
     }
-    let org_kind = state
-        .store
-        .organizations()
-        .await?
-        .into_iter()
-        .find(|o| o.id == user.org)
-        .map_or(trellis_domain::OrgKind::Cro, |o| o.kind);
-    let grants = state.store.grants(Some(user.id)).await?;
+    let org_kind = org_kind.unwrap_or(trellis_domain::OrgKind::Cro);
     Ok(Some(Principal {
         user: user.id,
         username: user.username,

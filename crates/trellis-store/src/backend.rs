@@ -1090,6 +1090,59 @@ macro_rules! backend_impl {
                 .collect()
         }
 
+        /// A user with their organization's kind and grants: one statement, one row per grant.
+        async fn account_where(pool: &Pool, by: AccountBy<'_>) -> Result<Option<Account>> {
+            macro_rules! account_sql {
+                ($user:literal) => {
+                    concat!(
+                        "SELECT u.*, o.kind AS org_kind, g.grant_id, g.role AS grant_role, g.study_id AS grant_study, g.site_id AS grant_site, ",
+                        "g.granted_at AS grant_granted_at, g.revoked_at AS grant_revoked_at ",
+                        "FROM users u LEFT JOIN organizations o ON o.org_id = u.org_id LEFT JOIN role_grants g ON g.user_id = u.user_id ",
+                        "WHERE u.user_id = ", $user, " ORDER BY g.granted_at, g.grant_id"
+                    )
+                };
+            }
+            let q = match by {
+                AccountBy::Id(id) => sqlx::query(account_sql!("$1")).bind(id.as_uuid()),
+                AccountBy::ApiToken(hash) => sqlx::query(account_sql!("(SELECT t.user_id FROM api_tokens t WHERE t.token_hash = $1 AND t.revoked_at IS NULL)"))
+                    .bind(hash.to_vec()),
+            };
+            let rows = q.fetch_all(pool).await?;
+            let Some(first) = rows.first() else { return Ok(None) };
+            let user = user_from_row(first)?;
+            let org_kind = match first.try_get::<Option<String>, _>("org_kind")? {
+                Some(k) => Some(parse_enum(&k, "organizations.kind")?),
+                None => None,
+            };
+            let mut grants = Vec::new();
+            for r in &rows {
+                let Some(id) = r.try_get::<Option<Uuid>, _>("grant_id")? else { continue };
+                grants.push(RoleGrant {
+                    id: RoleGrantId::from_uuid(id),
+                    user: user.id,
+                    role: parse_enum(&r.try_get::<String, _>("grant_role")?, "role_grants.role")?,
+                    study: r.try_get::<Option<Uuid>, _>("grant_study")?.map(StudyId::from_uuid),
+                    site: r.try_get::<Option<Uuid>, _>("grant_site")?.map(SiteId::from_uuid),
+                    granted_at: UtcMicros::from_micros(r.try_get("grant_granted_at")?),
+                    revoked_at: r.try_get::<Option<i64>, _>("grant_revoked_at")?.map(UtcMicros::from_micros),
+                });
+            }
+            Ok(Some(Account { user, org_kind, grants }))
+        }
+
+        enum AccountBy<'a> {
+            Id(UserId),
+            ApiToken(&'a [u8; 32]),
+        }
+
+        pub(crate) async fn account(pool: &Pool, id: UserId) -> Result<Option<Account>> {
+            account_where(pool, AccountBy::Id(id)).await
+        }
+
+        pub(crate) async fn account_by_api_token(pool: &Pool, token_hash: &[u8; 32]) -> Result<Option<Account>> {
+            account_where(pool, AccountBy::ApiToken(token_hash)).await
+        }
+
         pub(crate) async fn signatures(pool: &Pool, study: StudyId) -> Result<Vec<SignatureRow>> {
             let rows = sqlx::query("SELECT * FROM signatures WHERE study_id = $1 ORDER BY signed_at").bind(study.as_uuid()).fetch_all(pool).await?;
             rows.iter()

@@ -307,6 +307,15 @@ impl Store {
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
         read!(self, user_by_name(username))
     }
+    /// A user with their organization's kind and grants, in one read (what every
+    /// authenticated request needs).
+    pub async fn account(&self, id: UserId) -> Result<Option<Account>> {
+        read!(self, account(id))
+    }
+    /// The account an unrevoked API token belongs to, in one read.
+    pub async fn account_by_api_token(&self, token_hash: &[u8; 32]) -> Result<Option<Account>> {
+        read!(self, account_by_api_token(token_hash))
+    }
     pub async fn grants(&self, user: Option<UserId>) -> Result<Vec<RoleGrant>> {
         read!(self, grants(user))
     }

@@ -331,6 +331,16 @@ pub struct User {
     pub created_at: UtcMicros,
 }
 
+/// What an authenticated request needs to know about its user, read in one statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub user: User,
+    /// The kind of the user's organization (`None` only if the row is missing).
+    pub org_kind: Option<OrgKind>,
+    /// All the user's grants, revoked ones included, oldest first.
+    pub grants: Vec<RoleGrant>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleGrant {
     pub id: RoleGrantId,

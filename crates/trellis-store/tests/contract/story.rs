@@ -407,6 +407,59 @@ async fn users_roles_lockout_and_security_chain() {
         assert_eq!(err.code(), "not_found");
         let grants = db.store.grants(Some(s.user)).await.unwrap();
         assert!(grants[0].revoked_at.is_some());
+
+        // The one-read account view agrees with the separate reads, by id and by API token.
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::GrantRole {
+                    id: RoleGrantId::new(),
+                    user: s.user,
+                    role: Role::DataManager,
+                    study: Some(s.study),
+                    site: None,
+                }],
+            ))
+            .await
+            .unwrap();
+        let user = db.store.user(s.user).await.unwrap().unwrap();
+        let org_kind = db
+            .store
+            .organizations()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.id == user.org)
+            .map(|o| o.kind);
+        let want = Account {
+            user,
+            org_kind,
+            grants: db.store.grants(Some(s.user)).await.unwrap(),
+        };
+        assert_eq!(want.grants.len(), 2);
+        assert_eq!(db.store.account(s.user).await.unwrap(), Some(want.clone()));
+        assert_eq!(db.store.account(UserId::new()).await.unwrap(), None);
+        let token_hash = [7u8; 32];
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::IssueApiToken {
+                    id: trellis_domain::ApiTokenId::new(),
+                    user: s.user,
+                    name: "export robot".into(),
+                    token_hash,
+                }],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.store.account_by_api_token(&token_hash).await.unwrap(),
+            Some(want)
+        );
+        assert_eq!(
+            db.store.account_by_api_token(&[8u8; 32]).await.unwrap(),
+            None
+        );
         db.store.verify_audit(None).await.unwrap();
     });
 }
