@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use trellis_checks::{Env, Severity};
-use trellis_domain::{QueryId, StudyId, SubjectId, UtcMicros};
+use trellis_domain::{QueryId, StudyId, SubjectId, TzName, UtcMicros};
 use trellis_edc::{
     Evaluation, ExternalKey, FindingKind, FormDesign, FormPath, ItemPath, LocalKey, StudyDesign,
 };
 use trellis_store::{
     Actor, LockRow, LockState, Mutation, QueryAction, QueryRow, QueryStatus, Store, StoreError,
-    Study, Subject, WriteRequest,
+    Study, Subject, SubjectContext, WriteRequest,
 };
 
 use crate::AppState;
@@ -121,6 +121,8 @@ pub struct FormContext {
     pub subject: Subject,
     pub design: Arc<StudyDesign>,
     pub path: FormPath,
+    /// The subject's site's zone: `today()` in edit checks is the site's date.
+    pub site_time_zone: Option<TzName>,
 }
 
 impl FormContext {
@@ -131,20 +133,35 @@ impl FormContext {
         subject: SubjectId,
         form: &str,
     ) -> Result<Self, ContextError> {
-        let Some(subject) = subject_in_scope(st, p, s, subject).await? else {
+        let Some(c) = st.store.subject_context(s.id, subject).await? else {
             return Err(ContextError::NotFound("subject"));
         };
-        Self::for_subject(st, s, subject, form).await
+        if !p
+            .site_scope(s.id)
+            .is_none_or(|sites| sites.contains(&c.subject.site))
+        {
+            return Err(ContextError::NotFound("subject"));
+        }
+        Self::for_subject(st, s, c, form).await
     }
 
-    /// The form instance of a subject the caller has already found in the user's scope.
+    /// The form instance of a subject the caller has already found in the user's scope
+    /// (read with `Store::subject_context`: the subject, its version and its site's zone).
     pub async fn for_subject(
         st: &AppState,
         s: &Study,
-        subject: Subject,
+        context: SubjectContext,
         form: &str,
     ) -> Result<Self, ContextError> {
-        let design = match subject_design(st, s, subject.id).await {
+        let SubjectContext {
+            subject,
+            version,
+            site_time_zone,
+        } = context;
+        let Some(oid) = version else {
+            return Err(ContextError::NotFound("study design"));
+        };
+        let design = match st.designs.get(&st.store, s.id, &oid).await {
             Ok(Some(d)) => d,
             Ok(None) => return Err(ContextError::NotFound("study design")),
             Err(e) => return Err(ContextError::Design(e)),
@@ -164,6 +181,7 @@ impl FormContext {
             subject,
             design,
             path,
+            site_time_zone,
         })
     }
 
@@ -206,14 +224,10 @@ impl FormValues {
     pub async fn load(st: &AppState, s: &Study, ctx: &FormContext) -> Result<Self, StoreError> {
         let all = st.store.item_values(s.id, ctx.subject.id).await?;
         let (saved, by_key) = split_values(&all, &ctx.path);
-        let zone = st
-            .store
-            .sites(s.id)
-            .await?
-            .into_iter()
-            .find(|x| x.id == ctx.subject.site)
-            .map(|x| x.time_zone);
-        let tz = zone.map_or(jiff::tz::TimeZone::UTC, |z| z.to_tz());
+        let tz = ctx
+            .site_time_zone
+            .as_ref()
+            .map_or(jiff::tz::TimeZone::UTC, |z| z.to_tz());
         let today = jiff::Timestamp::now().to_zoned_datetime(tz).date();
         Ok(Self {
             saved,

@@ -57,8 +57,16 @@ async fn api_form(
     subject: SubjectId,
     form: &str,
 ) -> ApiResult<FormContext> {
-    let subject = api_subject(st, p, s, subject).await?;
-    FormContext::for_subject(st, s, subject, form)
+    // One read for the subject, its metadata version and its site's zone.
+    let Some(context) = st.store.subject_context(s.id, subject).await? else {
+        return Err(Problem::not_found("subject"));
+    };
+    if p.site_scope(s.id)
+        .is_some_and(|sites| !sites.contains(&context.subject.site))
+    {
+        return Err(Problem::forbidden());
+    }
+    FormContext::for_subject(st, s, context, form)
         .await
         .map_err(|e| match e {
             ContextError::NotFound(what) => Problem::not_found(what),

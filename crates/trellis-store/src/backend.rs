@@ -1009,6 +1009,25 @@ macro_rules! backend_impl {
             row.as_ref().map(subject_from_row).transpose()
         }
 
+        pub(crate) async fn subject_context(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Option<SubjectContext>> {
+            let row = sqlx::query(
+                "SELECT s.*, COALESCE(sv.oid, (SELECT m.oid FROM metadata_versions m WHERE m.study_id = s.study_id ORDER BY m.seq LIMIT 1)) AS version_oid, \
+                 st.time_zone AS site_time_zone \
+                 FROM subjects s LEFT JOIN subject_versions sv ON sv.study_id = s.study_id AND sv.subject_id = s.subject_id \
+                 LEFT JOIN sites st ON st.study_id = s.study_id AND st.site_id = s.site_id \
+                 WHERE s.study_id = $1 AND s.subject_id = $2",
+            )
+            .bind(study.as_uuid()).bind(subject.as_uuid()).fetch_optional(pool).await?;
+            row.map(|r| {
+                Ok(SubjectContext {
+                    subject: subject_from_row(&r)?,
+                    version: r.try_get("version_oid")?,
+                    site_time_zone: r.try_get::<Option<String>, _>("site_time_zone")?.map(tz),
+                })
+            })
+            .transpose()
+        }
+
         pub(crate) async fn subject_version(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Option<String>> {
             let row = sqlx::query("SELECT oid FROM subject_versions WHERE study_id = $1 AND subject_id = $2")
                 .bind(study.as_uuid()).bind(subject.as_uuid()).fetch_optional(pool).await?;

@@ -283,6 +283,15 @@ impl Store {
     pub async fn subject(&self, study: StudyId, subject: SubjectId) -> Result<Option<Subject>> {
         read!(self, subject(study, subject))
     }
+    /// A subject with its metadata version (assigned, else the study's first) and its
+    /// site's time zone, in one read (what opening a form needs).
+    pub async fn subject_context(
+        &self,
+        study: StudyId,
+        subject: SubjectId,
+    ) -> Result<Option<SubjectContext>> {
+        read!(self, subject_context(study, subject))
+    }
     /// The metadata version a subject's forms follow.
     pub async fn subject_version(
         &self,

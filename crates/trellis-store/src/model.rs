@@ -302,6 +302,17 @@ pub struct Site {
     pub created_at: UtcMicros,
 }
 
+/// A subject with what opening one of its forms needs, read in one statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectContext {
+    pub subject: Subject,
+    /// The metadata version its forms follow: the assigned one, else the study's first
+    /// (`None` while the study has no definition).
+    pub version: Option<String>,
+    /// The time zone of the subject's site (dates in edit checks are the site's dates).
+    pub site_time_zone: Option<TzName>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subject {
     pub study: StudyId,

@@ -111,6 +111,31 @@ async fn metadata_versions_are_added_in_order_and_never_change() {
 async fn moving_a_subject_to_an_amendment_needs_a_reason_and_is_audited() {
     on_each_backend!(|db| {
         let s = seed(&db.store).await;
+        // The one-read subject context: the subject, its version (assigned, else the
+        // study's first, else none) and its site's time zone.
+        let context = async || {
+            db.store
+                .subject_context(s.study, s.subject)
+                .await
+                .unwrap()
+                .expect("the subject exists")
+        };
+        let c = context().await;
+        assert_eq!(
+            Some(&c.subject),
+            db.store.subject(s.study, s.subject).await.unwrap().as_ref()
+        );
+        assert_eq!(c.version, None);
+        let site = db.store.sites(s.study).await.unwrap();
+        let site = site.iter().find(|x| x.id == c.subject.site).unwrap();
+        assert_eq!(c.site_time_zone.as_ref(), Some(&site.time_zone));
+        assert_eq!(
+            db.store
+                .subject_context(s.study, trellis_domain::SubjectId::new())
+                .await
+                .unwrap(),
+            None
+        );
         db.store
             .write(WriteRequest::new(
                 actor(),
@@ -126,6 +151,7 @@ async fn moving_a_subject_to_an_amendment_needs_a_reason_and_is_audited() {
             subject: s.subject,
             oid: oid.into(),
         };
+        assert_eq!(context().await.version.as_deref(), Some("MDV.1"));
         db.store
             .write(WriteRequest::new(actor(), vec![assign("MDV.1")]))
             .await
@@ -153,6 +179,7 @@ async fn moving_a_subject_to_an_amendment_needs_a_reason_and_is_audited() {
             db.store.subject_versions(s.study).await.unwrap(),
             [(s.subject, "MDV.2".to_owned())]
         );
+        assert_eq!(context().await.version.as_deref(), Some("MDV.2"));
         let moves = db
             .store
             .audit_entries(&AuditFilter {
