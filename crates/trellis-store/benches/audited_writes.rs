@@ -71,6 +71,34 @@ async fn raw_sqlite(dir: &std::path::Path) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Raw SQLite through rusqlite (direct calls, as the Python baseline): WAL +
+/// synchronous=FULL, one connection, `per_commit` saves per transaction.
+fn raw_sqlite_direct(dir: &std::path::Path, per_commit: usize) -> f64 {
+    let c = rusqlite::Connection::open(dir.join(format!("raw_direct{per_commit}.db"))).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE v (k TEXT PRIMARY KEY, val TEXT); CREATE TABLE a (id INTEGER PRIMARY KEY, k TEXT, val TEXT, h BLOB);").unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < secs() {
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for _ in 0..per_commit {
+            for j in 0..VALUES {
+                let k = format!("{n}_{j}");
+                c.prepare_cached("INSERT INTO v (k, val) VALUES (?1, 'x')")
+                    .unwrap()
+                    .execute([&k])
+                    .unwrap();
+                c.prepare_cached("INSERT INTO a (k, val, h) VALUES (?1, 'x', zeroblob(32))")
+                    .unwrap()
+                    .execute([&k])
+                    .unwrap();
+            }
+            n += 1;
+        }
+        c.execute_batch("COMMIT").unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Raw PostgreSQL, 16 connections, one save per transaction each.
 async fn raw_pg(url: &str) -> f64 {
     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
@@ -238,6 +266,18 @@ async fn sqlite_figures(dir: &std::path::Path, fsync: f64) {
         "{:<58} {:>10.0} saves/s",
         "raw SQLite baseline (WAL, synchronous=FULL, 1 save/commit)", raw
     );
+    let direct: Vec<f64> = [1, WRITERS]
+        .into_iter()
+        .map(|per_commit| {
+            let r = raw_sqlite_direct(dir, per_commit);
+            println!(
+                "{:<58} {:>10.0} saves/s",
+                format!("raw SQLite, direct calls (rusqlite), {per_commit} save(s)/commit"),
+                r
+            );
+            r
+        })
+        .collect();
     for studies in [1, WRITERS] {
         let url = DatabaseUrl::Sqlite(dir.join(format!("store{studies}.db")));
         let store = Store::open(
@@ -252,13 +292,15 @@ async fn sqlite_figures(dir: &std::path::Path, fsync: f64) {
         store.migrate().await.unwrap();
         let (rate, p50, p99) = through_store(&store, studies).await;
         println!(
-            "{:<58} {:>10.0} saves/s  ({:.1}x raw, {:.1}x fsync rate; p50 {p50:.1} ms, p99 {p99:.1} ms)",
+            "{:<58} {:>10.0} saves/s  ({:.1}x raw via sqlx, {:.2}x / {:.2}x raw direct 1 / 16 per commit, {:.1}x fsync rate; p50 {p50:.1} ms, p99 {p99:.1} ms)",
             format!(
                 "Trellis store on SQLite, {studies} stud{}",
                 if studies == 1 { "y (one chain)" } else { "ies" }
             ),
             rate,
             rate / raw,
+            rate / direct[0],
+            rate / direct[1],
             rate / fsync
         );
         store.verify_audit(None).await.unwrap();
