@@ -1,21 +1,7 @@
 //! End-to-end tests of `trellis stats` through `cli::run` (argument parsing included).
 #![allow(clippy::unwrap_used)]
 mod common;
-use clap::Parser;
 use common::*;
-use trellis_stats::cli::{StatsCommand, run};
-
-#[derive(Parser)]
-struct Args {
-    #[command(subcommand)]
-    cmd: StatsCommand,
-}
-
-fn stats(args: &[&str]) -> anyhow::Result<()> {
-    let mut v = vec!["stats"];
-    v.extend_from_slice(args);
-    run(Args::try_parse_from(v)?.cmd)
-}
 
 fn json_of(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();

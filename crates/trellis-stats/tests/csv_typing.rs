@@ -3,27 +3,9 @@
 //! is never turned into a categorical factor behind the user's back. Columns declared
 //! categorical (`--factors`, `--by`) and genuinely textual columns keep working.
 mod common;
-use clap::Parser;
 use common::*;
 use std::path::{Path, PathBuf};
-use trellis_stats::cli::{StatsCommand, run};
 use trellis_stats::data::{TermKind, read_csv};
-
-#[derive(Parser)]
-struct Args {
-    #[command(subcommand)]
-    cmd: StatsCommand,
-}
-
-fn stats(args: &[&str]) -> anyhow::Result<()> {
-    let mut v = vec!["stats"];
-    v.extend_from_slice(args);
-    run(Args::try_parse_from(v)?.cmd)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
 
 /// A copy of a fixture with some cells replaced: `(data row (0-based), column, value)`.
 /// Returns the path and, for each edit, the CSV line it is on (header = line 1).

@@ -3,28 +3,10 @@
 //! arm names of 20 characters), the layout of the numbers-at-risk table and the legend, and
 //! escaping in SVG, HTML and RTF.
 mod common;
-use clap::Parser;
 use common::*;
 use resvg::usvg::roxmltree;
 use std::path::Path;
-use trellis_stats::cli::{StatsCommand, run};
 use trellis_stats::render::{fit_labels, text_width};
-
-#[derive(Parser)]
-struct Args {
-    #[command(subcommand)]
-    cmd: StatsCommand,
-}
-
-fn stats(args: &[&str]) -> anyhow::Result<()> {
-    let mut v = vec!["stats"];
-    v.extend_from_slice(args);
-    run(Args::try_parse_from(v)?.cmd)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))

@@ -4,6 +4,7 @@
 //! file), `expected.json` with every column's name, label, type, length, format and every
 //! value. Provenance and versions in `reference/fixtures/haven_written/README.md`.
 mod common;
+use common::expected_xport::*;
 use common::*;
 use trellis_stats::data::{ColumnData, Dataset, Missing, VarFormat};
 use trellis_stats::xport::{XportReader, read_xport, write_xport};
@@ -24,31 +25,6 @@ fn read() -> Dataset {
     let mut all = read_xport(&bytes()[..]).expect("haven file reads");
     assert_eq!(all.len(), 1, "one member");
     all.remove(0)
-}
-
-fn s(v: &serde_json::Value) -> &str {
-    v.as_str().expect("string in expected.json")
-}
-
-fn u(v: &serde_json::Value) -> u64 {
-    v.as_u64().expect("integer in expected.json")
-}
-
-fn var_format(v: &serde_json::Value) -> VarFormat {
-    VarFormat {
-        name: s(&v["name"]).to_string(),
-        width: u(&v["width"]) as u16,
-        decimals: u(&v["decimals"]) as u16,
-    }
-}
-
-fn missing_code(text: &str) -> Option<Missing> {
-    match text.as_bytes() {
-        b"." => Some(Missing::Dot),
-        b"._" => Some(Missing::Underscore),
-        [b'.', c @ b'A'..=b'Z'] => Some(Missing::Letter(*c)),
-        _ => None,
-    }
 }
 
 /// Every value of `a` and `b` equal: numbers bit for bit, missing values by code.
@@ -88,44 +64,7 @@ fn haven_adsl_every_name_label_type_length_format_and_value() {
     assert_eq!(ds.label, s(&want["member"]["label"]));
     assert_eq!(ds.ds_type, "");
     assert_eq!(ds.nrows() as u64, u(&want["rows"]));
-    let wcols = want["columns"].as_array().expect("columns array");
-    assert_eq!(ds.columns.len(), wcols.len(), "number of columns");
-    for (c, w) in ds.columns.iter().zip(wcols) {
-        let what = c.name.as_str();
-        assert_eq!(c.name, s(&w["name"]), "column order");
-        assert_eq!(c.label, s(&w["label"]), "{what}: label");
-        assert_eq!(c.length as u64, u(&w["length"]), "{what}: length");
-        assert_eq!(c.format, var_format(&w["format"]), "{what}: format");
-        let vals = w["values"].as_array().expect("values array");
-        assert_eq!(c.data.len(), vals.len(), "{what}: values");
-        match (&c.data, s(&w["type"])) {
-            (ColumnData::Numeric { values, .. }, "numeric") => {
-                for (i, (got, v)) in values.iter().zip(vals).enumerate() {
-                    let text = s(v);
-                    if let Some(code) = missing_code(text) {
-                        assert!(got.is_nan(), "{what} row {}: {got}, want {text}", i + 1);
-                        assert_eq!(c.missing_code(i), Some(code), "{what} row {}", i + 1);
-                    } else {
-                        // An 8-byte IBM number holds every f64 in its range exactly, so the
-                        // value R handed to haven comes back bit for bit.
-                        let want: f64 = text.parse().expect("number text");
-                        assert_eq!(
-                            got.to_bits(),
-                            want.to_bits(),
-                            "{what} row {}: {got:e}, want {want:e}",
-                            i + 1
-                        );
-                    }
-                }
-            }
-            (ColumnData::Char(values), "char") => {
-                for (i, (got, v)) in values.iter().zip(vals).enumerate() {
-                    assert_eq!(got, s(v), "{what} row {}", i + 1);
-                }
-            }
-            (_, t) => panic!("{what}: read as the wrong type, want {t}"),
-        }
-    }
+    check_columns(&ds, &want["columns"], FILE);
 }
 
 #[test]

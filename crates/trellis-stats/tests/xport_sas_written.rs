@@ -3,8 +3,9 @@
 //! column's name, label, type, length, format and every value, checked there against a
 //! TS-140 decoder of its own and pandas.
 mod common;
+use common::expected_xport::*;
 use common::*;
-use trellis_stats::data::{ColumnData, Dataset, Missing, VarFormat};
+use trellis_stats::data::{Dataset, Missing, VarFormat};
 use trellis_stats::xport::{XportReader, read_xport, write_xport};
 
 fn expected() -> serde_json::Value {
@@ -25,31 +26,6 @@ fn file_entry(name: &str) -> serde_json::Value {
 
 fn bytes(name: &str) -> Vec<u8> {
     std::fs::read(fixture(&format!("sas_written/{name}"))).expect("fixture file")
-}
-
-fn s(v: &serde_json::Value) -> &str {
-    v.as_str().expect("string in expected.json")
-}
-
-fn u(v: &serde_json::Value) -> u64 {
-    v.as_u64().expect("integer in expected.json")
-}
-
-fn var_format(v: &serde_json::Value) -> VarFormat {
-    VarFormat {
-        name: s(&v["name"]).to_string(),
-        width: u(&v["width"]) as u16,
-        decimals: u(&v["decimals"]) as u16,
-    }
-}
-
-fn missing_code(text: &str) -> Option<Missing> {
-    match text.as_bytes() {
-        b"." => Some(Missing::Dot),
-        b"._" => Some(Missing::Underscore),
-        [b'.', c @ b'A'..=b'Z'] => Some(Missing::Letter(*c)),
-        _ => None,
-    }
 }
 
 /// Reads `name` and compares it with its entry in expected.json, field by field and value
@@ -82,48 +58,7 @@ fn check_file(name: &str) -> Dataset {
     assert_eq!(ds.meta.modified, s(&wm["modified"]), "{name}");
     assert_eq!(ds.nrows() as u64, u(&want["rows"]), "{name}: rows");
 
-    let wcols = want["columns"].as_array().expect("columns array");
-    assert_eq!(ds.columns.len(), wcols.len(), "{name}: number of columns");
-    for (c, w) in ds.columns.iter().zip(wcols) {
-        let what = format!("{name} {}", c.name);
-        assert_eq!(c.name, s(&w["name"]), "{name}: column order");
-        assert_eq!(c.label, s(&w["label"]), "{what}: label");
-        assert_eq!(c.length as u64, u(&w["length"]), "{what}: length");
-        assert_eq!(c.format, var_format(&w["format"]), "{what}: format");
-        assert_eq!(
-            c.format_justify as u64,
-            u(&w["format_justify"]),
-            "{what}: justify"
-        );
-        assert_eq!(c.informat, var_format(&w["informat"]), "{what}: informat");
-        let vals = w["values"].as_array().expect("values array");
-        assert_eq!(c.data.len(), vals.len(), "{what}: values");
-        match (&c.data, s(&w["type"])) {
-            (ColumnData::Numeric { values, .. }, "numeric") => {
-                for (i, (got, v)) in values.iter().zip(vals).enumerate() {
-                    let text = s(v);
-                    if let Some(code) = missing_code(text) {
-                        assert!(got.is_nan(), "{what} row {}: {got}, want {text}", i + 1);
-                        assert_eq!(c.missing_code(i), Some(code), "{what} row {}", i + 1);
-                    } else {
-                        let want: f64 = text.parse().expect("number text");
-                        assert_eq!(
-                            got.to_bits(),
-                            want.to_bits(),
-                            "{what} row {}: {got:e}, want {want:e}",
-                            i + 1
-                        );
-                    }
-                }
-            }
-            (ColumnData::Char(values), "char") => {
-                for (i, (got, v)) in values.iter().zip(vals).enumerate() {
-                    assert_eq!(got, s(v), "{what} row {}", i + 1);
-                }
-            }
-            (_, t) => panic!("{what}: read as the wrong type, want {t}"),
-        }
-    }
+    check_columns(&ds, &want["columns"], name);
     ds
 }
 

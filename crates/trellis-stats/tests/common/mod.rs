@@ -1,6 +1,10 @@
 #![allow(clippy::unwrap_used, dead_code)]
-use std::path::PathBuf;
+use clap::Parser;
+use std::path::{Path, PathBuf};
+use trellis_stats::cli::{StatsCommand, run};
 use trellis_stats::data::Dataset;
+
+pub mod expected_xport;
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,4 +38,21 @@ pub fn f(v: &serde_json::Value) -> f64 {
 
 pub fn fv(v: &serde_json::Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(f).collect()
+}
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    cmd: StatsCommand,
+}
+
+/// Runs `trellis stats ARGS...` through `cli::run`, argument parsing included.
+pub fn stats(args: &[&str]) -> anyhow::Result<()> {
+    let mut v = vec!["stats"];
+    v.extend_from_slice(args);
+    run(Args::try_parse_from(v)?.cmd)
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
 }
