@@ -64,23 +64,15 @@ pub async fn subject_design(
     study: &Study,
     subject: SubjectId,
 ) -> Result<Option<Arc<StudyDesign>>, String> {
-    let assigned = st
+    // The rule (assigned, else the study's first) lives in `Store::subject_context`.
+    let version = st
         .store
-        .subject_version(study.id, subject)
+        .subject_context(study.id, subject)
         .await
-        .map_err(|e| e.to_string())?;
-    let oid = match assigned {
-        Some(oid) => oid,
-        None => match st
-            .store
-            .metadata_versions(study.id)
-            .await
-            .map_err(|e| e.to_string())?
-            .first()
-        {
-            Some(v) => v.oid.clone(),
-            None => return Ok(None),
-        },
+        .map_err(|e| e.to_string())?
+        .and_then(|c| c.version);
+    let Some(oid) = version else {
+        return Ok(None);
     };
     st.designs.get(&st.store, study.id, &oid).await
 }

@@ -473,7 +473,8 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<Job>, max_batch: us
             }
         }
         match &backend {
-            Backend::Sqlite { fast, .. } => sqlite::commit(fast, batch),
+            // Batches of item saves run on its rusqlite connection, others on the sqlx path, in order.
+            Backend::Sqlite { fast, .. } => fast.submit(batch),
             Backend::Postgres { pool } => postgres::commit_batch(pool, batch).await,
         }
     }

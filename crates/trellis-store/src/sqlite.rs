@@ -18,12 +18,6 @@ crate::backend::bulk_sqlite!();
 mod fast;
 pub(crate) use fast::FastWriter;
 
-/// Hands a batch to the writer thread: batches of only item saves run on its rusqlite
-/// connection, anything else (or a batch it hands back) on the sqlx path, in order.
-pub(crate) fn commit(fast: &FastWriter, jobs: Vec<Job>) {
-    fast.submit(jobs);
-}
-
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
