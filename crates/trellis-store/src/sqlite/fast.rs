@@ -4,9 +4,9 @@
 //! sqlx runs each SQLite statement by handing it to the connection's worker thread and
 //! waiting for the answer: two thread switches per statement. Here the whole batch (read
 //! heads and current values, plan in memory with the same code as the sqlx path, write,
-//! commit) runs on this thread with direct calls, and the async side waits once per batch.
-//! Batches holding anything else go through the sqlx path; both are driven by the single
-//! writer task, so only one of the two connections writes at a time.
+//! commit) runs on this thread with direct calls; the async side only queues batches.
+//! Batches holding anything else run, in their turn, on the sqlx path driven from this same
+//! thread, so only one of the two connections writes at a time.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -38,11 +38,7 @@ impl FastWriter {
         pool: Pool,
         runtime: tokio::runtime::Handle,
     ) -> Result<FastWriter> {
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let conn = open_connection(path)?;
         conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(if synchronous_full {
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;"
@@ -153,11 +149,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn start(path: &Path) -> Result<Checkpointer> {
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let conn = open_connection(path)?;
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         let wal_frames = Arc::new(AtomicI64::new(0));
         let frames = wal_frames.clone();
@@ -188,6 +180,17 @@ impl Checkpointer {
         drop(self.wake);
         let _ = self.thread.join();
     }
+}
+
+/// A connection to an existing database, used from one thread, waiting up to 10 s for the
+/// write lock (sessions and checkpoint records are written on the sqlx connection).
+fn open_connection(path: &Path) -> Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
 }
 
 /// A passive checkpoint (it never waits for or blocks the writer); records the log's length.
