@@ -41,7 +41,11 @@ pub struct StoreOptions {
     pub pg_max_connections: u32,
     /// Concurrent group-commit writers on PostgreSQL (SQLite always has one).
     pub pg_writers: usize,
-    /// Most requests that share one commit.
+    /// Most requests that share one commit. Small on purpose: requesters acknowledged by
+    /// one commit come back together, so a batch that takes everyone waiting makes the
+    /// writer idle while they prepare their next request and then serve them all at once
+    /// (a convoy). With 16, 32 HTTP clients settle into two groups that alternate between
+    /// the writer and their own work (4,600 saves/s against 3,300–4,100 with 64).
     pub max_batch: usize,
 }
 
@@ -53,7 +57,7 @@ impl Default for StoreOptions {
             sqlite_readers: 8,
             pg_max_connections: 16,
             pg_writers: 4,
-            max_batch: 64,
+            max_batch: 16,
         }
     }
 }
@@ -115,6 +119,7 @@ impl Store {
                     opts.create,
                     opts.sqlite_synchronous_full,
                     opts.sqlite_readers,
+                    opts.max_batch.max(1),
                 )
                 .await?;
                 Backend::Sqlite {

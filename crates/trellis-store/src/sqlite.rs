@@ -34,6 +34,7 @@ pub(crate) async fn open(
     create: bool,
     synchronous_full: bool,
     readers: u32,
+    max_batch: usize,
 ) -> Result<(Pool, Pool, FastWriter)> {
     if !create && !path.exists() {
         return Err(StoreError::BadUrl(format!(
@@ -83,6 +84,7 @@ pub(crate) async fn open(
     let fast = FastWriter::open(
         path,
         synchronous_full,
+        max_batch,
         writer.clone(),
         tokio::runtime::Handle::current(),
     )?;

@@ -35,6 +35,7 @@ impl FastWriter {
     pub(crate) fn open(
         path: &Path,
         synchronous_full: bool,
+        max_batch: usize,
         pool: Pool,
         runtime: tokio::runtime::Handle,
     ) -> Result<FastWriter> {
@@ -54,7 +55,8 @@ impl FastWriter {
                 let mut queued = std::collections::VecDeque::new();
                 while let Ok(first) = rx.recv() {
                     // Everything that arrived while the last batch ran is taken at once, so
-                    // the thread goes straight from one commit to the next.
+                    // the thread goes straight from one commit to the next; small batches
+                    // queued behind each other merge up to the store's `max_batch`.
                     queued.push_back(first);
                     queued.extend(rx.try_iter());
                     while let Some(mut jobs) = queued.pop_front() {
@@ -63,7 +65,7 @@ impl FastWriter {
                             continue;
                         }
                         while let Some(next) = queued.front() {
-                            if jobs.len() + next.len() > MAX_MERGED
+                            if jobs.len() + next.len() > max_batch
                                 || !next.iter().all(|(r, _)| save_only(r))
                             {
                                 break;
@@ -127,10 +129,6 @@ impl FastWriter {
         }
     }
 }
-
-/// Most requests one merged batch of saves takes (the async side batches up to
-/// `max_batch`; the thread merges what queued behind a running batch).
-const MAX_MERGED: usize = 256;
 
 /// WAL frames beyond which the writer checkpoints before its next batch (32 MiB of 4 KiB
 /// pages). Under a load that never pauses, the checkpointer never sees the log fully
