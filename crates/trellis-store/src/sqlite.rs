@@ -26,6 +26,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (2, "edc", include_str!("../migrations/sqlite/0002_edc.sql")),
     (3, "sdv", include_str!("../migrations/sqlite/0003_sdv.sql")),
+    (
+        4,
+        "audit indexes",
+        include_str!("../migrations/sqlite/0004_audit_indexes.sql"),
+    ),
 ];
 
 /// Opens (and with `create`, creates) the database file.
