@@ -31,6 +31,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit indexes",
         include_str!("../migrations/sqlite/0004_audit_indexes.sql"),
     ),
+    (
+        5,
+        "item values without rowid",
+        include_str!("../migrations/sqlite/0005_item_values_without_rowid.sql"),
+    ),
 ];
 
 /// Opens (and with `create`, creates) the database file.
