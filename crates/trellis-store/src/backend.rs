@@ -1749,7 +1749,8 @@ macro_rules! bulk_postgres {
                  FROM UNNEST($1::uuid[], $2::uuid[]) AS sk(st, su) JOIN subjects s ON s.study_id = sk.st AND s.subject_id = sk.su \
                  UNION ALL SELECT v.study_id, v.subject_id, NULL::uuid, v.item_key, v.value \
                  FROM UNNEST($3::uuid[], $4::uuid[], $5::text[]) AS k(st, su, ik) \
-                 JOIN item_values v ON v.study_id = k.st AND v.subject_id = k.su AND v.item_key = k.ik",
+                 CROSS JOIN LATERAL (SELECT iv.study_id, iv.subject_id, iv.item_key, iv.value FROM item_values iv \
+                 WHERE iv.study_id = k.st AND iv.subject_id = k.su AND iv.item_key = k.ik OFFSET 0) v",
             )
             .bind(subjects.iter().map(|k| k.0).collect::<Vec<_>>())
             .bind(subjects.iter().map(|k| k.1).collect::<Vec<_>>())
