@@ -218,47 +218,36 @@ fn a_bad_cell_in_a_numeric_column_is_an_error_in_every_analysis() {
     assert!(e.contains("`AGE`") && e.contains(&age_cell), "{e}");
 
     // MMRM covariate and response
+    let mmrm_err = |data: &Path| {
+        err_of(&[
+            "mmrm",
+            "--data",
+            path(data),
+            "--subject",
+            "USUBJID",
+            "--visit",
+            "AVISIT",
+            "--by",
+            "TRT01P",
+            "--response",
+            "CHG",
+            "--covariates",
+            "BASE",
+        ])
+    };
     let (mm, at) = edited(
         dir.path(),
         "admmrm.csv",
         "base.csv",
         &[(7, "BASE", "51.6?")],
     );
-    let e = err_of(&[
-        "mmrm",
-        "--data",
-        path(&mm),
-        "--subject",
-        "USUBJID",
-        "--visit",
-        "AVISIT",
-        "--by",
-        "TRT01P",
-        "--response",
-        "CHG",
-        "--covariates",
-        "BASE",
-    ]);
+    let e = mmrm_err(&mm);
     assert!(
         e.contains("`BASE`") && e.contains(&format!("line {} \"51.6?\"", at[0])),
         "{e}"
     );
     let (mm, at) = edited(dir.path(), "admmrm.csv", "chg.csv", &[(11, "CHG", "n/a")]);
-    let e = err_of(&[
-        "mmrm",
-        "--data",
-        path(&mm),
-        "--subject",
-        "USUBJID",
-        "--visit",
-        "AVISIT",
-        "--by",
-        "TRT01P",
-        "--response",
-        "CHG",
-        "--covariates",
-        "BASE",
-    ]);
+    let e = mmrm_err(&mm);
     assert!(
         e.contains("`CHG`") && e.contains(&format!("line {} \"n/a\"", at[0])),
         "{e}"

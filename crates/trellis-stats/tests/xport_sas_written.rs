@@ -210,19 +210,7 @@ fn sas_files_stream_in_small_batches() {
     for name in FILES {
         let raw = bytes(name);
         let whole = read_xport(&raw[..]).expect("reads").remove(0);
-        let mut rd = XportReader::new(&raw[..]).expect("header");
-        assert!(rd.next_member().expect("member").is_some());
-        let mut rows = 0;
-        while let Some(batch) = rd.read_batch(7).expect("batch") {
-            for (c, b) in whole.columns.iter().zip(&batch) {
-                for i in 0..b.data.len() {
-                    assert_eq!(c.text(rows + i), b.text(i), "{name} {}", c.name);
-                }
-            }
-            rows += batch[0].data.len();
-        }
-        assert_eq!(rows, whole.nrows(), "{name}");
-        assert!(rd.next_member().expect("end").is_none(), "{name}");
+        check_streams_in_small_batches(&raw, &whole, name);
     }
 }
 

@@ -2,6 +2,7 @@
 //! `reference/haven_write.R`) and comparing a dataset's columns with it.
 use serde_json::Value;
 use trellis_stats::data::{ColumnData, Dataset, Missing, VarFormat};
+use trellis_stats::xport::XportReader;
 
 pub fn s(v: &Value) -> &str {
     v.as_str().expect("string in expected.json")
@@ -75,4 +76,28 @@ pub fn check_columns(ds: &Dataset, want: &Value, file: &str) {
             (_, t) => panic!("{what}: read as the wrong type, want {t}"),
         }
     }
+}
+
+/// Reads `raw` 7 rows at a time and checks every value and missing code against `whole`
+/// (the same file read at once), then that the file holds no further member.
+pub fn check_streams_in_small_batches(raw: &[u8], whole: &Dataset, file: &str) {
+    let mut rd = XportReader::new(raw).expect("header");
+    assert!(rd.next_member().expect("member").is_some(), "{file}");
+    let mut rows = 0;
+    while let Some(batch) = rd.read_batch(7).expect("batch") {
+        for (c, b) in whole.columns.iter().zip(&batch) {
+            for i in 0..b.data.len() {
+                assert_eq!(c.text(rows + i), b.text(i), "{file} {}", c.name);
+                assert_eq!(
+                    c.missing_code(rows + i),
+                    b.missing_code(i),
+                    "{file} {}",
+                    c.name
+                );
+            }
+        }
+        rows += batch[0].data.len();
+    }
+    assert_eq!(rows, whole.nrows(), "{file}");
+    assert!(rd.next_member().expect("end").is_none(), "{file}");
 }

@@ -56,3 +56,18 @@ pub fn stats(args: &[&str]) -> anyhow::Result<()> {
 pub fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
+
+/// A KM figure asked for as PNG: 900×620 at scale 2 (1800×1240 pixels), or, on a machine
+/// without any font, a clear refusal rather than a figure without labels.
+#[track_caller]
+pub fn check_km_png(rendered: anyhow::Result<()>, png: &Path) {
+    match rendered {
+        Ok(()) => {
+            let b = std::fs::read(png).expect("PNG written");
+            assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+            assert_eq!(u32::from_be_bytes([b[16], b[17], b[18], b[19]]), 1800);
+            assert_eq!(u32::from_be_bytes([b[20], b[21], b[22], b[23]]), 1240);
+        }
+        Err(e) => assert!(format!("{e:#}").contains("system font"), "{e:#}"),
+    }
+}
