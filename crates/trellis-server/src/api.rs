@@ -197,17 +197,12 @@ pub async fn sites(
     Ok(Json(serde_json::json!({ "sites": sites })))
 }
 
-fn in_scope(p: &Principal, study: &Study, site: SiteId) -> bool {
-    p.site_scope(study.id)
-        .is_none_or(|sites| sites.contains(&site))
-}
-
 pub async fn subjects(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
     Extension(s): Extension<Study>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let subjects: Vec<_> = st.store.subjects(s.id).await?.into_iter().filter(|x| in_scope(&p, &s, x.site)).map(|x| serde_json::json!({
+    let subjects: Vec<_> = st.store.subjects(s.id).await?.into_iter().filter(|x| p.sees_site(s.id, x.site)).map(|x| serde_json::json!({
         "id": x.id, "site": x.site, "screening_number": x.screening_number, "status": x.status.as_str(), "created_at": x.created_at.to_rfc3339(),
     })).collect();
     Ok(Json(serde_json::json!({ "subjects": subjects })))
@@ -256,7 +251,7 @@ pub async fn items(
     Path((_, subject)): Path<(String, SubjectId)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let site = subject_site(&st, &s, subject).await?;
-    if !in_scope(&p, &s, site) {
+    if !p.sees_site(s.id, site) {
         return Err(Problem::forbidden());
     }
     let values: serde_json::Map<String, serde_json::Value> = st
@@ -293,7 +288,7 @@ pub async fn save_items(
     ApiJson(body): ApiJson<SaveItems>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let site = subject_site(&st, &s, subject).await?;
-    if !in_scope(&p, &s, site) {
+    if !p.sees_site(s.id, site) {
         return Err(Problem::forbidden());
     }
     if body.values.is_empty() {
@@ -399,7 +394,7 @@ pub async fn sign(
     ApiJson(body): ApiJson<SignRequest>,
 ) -> ApiResult<Response> {
     let site = subject_site(&st, &s, body.subject).await?;
-    if !in_scope(&p, &s, site) {
+    if !p.sees_site(s.id, site) {
         return Err(Problem::forbidden());
     }
     // 21 CFR 11.200: signing re-authenticates the signer.

@@ -148,6 +148,12 @@ impl Principal {
         Some(grants.iter().filter_map(|g| g.site).collect())
     }
 
+    /// Whether the principal's scope on `study` includes `site`.
+    pub fn sees_site(&self, study: StudyId, site: SiteId) -> bool {
+        self.site_scope(study)
+            .is_none_or(|sites| sites.contains(&site))
+    }
+
     pub fn may(&self, access: Access, study: Option<&Study>) -> bool {
         match access {
             Access::Public | Access::SignedIn => true,

@@ -87,9 +87,7 @@ pub async fn subject_in_scope(
     let Some(x) = st.store.subject(s.id, subject).await? else {
         return Ok(None);
     };
-    Ok(p.site_scope(s.id)
-        .is_none_or(|sites| sites.contains(&x.site))
-        .then_some(x))
+    Ok(p.sees_site(s.id, x.site).then_some(x))
 }
 
 /// Why a form instance cannot be opened.
@@ -128,10 +126,7 @@ impl FormContext {
         let Some(c) = st.store.subject_context(s.id, subject).await? else {
             return Err(ContextError::NotFound("subject"));
         };
-        if !p
-            .site_scope(s.id)
-            .is_none_or(|sites| sites.contains(&c.subject.site))
-        {
+        if !p.sees_site(s.id, c.subject.site) {
             return Err(ContextError::NotFound("subject"));
         }
         Self::for_subject(st, s, c, form).await

@@ -42,9 +42,7 @@ async fn api_subject(
     let Some(x) = st.store.subject(s.id, subject).await? else {
         return Err(Problem::not_found("subject"));
     };
-    if p.site_scope(s.id)
-        .is_some_and(|sites| !sites.contains(&x.site))
-    {
+    if !p.sees_site(s.id, x.site) {
         return Err(Problem::forbidden());
     }
     Ok(x)
@@ -61,9 +59,7 @@ async fn api_form(
     let Some(context) = st.store.subject_context(s.id, subject).await? else {
         return Err(Problem::not_found("subject"));
     };
-    if p.site_scope(s.id)
-        .is_some_and(|sites| !sites.contains(&context.subject.site))
-    {
+    if !p.sees_site(s.id, context.subject.site) {
         return Err(Problem::forbidden());
     }
     FormContext::for_subject(st, s, context, form)

@@ -13,10 +13,6 @@ use crate::api::actor;
 use crate::authz::Principal;
 use crate::problem::Problem;
 
-fn in_scope(p: &Principal, s: &Study, site: SiteId) -> bool {
-    p.site_scope(s.id).is_none_or(|v| v.contains(&site))
-}
-
 fn invalid(field: &str, detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", detail).with_field(field)
 }
@@ -44,7 +40,7 @@ pub async fn register(
     if !st.store.sites(s.id).await?.iter().any(|x| x.id == site) {
         return Err(invalid("site", "this study has no such site"));
     }
-    if !in_scope(p, s, site) {
+    if !p.sees_site(s.id, site) {
         return Err(Problem::forbidden());
     }
     let screening_number = ScreeningNumber::parse(screening_number.trim())
@@ -212,7 +208,7 @@ pub async fn export_table(
         .subjects(s.id)
         .await?
         .into_iter()
-        .filter(|x| in_scope(p, s, x.site))
+        .filter(|x| p.sees_site(s.id, x.site))
         .collect();
     subjects.sort_by(|a, b| a.screening_number.cmp(&b.screening_number));
     let mut by_subject: std::collections::HashMap<SubjectId, Vec<(String, Option<String>)>> =

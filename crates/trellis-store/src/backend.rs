@@ -1028,12 +1028,6 @@ macro_rules! backend_impl {
             .transpose()
         }
 
-        pub(crate) async fn subject_version(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Option<String>> {
-            let row = sqlx::query("SELECT oid FROM subject_versions WHERE study_id = $1 AND subject_id = $2")
-                .bind(study.as_uuid()).bind(subject.as_uuid()).fetch_optional(pool).await?;
-            row.map(|r| Ok(r.try_get("oid")?)).transpose()
-        }
-
         /// Bounds that select one subject, or all (an index range either way, where
         /// `$2 IS NULL OR subject_id = $2` would make SQLite scan the study's rows).
         fn subject_range(subject: Option<SubjectId>) -> (Uuid, Uuid) {

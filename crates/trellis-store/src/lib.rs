@@ -297,14 +297,6 @@ impl Store {
     ) -> Result<Option<SubjectContext>> {
         read!(self, subject_context(study, subject))
     }
-    /// The metadata version a subject's forms follow.
-    pub async fn subject_version(
-        &self,
-        study: StudyId,
-        subject: SubjectId,
-    ) -> Result<Option<String>> {
-        read!(self, subject_version(study, subject))
-    }
     pub async fn item_values(
         &self,
         study: StudyId,
