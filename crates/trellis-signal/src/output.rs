@@ -191,10 +191,17 @@ struct TopK {
 
 impl TopK {
     fn new(k: usize) -> Self {
+        Self::above(k, f64::NEG_INFINITY)
+    }
+
+    /// A collector that takes no row with EB05 below `floor`: a chunk's
+    /// rows below the running k-th best can never enter the final top k,
+    /// and seeding each chunk with that floor spares sorting them.
+    fn above(k: usize, floor: f64) -> Self {
         TopK {
             k,
             rows: Vec::new(),
-            floor: f64::NEG_INFINITY,
+            floor,
         }
     }
 
@@ -349,6 +356,22 @@ impl Sink {
     }
 }
 
+/// Replacing a large results file by truncating it makes the filesystem
+/// free all its blocks inside the `open` call (1.5 to 4.7 s for a 3.5 GB
+/// file on ext4 here, with nothing else to do meanwhile). Instead the old
+/// file is unlinked while a thread holds it open, and that thread's
+/// `close` frees the blocks while the rows are being computed. If this
+/// process dies, the kernel frees them at exit; no stray file is left.
+fn release_old_file(path: &Path) -> Option<std::thread::JoinHandle<()>> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_file() || meta.len() < (64 << 20) {
+        return None;
+    }
+    let old = File::open(path).ok()?;
+    std::fs::remove_file(path).ok()?;
+    Some(std::thread::spawn(move || drop(old)))
+}
+
 /// Rows per formatting task.
 const CHUNK: usize = 16_384;
 /// Bytes reserved per row; rows are about 300 bytes at full precision, so a
@@ -368,6 +391,7 @@ pub fn write_results(
 ) -> Result<WriteSummary> {
     use std::sync::mpsc::{channel, sync_channel};
 
+    let old_file = release_old_file(path);
     let mut sink = Sink::create(path, STAGE_BYTES).map_err(io_err(path))?;
     let drugs = csv_fields(drug_names);
     let events = csv_fields(event_names);
@@ -403,6 +427,7 @@ pub fn write_results(
                         .unwrap_or_else(|_| Vec::with_capacity(CHUNK * ROW_BYTES))
                 })
                 .collect();
+            let floor = top.floor;
             let parts: Vec<([usize; 3], Vec<PairRow>)> = bufs
                 .par_iter_mut()
                 .zip(&starts)
@@ -411,7 +436,7 @@ pub fn write_results(
                     let mut fmt = zmij::Buffer::new();
                     let mut ib = itoa::Buffer::new();
                     let mut flags = [0usize; 3];
-                    let mut top = TopK::new(top_k);
+                    let mut top = TopK::above(top_k, floor);
                     for k in s..e {
                         let r = calc.row(k);
                         flags[0] += usize::from(r.flag_evans());
@@ -446,6 +471,10 @@ pub fn write_results(
             start = end;
         }
         drop(full_tx);
+        if let Some(old) = old_file {
+            // A panic while closing a file is not possible; nothing to report.
+            let _ = old.join();
+        }
         match writer.join() {
             Ok(r) => r.map_err(io_err(path)),
             Err(panic) => std::panic::resume_unwind(panic),
