@@ -552,8 +552,38 @@ mod tests {
             let mut all = rows.clone();
             all.sort_by(rank);
             all.truncate(k);
-            assert_eq!(top.into_rows(), all, "k = {k}");
+            assert_eq!(top.into_rows(), all.clone(), "k = {k}");
+            // As write_results does: chunks collected above the running floor.
+            let mut merged = TopK::new(k);
+            for chunk in rows.chunks(97) {
+                let mut local = TopK::above(k, merged.floor);
+                for r in chunk {
+                    local.offer(r);
+                }
+                for r in &local.into_rows() {
+                    merged.offer(r);
+                }
+            }
+            assert_eq!(merged.into_rows(), all, "chunked, k = {k}");
         }
+    }
+
+    #[test]
+    fn a_large_old_results_file_is_unlinked_and_a_small_one_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("big.csv");
+        let file = File::create(&big).expect("create");
+        // Sparse: no 64 MiB actually written.
+        file.set_len(65 << 20).expect("set_len");
+        drop(file);
+        let closer = release_old_file(&big).expect("a large file is released");
+        assert!(!big.exists());
+        closer.join().expect("close");
+        let small = dir.path().join("small.csv");
+        std::fs::write(&small, b"drug,event\n").expect("write");
+        assert!(release_old_file(&small).is_none());
+        assert!(small.exists());
+        assert!(release_old_file(&dir.path().join("absent.csv")).is_none());
     }
 
     fn sink_roundtrip(dir: &Path) {
