@@ -870,8 +870,9 @@ impl PosteriorCalc {
     ) -> Option<(f64, f64)> {
         let q = self.start.get(n as usize)?;
         let d = self.start_slope.get(n as usize)?;
-        // Weights computed separately so the small one keeps its precision.
-        let w1 = 1.0 / (1.0 + (l2 - l1).exp());
+        // `mix.w` is Q_n; 1 − Q_n is recomputed from the log-likelihoods
+        // so that, when it is the small weight, it keeps its precision.
+        let w1 = mix.w;
         let w2 = 1.0 / (1.0 + (l1 - l2).exp());
         let (major, minor) = if w1 >= w2 { (0, 1) } else { (1, 0) };
         let w = [w1, w2];
