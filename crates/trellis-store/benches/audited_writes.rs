@@ -237,6 +237,19 @@ async fn through_store(store: &Store, studies: usize) -> (f64, f64, f64) {
     (rate, pct(0.5), pct(0.99))
 }
 
+/// Where the time went: saves per commit and the writers' time (summed over writers; on
+/// SQLite there is one, so its busy share says how close it is to its limit).
+fn print_writer(stats: &WriteStats) {
+    let run = secs().as_secs_f64();
+    println!(
+        "{:<58} {:>10.1} saves/commit  (writers busy {:.0}% of the run, {:.0}% of that committing)",
+        "  group commit",
+        stats.requests_per_batch(),
+        stats.busy.as_secs_f64() / run * 100.0,
+        stats.committing.as_secs_f64() / stats.busy.as_secs_f64().max(1e-9) * 100.0
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir =
@@ -291,6 +304,7 @@ async fn sqlite_figures(dir: &std::path::Path, fsync: f64) {
         .unwrap();
         store.migrate().await.unwrap();
         let (rate, p50, p99) = through_store(&store, studies).await;
+        let stats = store.write_stats();
         println!(
             "{:<58} {:>10.0} saves/s  ({:.1}x raw via sqlx, {:.2}x / {:.2}x raw direct 1 / 16 per commit, {:.1}x fsync rate; p50 {p50:.1} ms, p99 {p99:.1} ms)",
             format!(
@@ -303,6 +317,7 @@ async fn sqlite_figures(dir: &std::path::Path, fsync: f64) {
             rate / direct[1],
             rate / fsync
         );
+        print_writer(&stats);
         store.verify_audit(None).await.unwrap();
         store.close().await;
     }
@@ -340,6 +355,7 @@ async fn postgres_figures() {
             .unwrap();
         store.migrate().await.unwrap();
         let (rate, p50, p99) = through_store(&store, studies).await;
+        let stats = store.write_stats();
         println!(
             "{:<58} {:>10.0} saves/s  ({:.1}x raw; p50 {p50:.1} ms, p99 {p99:.1} ms)",
             format!(
@@ -349,6 +365,7 @@ async fn postgres_figures() {
             rate,
             rate / raw
         );
+        print_writer(&stats);
         store.verify_audit(None).await.unwrap();
         store.close().await;
     }

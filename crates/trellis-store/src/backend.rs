@@ -753,7 +753,7 @@ macro_rules! backend_impl {
         /// simply left out) and other requests run without savepoints; a refused
         /// non-save request, or a failed statement, aborts the attempt, and the caller
         /// retries with isolation: one savepoint per request.
-        async fn run_batch(pool: &Pool, jobs: &[Job], isolate: bool) -> Result<std::result::Result<Vec<Result<Receipt>>, (usize, StoreError)>> {
+        async fn run_batch(pool: &Pool, jobs: &[Job], isolate: bool, counters: &crate::WriteCounters) -> Result<std::result::Result<Vec<Result<Receipt>>, (usize, StoreError)>> {
             let mut results = Vec::with_capacity(jobs.len());
             let mut conn = pool.acquire().await?;
             let mut tx = conn.begin_with($begin).await?;
@@ -838,19 +838,22 @@ macro_rules! backend_impl {
                 tx.rollback().await?;
                 return Ok(Err((0, e)));
             }
+            let committing = std::time::Instant::now();
             tx.commit().await?;
+            counters.commit(committing.elapsed());
             Ok(Ok(results))
         }
 
         /// Applies a batch of requests in one transaction (group commit): all
         /// accepted requests become durable with one commit, and a refused request
         /// leaves no trace and does not affect the others.
-        pub(crate) async fn commit_batch(pool: &Pool, jobs: Vec<Job>) {
+        pub(crate) async fn commit_batch(pool: &Pool, jobs: Vec<Job>, counters: &crate::WriteCounters) {
+            let started = std::time::Instant::now();
             let outcome: Result<Vec<Result<Receipt>>> = async {
-                match run_batch(pool, &jobs, false).await? {
+                match run_batch(pool, &jobs, false, counters).await? {
                     Ok(results) => Ok(results),
                     Err((_, e)) if jobs.len() == 1 => Ok(vec![Err(e)]),
-                    Err(_) => match run_batch(pool, &jobs, true).await? {
+                    Err(_) => match run_batch(pool, &jobs, true, counters).await? {
                         Ok(results) => Ok(results),
                         // With isolation every refusal is recorded per request; this arm is unreachable in practice.
                         Err((_, e)) => Err(e),
@@ -858,6 +861,7 @@ macro_rules! backend_impl {
                 }
             }
             .await;
+            counters.batch(jobs.len(), started.elapsed());
             match outcome {
                 Ok(results) => {
                     for ((_, reply), r) in jobs.into_iter().zip(results) {

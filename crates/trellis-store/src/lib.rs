@@ -76,12 +76,70 @@ enum Backend {
 
 type Job = (WriteRequest, oneshot::Sender<Result<Receipt>>);
 
+/// What the group-commit writers have done since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions committed (or attempted) for batches of requests.
+    pub batches: u64,
+    /// Requests those batches carried, accepted or refused.
+    pub requests: u64,
+    /// Time the writers spent running batches, from BEGIN to the answers.
+    pub busy: std::time::Duration,
+    /// The part of `busy` spent in COMMIT (on SQLite: writing the log and syncing it).
+    pub committing: std::time::Duration,
+}
+
+impl WriteStats {
+    /// Requests per commit: how well concurrent writes share their commits.
+    pub fn requests_per_batch(&self) -> f64 {
+        self.requests as f64 / self.batches.max(1) as f64
+    }
+}
+
+/// Counters behind [`WriteStats`], shared by a store's writers.
+#[derive(Debug, Default)]
+pub(crate) struct WriteCounters {
+    batches: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
+    busy_ns: std::sync::atomic::AtomicU64,
+    commit_ns: std::sync::atomic::AtomicU64,
+}
+
+impl WriteCounters {
+    pub(crate) fn batch(&self, requests: usize, busy: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.batches.fetch_add(1, Relaxed);
+        self.requests.fetch_add(requests as u64, Relaxed);
+        self.busy_ns.fetch_add(nanos(busy), Relaxed);
+    }
+
+    pub(crate) fn commit(&self, took: std::time::Duration) {
+        self.commit_ns
+            .fetch_add(nanos(took), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> WriteStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        WriteStats {
+            batches: self.batches.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            busy: std::time::Duration::from_nanos(self.busy_ns.load(Relaxed)),
+            committing: std::time::Duration::from_nanos(self.commit_ns.load(Relaxed)),
+        }
+    }
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 struct Inner {
     backend: Backend,
     url: DatabaseUrl,
     /// One queue per writer task; a request goes to the writer of its first chain,
     /// so one chain's writes batch together instead of contending for its head.
     writers: Vec<mpsc::Sender<Job>>,
+    counters: Arc<WriteCounters>,
 }
 
 /// The storage handle; cheap to clone.
@@ -112,6 +170,7 @@ macro_rules! write_direct {
 
 impl Store {
     pub async fn open(url: &DatabaseUrl, opts: &StoreOptions) -> Result<Store> {
+        let counters = Arc::new(WriteCounters::default());
         let backend = match url {
             DatabaseUrl::Sqlite(path) => {
                 let (writer, reader, fast) = sqlite::open(
@@ -120,6 +179,7 @@ impl Store {
                     opts.sqlite_synchronous_full,
                     opts.sqlite_readers,
                     opts.max_batch.max(1),
+                    counters.clone(),
                 )
                 .await?;
                 Backend::Sqlite {
@@ -139,7 +199,12 @@ impl Store {
         let mut writers = Vec::with_capacity(n);
         for _ in 0..n {
             let (tx, rx) = mpsc::channel(4096);
-            tokio::spawn(run_writer(backend.clone(), rx, opts.max_batch.max(1)));
+            tokio::spawn(run_writer(
+                backend.clone(),
+                rx,
+                opts.max_batch.max(1),
+                counters.clone(),
+            ));
             writers.push(tx);
         }
         Ok(Store {
@@ -147,6 +212,7 @@ impl Store {
                 backend,
                 url: url.clone(),
                 writers,
+                counters,
             }),
         })
     }
@@ -157,6 +223,13 @@ impl Store {
 
     pub fn backend_name(&self) -> &'static str {
         self.inner.url.backend()
+    }
+
+    /// Batches, requests and writer time since the store was opened (for benchmarks and
+    /// diagnosis: few requests per batch, or a writer busy all the time, say where a
+    /// write load's limit is).
+    pub fn write_stats(&self) -> WriteStats {
+        self.inner.counters.snapshot()
     }
 
     /// Applies the schema migrations that have not run yet.
@@ -444,7 +517,12 @@ impl Store {
     }
 }
 
-async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+async fn run_writer(
+    backend: Backend,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    counters: Arc<WriteCounters>,
+) {
     loop {
         let Some(first) = rx.recv().await else {
             return;
@@ -472,7 +550,7 @@ async fn run_writer(backend: Backend, mut rx: mpsc::Receiver<Job>, max_batch: us
         match &backend {
             // Batches of item saves run on its rusqlite connection, others on the sqlx path, in order.
             Backend::Sqlite { fast, .. } => fast.submit(batch),
-            Backend::Postgres { pool } => postgres::commit_batch(pool, batch).await,
+            Backend::Postgres { pool } => postgres::commit_batch(pool, batch, &counters).await,
         }
     }
 }

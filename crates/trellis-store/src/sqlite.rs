@@ -45,6 +45,7 @@ pub(crate) async fn open(
     synchronous_full: bool,
     readers: u32,
     max_batch: usize,
+    counters: std::sync::Arc<crate::WriteCounters>,
 ) -> Result<(Pool, Pool, FastWriter)> {
     if !create && !path.exists() {
         return Err(StoreError::BadUrl(format!(
@@ -95,6 +96,7 @@ pub(crate) async fn open(
         path,
         synchronous_full,
         max_batch,
+        counters,
         writer.clone(),
         tokio::runtime::Handle::current(),
     )?;

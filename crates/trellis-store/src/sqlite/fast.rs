@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
 use trellis_audit::{Chain, ChainHead, StoredEntry};
@@ -20,6 +20,7 @@ use trellis_domain::UtcMicros;
 use uuid::Uuid;
 
 use super::{ItemKey, Items, Job, Pool, plan_request, save_only};
+use crate::WriteCounters;
 use crate::error::{Result, StoreError};
 use crate::model::Mutation;
 
@@ -36,6 +37,7 @@ impl FastWriter {
         path: &Path,
         synchronous_full: bool,
         max_batch: usize,
+        counters: Arc<WriteCounters>,
         pool: Pool,
         runtime: tokio::runtime::Handle,
     ) -> Result<FastWriter> {
@@ -61,7 +63,7 @@ impl FastWriter {
                     queued.extend(rx.try_iter());
                     while let Some(mut jobs) = queued.pop_front() {
                         if !jobs.iter().all(|(r, _)| save_only(r)) {
-                            runtime.block_on(super::commit_batch(&pool, jobs));
+                            runtime.block_on(super::commit_batch(&pool, jobs, &counters));
                             continue;
                         }
                         while let Some(next) = queued.front() {
@@ -77,8 +79,8 @@ impl FastWriter {
                             // here, before BEGIN, lets this transaction restart the log.
                             checkpoint(&conn, &checkpointer.wal_frames);
                         }
-                        if let Some(back) = run(&mut conn, jobs) {
-                            runtime.block_on(super::commit_batch(&pool, back));
+                        if let Some(back) = run(&mut conn, jobs, &counters) {
+                            runtime.block_on(super::commit_batch(&pool, back, &counters));
                         }
                         let _ = checkpointer.wake.try_send(());
                     }
@@ -205,10 +207,20 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// Runs one batch; `Some(jobs)` hands it back untouched.
-fn run(conn: &mut rusqlite::Connection, jobs: Vec<Job>) -> Option<Vec<Job>> {
+/// Runs one batch; `Some(jobs)` hands it back untouched (and uncounted: the general
+/// path counts it when it runs it).
+fn run(
+    conn: &mut rusqlite::Connection,
+    jobs: Vec<Job>,
+    counters: &WriteCounters,
+) -> Option<Vec<Job>> {
+    let started = Instant::now();
     let mut committed = false;
-    match write_batch(conn, &jobs, &mut committed) {
+    let outcome = write_batch(conn, &jobs, &mut committed, counters);
+    if outcome.is_ok() || committed {
+        counters.batch(jobs.len(), started.elapsed());
+    }
+    match outcome {
         Ok(results) => {
             for ((_, reply), r) in jobs.into_iter().zip(results) {
                 // The requester may have gone away; the write stands either way.
@@ -247,6 +259,7 @@ fn write_batch(
     conn: &mut rusqlite::Connection,
     jobs: &[Job],
     committed: &mut bool,
+    counters: &WriteCounters,
 ) -> Result<Vec<Result<crate::model::Receipt>>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = UtcMicros::from_timestamp(jiff::Timestamp::now());
@@ -348,7 +361,9 @@ fn write_batch(
         }
     }
     *committed = true;
+    let committing = Instant::now();
     tx.commit()?;
+    counters.commit(committing.elapsed());
     Ok(results)
 }
 

@@ -279,6 +279,7 @@ async fn bad_input_is_named_and_nothing_is_written() {
 async fn concurrent_writers_share_commits_and_keep_one_chain() {
     on_each_backend!(|db| {
         let s = seed(&db.store).await;
+        let before = db.store.write_stats();
         let mut tasks = Vec::new();
         for i in 0..64 {
             let store = db.store.clone();
@@ -300,6 +301,13 @@ async fn concurrent_writers_share_commits_and_keep_one_chain() {
             }
         }
         assert_eq!(ok, 64 - 13);
+        // Each request is counted once, in one of at least 64 / max_batch (16) batches.
+        let after = db.store.write_stats();
+        assert_eq!(after.requests - before.requests, 64);
+        let batches = after.batches - before.batches;
+        assert!((4..=64).contains(&batches), "{batches} batches");
+        assert!(after.busy > before.busy && after.committing > before.committing);
+        assert!(after.committing - before.committing <= after.busy - before.busy);
         let vals = db.store.item_values(s.study, s.subject).await.unwrap();
         assert_eq!(vals.len(), 51);
         let chains = db
