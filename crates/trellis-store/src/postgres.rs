@@ -42,6 +42,7 @@ pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pool> {
     // plan instead of being planned again on every run (forcing custom plans cost about a
     // fifth of form-save throughput in planner work).
     let options = PgConnectOptions::from_str(url)?;
+    first_connection(&options).await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections.max(2))
         .acquire_timeout(Duration::from_secs(30))
@@ -49,3 +50,38 @@ pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pool> {
         .await?;
     Ok(pool)
 }
+
+/// Connects once before the pool is built. A pool that cannot connect reports only that it
+/// timed out, after its 30-second acquire timeout; this says why (connection refused, no
+/// such role or database, wrong password) at once. A refused or failed connection is tried
+/// again for up to [`SERVER_START_GRACE`], for a server that is still starting.
+async fn first_connection(options: &PgConnectOptions) -> Result<()> {
+    use sqlx::Connection as _;
+    let give_up = std::time::Instant::now() + SERVER_START_GRACE;
+    loop {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::PgConnection::connect_with(options),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Ok(Err(sqlx::Error::Io(_))) if std::time::Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(crate::error::StoreError::BadUrl(format!(
+                    "PostgreSQL at {}:{} did not answer within 10 s",
+                    options.get_host(),
+                    options.get_port()
+                )));
+            }
+        }
+    }
+}
+
+const SERVER_START_GRACE: Duration = Duration::from_secs(3);

@@ -30,10 +30,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(e.chain().map(ToString::to_string)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, outermost first. Many errors (ours, the standard
+/// library's wrappers, sqlx's) already end their message with their cause's; such a cause
+/// is not repeated.
+fn error_chain(messages: impl Iterator<Item = String>) -> String {
+    let mut line = String::new();
+    let mut last = String::new();
+    for m in messages {
+        if !last.ends_with(&m) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&m);
+        }
+        last = m;
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -177,4 +195,26 @@ pub async fn open(
         .await
         .with_context(|| format!("migrating {url}"))?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[test]
+    fn a_cause_already_in_its_wrappers_message_is_said_once() {
+        let chain = |v: &[&str]| error_chain(v.iter().map(|s| s.to_string()));
+        assert_eq!(
+            chain(&[
+                "signal run failed",
+                "I/O error on x.csv: No such file or directory (os error 2)",
+                "No such file or directory (os error 2)",
+            ]),
+            "signal run failed: I/O error on x.csv: No such file or directory (os error 2)"
+        );
+        assert_eq!(chain(&["a", "b", "c"]), "a: b: c");
+        assert_eq!(chain(&["only"]), "only");
+        // A repeated cause deeper down is still dropped only where its wrapper ends with it.
+        assert_eq!(chain(&["x: y", "y", "z"]), "x: y: z");
+    }
 }
