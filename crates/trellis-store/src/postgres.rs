@@ -53,8 +53,9 @@ pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pool> {
 
 /// Connects once before the pool is built. A pool that cannot connect reports only that it
 /// timed out, after its 30-second acquire timeout; this says why (connection refused, no
-/// such role or database, wrong password) at once. A refused or failed connection is tried
-/// again for up to [`SERVER_START_GRACE`], for a server that is still starting.
+/// such role or database, wrong password) at once. A refused connection, or a server that
+/// answers that it is starting up (SQLSTATE 57P03), is tried again for up to
+/// [`SERVER_START_GRACE`].
 async fn first_connection(options: &PgConnectOptions) -> Result<()> {
     use sqlx::Connection as _;
     let give_up = std::time::Instant::now() + SERVER_START_GRACE;
@@ -69,19 +70,32 @@ async fn first_connection(options: &PgConnectOptions) -> Result<()> {
                 let _ = conn.close().await;
                 return Ok(());
             }
-            Ok(Err(sqlx::Error::Io(_))) if std::time::Instant::now() < give_up => {
+            Ok(Err(e)) if starting(&e) && std::time::Instant::now() < give_up => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => {
-                return Err(crate::error::StoreError::BadUrl(format!(
-                    "PostgreSQL at {}:{} did not answer within 10 s",
-                    options.get_host(),
-                    options.get_port()
-                )));
+                return Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "PostgreSQL at {}:{} did not answer within 10 s",
+                        options.get_host(),
+                        options.get_port()
+                    ),
+                ))
+                .into());
             }
         }
     }
 }
 
 const SERVER_START_GRACE: Duration = Duration::from_secs(3);
+
+/// A connection error that may clear up by itself while the server starts.
+fn starting(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}

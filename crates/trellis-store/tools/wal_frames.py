@@ -24,7 +24,8 @@ args = ap.parse_args()
 
 WRITERS, VALUES = 16, 10
 here = os.path.dirname(os.path.abspath(__file__))
-path = os.path.join(tempfile.mkdtemp(), "replay.db")
+workdir = tempfile.TemporaryDirectory()  # removed at exit, with the replayed database
+path = os.path.join(workdir.name, "replay.db")
 c = sqlite3.connect(path, isolation_level=None)
 c.execute(f"PRAGMA page_size={args.page_size}")
 c.execute("PRAGMA journal_mode=WAL")

@@ -36,14 +36,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error and its causes on one line, outermost first. Many errors (ours, the standard
-/// library's wrappers, sqlx's) already end their message with their cause's; such a cause
-/// is not repeated.
+/// An error and its causes on one line, outermost first. Many errors (ours, sqlx's)
+/// already end their message with `: ` and their cause's message; such a cause is not
+/// repeated. Only a whole trailing message counts, so a cause `2` after `… id 12` stays.
 fn error_chain(messages: impl Iterator<Item = String>) -> String {
     let mut line = String::new();
     let mut last = String::new();
     for m in messages {
-        if !last.ends_with(&m) {
+        let said = last == m || last.ends_with(&format!(": {m}"));
+        if !said {
             if !line.is_empty() {
                 line.push_str(": ");
             }
@@ -216,5 +217,7 @@ mod tests {
         assert_eq!(chain(&["only"]), "only");
         // A repeated cause deeper down is still dropped only where its wrapper ends with it.
         assert_eq!(chain(&["x: y", "y", "z"]), "x: y: z");
+        assert_eq!(chain(&["no subject id 12", "2"]), "no subject id 12: 2");
+        assert_eq!(chain(&["same", "same"]), "same");
     }
 }
