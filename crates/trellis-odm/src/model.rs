@@ -617,6 +617,9 @@ pub struct ItemData {
     pub audit_record: Option<AuditRecord>,
     pub signature: Option<Signature>,
     pub annotations: Vec<Annotation>,
+    /// Query threads OpenClinica 3.x exported on this item in its own extension
+    /// (`OpenClinica:DiscrepancyNotes`); never written back out.
+    pub discrepancy_notes: Vec<DiscrepancyNote>,
     pub line: u32,
 }
 
@@ -630,6 +633,7 @@ impl ItemData {
             audit_record: None,
             signature: None,
             annotations: Vec::new(),
+            discrepancy_notes: Vec::new(),
             line: 0,
         }
     }
@@ -701,4 +705,34 @@ pub struct Flag {
     pub value: String,
     pub value_code_list: String,
     pub flag_type: Option<(String, String)>,
+}
+
+/// One query or note thread from an OpenClinica 3.x extract
+/// (`OpenClinica:DiscrepancyNote`), with its notes in the order written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiscrepancyNote {
+    pub id: Option<String>,
+    /// `Query`, `Failed Validation Check`, `Annotation` or `Reason for Change`.
+    pub note_type: Option<String>,
+    /// The thread's status: `New`, `Updated`, `Resolution Proposed`, `Closed` or
+    /// `Not Applicable`.
+    pub status: Option<String>,
+    pub date_updated: Option<String>,
+    pub child_notes: Vec<ChildNote>,
+    pub line: u32,
+}
+
+/// One note of a discrepancy note thread (`OpenClinica:ChildNote`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChildNote {
+    pub id: Option<String>,
+    /// The thread's status this note set.
+    pub status: Option<String>,
+    pub date_created: Option<String>,
+    /// The author's user name, and full name where the extract gives it.
+    pub user_name: Option<String>,
+    pub name: Option<String>,
+    pub user_oid: Option<String>,
+    pub description: Option<String>,
+    pub detailed_note: Option<String>,
 }

@@ -20,6 +20,8 @@ const ODM2_NS: &str = "http://www.cdisc.org/ns/odm/v2.0";
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+/// OpenClinica 3.x extension namespaces (`.../odm_ext_v130/v3.1` and its siblings).
+const OPENCLINICA_NS_PREFIX: &str = "http://www.openclinica.org/ns/odm_ext";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -363,6 +365,11 @@ impl<'a, 'input> Reader<'a, 'input> {
                         child.tag_name().name()
                     ),
                 );
+                continue;
+            }
+            // OpenClinica's query threads on an item are read (and imported as queries).
+            if node.tag_name().name() == "ItemData" && Self::is_openclinica_notes(child) {
+                out.push(child);
                 continue;
             }
             let qualified = self.qualified(child);
@@ -1707,6 +1714,107 @@ impl<'a, 'input> Reader<'a, 'input> {
         ann
     }
 
+    fn is_openclinica_notes(node: Node) -> bool {
+        node.tag_name().name() == "DiscrepancyNotes"
+            && node
+                .tag_name()
+                .namespace()
+                .is_some_and(|ns| ns.starts_with(OPENCLINICA_NS_PREFIX))
+    }
+
+    /// `OpenClinica:DiscrepancyNotes` on an item: its threads and their notes. What else
+    /// the extension holds is reported like any vendor extension.
+    fn discrepancy_notes(&mut self, node: Node<'a, 'input>, path: &str) -> Vec<DiscrepancyNote> {
+        let mut notes = Vec::new();
+        let opt = |n: Node<'a, 'input>, name: &str| {
+            Self::attr(n, name)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        for dn in node.children().filter(Node::is_element) {
+            if dn.tag_name().name() != "DiscrepancyNote" {
+                self.warn_grouped(
+                    dn,
+                    format!(
+                        "vendor extension {} inside OpenClinica:DiscrepancyNotes was not imported",
+                        self.qualified(dn)
+                    ),
+                );
+                continue;
+            }
+            let mut note = DiscrepancyNote {
+                id: opt(dn, "ID"),
+                note_type: opt(dn, "NoteType"),
+                status: opt(dn, "Status"),
+                date_updated: opt(dn, "DateUpdated"),
+                child_notes: Vec::new(),
+                line: self.line(dn),
+            };
+            for cn in dn.children().filter(Node::is_element) {
+                if cn.tag_name().name() != "ChildNote" {
+                    self.warn_grouped(
+                        cn,
+                        format!(
+                            "vendor extension {} inside OpenClinica:DiscrepancyNote was not imported",
+                            self.qualified(cn)
+                        ),
+                    );
+                    continue;
+                }
+                let mut child = ChildNote {
+                    id: opt(cn, "ID"),
+                    status: opt(cn, "Status"),
+                    date_created: opt(cn, "DateCreated"),
+                    user_name: opt(cn, "UserName"),
+                    name: opt(cn, "Name"),
+                    ..ChildNote::default()
+                };
+                for part in cn.children() {
+                    if !part.is_element() {
+                        continue;
+                    }
+                    let text =
+                        || Some(Self::text_of(part).trim().to_owned()).filter(|t| !t.is_empty());
+                    match part.tag_name().name() {
+                        "Description" => child.description = text(),
+                        "DetailedNote" => child.detailed_note = text(),
+                        "UserRef" => {
+                            // OpenClinica writes the OID with a trailing space.
+                            child.user_oid = opt(part, "UserOID");
+                            let named = |local: &str| {
+                                part.attributes()
+                                    .find(|a| a.name() == local && a.namespace().is_some())
+                                    .map(|a| a.value().trim().to_owned())
+                                    .filter(|v| !v.is_empty())
+                            };
+                            child.user_name = child.user_name.take().or_else(|| named("UserName"));
+                            child.name = child.name.take().or_else(|| named("FullName"));
+                        }
+                        _ => self.warn_grouped(
+                            part,
+                            format!(
+                                "{} inside OpenClinica:ChildNote was not imported",
+                                self.qualified(part)
+                            ),
+                        ),
+                    }
+                }
+                note.child_notes.push(child);
+            }
+            if note.child_notes.is_empty() {
+                self.warn(
+                    dn,
+                    path,
+                    "an OpenClinica discrepancy note without notes was not imported",
+                );
+                continue;
+            }
+            notes.push(note);
+        }
+        notes
+    }
+
     /// The audit record, signature and annotations a clinical data element may carry;
     /// returns the children that are not one of those.
     fn data_children(
@@ -1921,11 +2029,17 @@ impl<'a, 'input> Reader<'a, 'input> {
             audit_record: None,
             signature: None,
             annotations: Vec::new(),
+            discrepancy_notes: Vec::new(),
             line: self.line(node),
         };
         let (mut audit, mut sig, mut anns) = (None, None, Vec::new());
         if !typed {
             for c in self.data_children(node, &item_path, &mut audit, &mut sig, &mut anns) {
+                if Self::is_openclinica_notes(c) {
+                    let notes = self.discrepancy_notes(c, &item_path);
+                    item.discrepancy_notes.extend(notes);
+                    continue;
+                }
                 match c.tag_name().name() {
                     "MeasurementUnitRef" => {
                         item.measurement_unit =

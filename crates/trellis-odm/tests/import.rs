@@ -224,6 +224,75 @@ fn an_openclinica_extract_imports_despite_element_order_and_typed_item_data() {
 }
 
 #[test]
+fn openclinica_discrepancy_notes_on_items_are_read_and_others_reported() {
+    let imported = read_str(&fixture("openclinica_style_1_3.xml")).expect("accepted");
+    let subject = &imported.odm.clinical_data[0].subjects[0];
+    let elig = &subject.study_events[0].forms[0].item_groups[0].items;
+    let consent = &elig[1];
+    assert_eq!(consent.item_oid, "I_ELIG_CONSENTDT");
+    assert_eq!(consent.value, ItemValue::Value("2024-02-01".into()));
+    assert_eq!(consent.discrepancy_notes.len(), 2);
+    let query = &consent.discrepancy_notes[0];
+    assert_eq!(query.id.as_deref(), Some("DN_14"));
+    assert_eq!(query.note_type.as_deref(), Some("Query"));
+    assert_eq!(query.status.as_deref(), Some("Resolution Proposed"));
+    assert_eq!(query.child_notes.len(), 2);
+    let first = &query.child_notes[0];
+    assert_eq!(first.status.as_deref(), Some("New"));
+    assert_eq!(first.date_created.as_deref(), Some("2024-02-05"));
+    assert_eq!(first.user_name.as_deref(), Some("mon_ana"));
+    assert_eq!(first.name.as_deref(), Some("Ana Monitor"));
+    assert_eq!(
+        first.user_oid.as_deref(),
+        Some("USR_7"),
+        "trailing space trimmed"
+    );
+    assert_eq!(
+        first.description.as_deref(),
+        Some("Consent date after screening?")
+    );
+    assert!(
+        first
+            .detailed_note
+            .as_deref()
+            .is_some_and(|n| n.contains("ISF"))
+    );
+    let answer = &query.child_notes[1];
+    assert_eq!(answer.user_name.as_deref(), Some("crc_tom"));
+    assert_eq!(answer.user_oid.as_deref(), Some("USR_3"));
+    assert_eq!(
+        consent.discrepancy_notes[1].note_type.as_deref(),
+        Some("Annotation")
+    );
+    let dose = &subject.study_events[1].forms[0].item_groups[0].items[0];
+    assert_eq!(dose.discrepancy_notes[0].child_notes.len(), 3);
+    assert_eq!(dose.discrepancy_notes[0].status.as_deref(), Some("Closed"));
+
+    let messages: Vec<String> = imported.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.contains("DiscrepancyNotes inside ItemData")),
+        "notes on items are read, not reported: {messages:#?}"
+    );
+    let on_subject = imported
+        .warnings
+        .iter()
+        .find(|w| {
+            w.message
+                .contains("vendor extension OpenClinica:DiscrepancyNotes inside SubjectData")
+        })
+        .unwrap_or_else(|| panic!("a note on the subject is reported: {messages:#?}"));
+    let text = fixture("openclinica_style_1_3.xml");
+    let line = text
+        .lines()
+        .position(|l| l.contains(r#"EntityID="SS_1001""#))
+        .expect("the fixture has a note on the subject")
+        + 1;
+    assert_eq!(on_subject.line as usize, line);
+}
+
+#[test]
 fn an_odm_2_file_is_refused_naming_what_and_where() {
     let text = r#"<?xml version="1.0"?>
 <ODM xmlns="http://www.cdisc.org/ns/odm/v2.0" ODMVersion="2.0" FileOID="x" FileType="Snapshot" CreationDateTime="2024-01-01T00:00:00">

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod sdv;
+pub mod source_queries;
 pub mod study_ui;
 pub mod subjects;
 pub mod totp;

@@ -3,10 +3,12 @@
 //! file with any problem imports nothing. Shared by `trellis study import-odm` and the
 //! browser's import page.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest as _, Sha256};
-use trellis_domain::{DisplayName, ScreeningNumber, StudyCode, StudyId, SubjectId, TzName};
+use trellis_domain::{
+    DisplayName, QueryId, ScreeningNumber, StudyCode, StudyId, SubjectId, TzName,
+};
 use trellis_edc::{FormPath, ItemPath, Oid, StudyDesign};
 use trellis_odm::{ItemValue, MetaDataVersion, Odm};
 use trellis_store::{Actor, Mutation, Receipt, Store, StoreError, Study, WriteRequest};
@@ -73,6 +75,10 @@ pub struct ImportReport {
     pub new_versions: Vec<String>,
     pub new_subjects: usize,
     pub values: usize,
+    /// Queries opened from the source's annotations and discrepancy notes on items.
+    pub queries: usize,
+    /// Of those, already in the study from an earlier import of the same notes.
+    pub queries_already_imported: usize,
 }
 
 impl ImportPlan {
@@ -344,6 +350,10 @@ pub async fn plan(
         .collect();
     let mut new_subjects = 0usize;
     let mut values_total = 0usize;
+    let mut source = SourceQueryTally::default();
+    // Opening texts of the study's queries, so that importing a file again does not
+    // open its queries twice.
+    let mut existing_queries: Option<HashSet<(SubjectId, String, String)>> = None;
     for data in odm
         .clinical_data
         .iter()
@@ -424,6 +434,7 @@ pub async fn plan(
                 }),
             }
             let mut values = Vec::new();
+            let mut noted: Vec<(String, &trellis_odm::ItemData)> = Vec::new();
             for event in &subject.study_events {
                 for form in &event.forms {
                     for group in &form.item_groups {
@@ -457,6 +468,9 @@ pub async fn plan(
                                 (ItemValue::Value(v), _) if v.is_empty() => None,
                                 (ItemValue::Value(v), _) => Some(v.clone()),
                             };
+                            if !item.annotations.is_empty() || !item.discrepancy_notes.is_empty() {
+                                noted.push((key.to_string(), item));
+                            }
                             values.push((key.to_string(), value));
                         }
                     }
@@ -481,6 +495,48 @@ pub async fn plan(
                     values,
                 });
             }
+            for (key, item) in noted {
+                let planned = source.plan(item);
+                if planned.is_empty() {
+                    continue;
+                }
+                if existing_queries.is_none() {
+                    let mut known = HashSet::new();
+                    if !creating {
+                        for q in store.queries(study.id, None).await? {
+                            if let Some(first) = q.messages.first() {
+                                known.insert((q.subject, q.item_key, first.text.clone()));
+                            }
+                        }
+                    }
+                    existing_queries = Some(known);
+                }
+                let known = existing_queries.get_or_insert_with(HashSet::new);
+                for query in planned {
+                    if !known.insert((subject_id, key.clone(), query.open.clone())) {
+                        source.already += 1;
+                        continue;
+                    }
+                    source.opened += 1;
+                    let id = QueryId::new();
+                    mutations.push(Mutation::OpenQuery {
+                        study: study.id,
+                        id,
+                        subject: subject_id,
+                        item_key: key.clone(),
+                        check_id: None,
+                        text: query.open,
+                    });
+                    for (action, text) in query.steps {
+                        mutations.push(Mutation::UpdateQuery {
+                            study: study.id,
+                            id,
+                            action,
+                            text,
+                        });
+                    }
+                }
+            }
         }
     }
     if !problems.is_empty() {
@@ -492,11 +548,17 @@ pub async fn plan(
             study,
             file_oid: odm.file_oid.clone(),
             warnings,
-            not_imported: not_imported(&odm),
+            not_imported: {
+                let mut out = source.report();
+                out.extend(not_imported(&odm));
+                out
+            },
             identical_versions,
             new_versions,
             new_subjects,
             values: values_total,
+            queries: source.opened,
+            queries_already_imported: source.already,
         },
         mutations,
     })
@@ -578,12 +640,8 @@ fn not_imported(odm: &Odm) -> Vec<String> {
                         g.annotations.len(),
                     );
                     for i in &g.items {
-                        note(
-                            i.line,
-                            i.audit_record.is_some(),
-                            i.signature.is_some(),
-                            i.annotations.len(),
-                        );
+                        // Annotations on items become queries (`SourceQueryTally`).
+                        note(i.line, i.audit_record.is_some(), i.signature.is_some(), 0);
                     }
                 }
             }
@@ -610,10 +668,75 @@ fn not_imported(odm: &Odm) -> Vec<String> {
     );
     say(
         &annotations,
-        "annotation(s) (comments, flags)",
-        "queries and comments are not imported yet",
+        "annotation(s) on subjects, visits, forms or item groups",
+        "Trellis keeps queries on items; annotations on items are imported as queries",
     );
     out
+}
+
+/// What the import makes of the source's annotations and discrepancy notes on items.
+#[derive(Default)]
+struct SourceQueryTally {
+    opened: usize,
+    already: usize,
+    /// Lines of annotations without a status, imported as closed queries.
+    assumed_closed: Vec<u32>,
+    truncated: Vec<u32>,
+    /// Lines of source data verifications (Trellis's own export), not imported.
+    verifications: Vec<u32>,
+}
+
+impl SourceQueryTally {
+    fn plan(&mut self, item: &trellis_odm::ItemData) -> Vec<crate::source_queries::SourceQuery> {
+        use crate::source_queries::{FromAnnotation, from_annotation, from_discrepancy_note};
+        let mut out = Vec::new();
+        for a in &item.annotations {
+            match from_annotation(a) {
+                FromAnnotation::Query(q) => {
+                    if q.status_assumed {
+                        self.assumed_closed.push(item.line);
+                    }
+                    if q.truncated {
+                        self.truncated.push(item.line);
+                    }
+                    out.push(q);
+                }
+                FromAnnotation::Verification => self.verifications.push(item.line),
+                FromAnnotation::Empty => {}
+            }
+        }
+        for n in &item.discrepancy_notes {
+            let q = from_discrepancy_note(n);
+            if q.truncated {
+                self.truncated.push(n.line);
+            }
+            out.push(q);
+        }
+        out
+    }
+
+    fn report(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(first) = self.assumed_closed.first() {
+            out.push(format!(
+                "warning: line {first}: {} annotation(s) give no status (no Trellis query comment, no status flag); imported as closed queries",
+                self.assumed_closed.len()
+            ));
+        }
+        if let Some(first) = self.truncated.first() {
+            out.push(format!(
+                "warning: line {first}: {} query message(s) longer than 4000 characters were cut; the full text stays in the source file",
+                self.truncated.len()
+            ));
+        }
+        if let Some(first) = self.verifications.first() {
+            out.push(format!(
+                "warning: line {first}: {} source data verification(s) not imported (monitors verify again against source in Trellis)",
+                self.verifications.len()
+            ));
+        }
+        out
+    }
 }
 
 /// Every audit entry of an import carries this, so the trail names the file it came from.
@@ -745,13 +868,17 @@ fn import_page_markup(
                     @if o.imported {
                         p.ok role="status" { (t("import-done")) " (" (o.audit_entries) " " (t("import-audit-entries")) ")" }
                     } @else if o.error.is_none() {
-                        p role="status" { @if plan.new_versions.is_empty() && plan.new_subjects == 0 && plan.values == 0 { (t("import-nothing-new")) } @else { (t("import-checked")) } }
+                        p role="status" { @if plan.new_versions.is_empty() && plan.new_subjects == 0 && plan.values == 0 && plan.queries == 0 { (t("import-nothing-new")) } @else { (t("import-checked")) } }
                     }
                     dl {
                         dt { (t("import-new-versions")) } dd.mono { @if plan.new_versions.is_empty() { "—" } @else { (plan.new_versions.join(", ")) } }
                         dt { (t("import-identical-versions")) } dd.mono { @if plan.identical_versions.is_empty() { "—" } @else { (plan.identical_versions.join(", ")) } }
                         dt { (t("import-new-subjects")) } dd { (plan.new_subjects) }
                         dt { (t("import-values")) } dd { (plan.values) }
+                        dt { (t("import-queries")) } dd {
+                            (plan.queries)
+                            @if plan.queries_already_imported > 0 { " (" (plan.queries_already_imported) " " (t("import-queries-already")) ")" }
+                        }
                     }
                     @if !plan.warnings.is_empty() || !plan.not_imported.is_empty() {
                         h3 { (t("import-warnings")) }
@@ -919,6 +1046,8 @@ pub async fn api_import(
             "identical_metadata_versions": plan.identical_versions,
             "new_subjects": plan.new_subjects,
             "values": plan.values,
+            "queries": plan.queries,
+            "queries_already_imported": plan.queries_already_imported,
             "warnings": plan.warnings.iter().chain(&plan.not_imported).collect::<Vec<_>>(),
         })
     });

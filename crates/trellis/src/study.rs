@@ -364,7 +364,7 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{name}: imported into {code}: {}, {}, {} values; {} audit entries",
+        "{name}: imported into {code}: {}, {}, {} values, {}; {} audit entries",
         plural(
             report.new_versions.len(),
             "metadata version",
@@ -372,8 +372,15 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
         ),
         plural(report.new_subjects, "new subject", "new subjects"),
         report.values,
+        plural(report.queries, "query", "queries"),
         receipt.entries.len()
     );
+    if report.queries_already_imported > 0 {
+        println!(
+            "{name}: {} already in {code} from an earlier import",
+            plural(report.queries_already_imported, "query was", "queries were")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use trellis_domain::*;
-use trellis_store::{Actor, DatabaseUrl, Mutation, Store, StoreOptions, WriteRequest};
+use trellis_store::{Actor, DatabaseUrl, Mutation, QueryStatus, Store, StoreOptions, WriteRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trellis");
 
@@ -110,6 +110,10 @@ async fn import_export_and_import_again() {
     );
     assert!(
         shown.contains("1 audit record(s) of the source system not imported"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("1 annotation(s) give no status") && shown.contains("1 query;"),
         "{shown}"
     );
 
@@ -258,6 +262,39 @@ async fn import_export_and_import_again() {
     };
     assert_eq!(subject_in(b).await, subject_in(a).await);
     assert_eq!(subject_in(a).await.len(), 17);
+    // The query came along, still open, naming where it came from; the verification did
+    // not (monitors verify again), and the import says so.
+    assert!(
+        text(&out).contains("1 source data verification(s) not imported"),
+        "{}",
+        text(&out)
+    );
+    // (The fixture's site comment on the temperature came into study A as a closed query
+    // and travels the same way.)
+    let copied = store.queries(b, None).await.unwrap();
+    assert_eq!(copied.len(), 2, "{copied:#?}");
+    let height = copied
+        .iter()
+        .find(|q| q.item_key == "SE.SCREEN[1]/F.DM[1]/IG.DM[1]/I.HEIGHT")
+        .unwrap();
+    assert_eq!(height.status, QueryStatus::Open);
+    assert!(
+        height.messages[0]
+            .text
+            .contains("Please confirm the height <in cm> & units"),
+        "{:?}",
+        height.messages
+    );
+    let temp = copied
+        .iter()
+        .find(|q| q.item_key.ends_with("I.TEMP"))
+        .unwrap();
+    assert_eq!(temp.status, QueryStatus::Closed);
+    assert!(
+        temp.messages[0]
+            .text
+            .contains("Thermometer unavailable at screening")
+    );
 
     let out = env.run(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -436,4 +473,76 @@ async fn sites_are_added_and_data_exported_as_csv() {
     let out = env.run(&["export", "csv", "--study", "NOPE", "--wide"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("no study `NOPE`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openclinica_discrepancy_notes_become_queries_once() {
+    let (env, _, b) = setup().await;
+    let file = fixture("openclinica_style_1_3.xml");
+    let import = || {
+        env.run(&[
+            "study",
+            "import-odm",
+            file.to_str().unwrap(),
+            "--study",
+            "CARDIO-COPY",
+            "--site",
+            "DE-01",
+        ])
+    };
+    let out = import();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("3 queries"), "{}", text(&out));
+    assert!(
+        text(&out).contains("vendor extension OpenClinica:DiscrepancyNotes inside SubjectData"),
+        "a note on the subject itself is reported: {}",
+        text(&out)
+    );
+    let store = env.store().await;
+    let queries = store.queries(b, None).await.unwrap();
+    assert_eq!(queries.len(), 3, "{queries:#?}");
+    let on = |item: &str, dn: &str| {
+        queries
+            .iter()
+            .find(|q| q.item_key.ends_with(item) && q.messages[0].text.contains(dn))
+            .unwrap_or_else(|| panic!("{dn} on {item}: {queries:#?}"))
+    };
+    // A monitor's query the site answered: still to be closed in Trellis.
+    let consent = on("I_ELIG_CONSENTDT", "DN_14");
+    assert_eq!(
+        consent.item_key,
+        "SE_SCREENING[1]/F_ELIG_V1[1]/IG_ELIG_UNGROUPED[1]/I_ELIG_CONSENTDT"
+    );
+    assert_eq!(consent.status, QueryStatus::Answered);
+    let actions: Vec<&str> = consent.messages.iter().map(|m| m.action.as_str()).collect();
+    assert_eq!(actions, ["open", "answer"]);
+    assert!(
+        consent.messages[0]
+            .text
+            .contains("Note CDN_21 of 2024-02-05 by mon_ana (Ana Monitor), status New: Consent date after screening?"),
+        "{}",
+        consent.messages[0].text
+    );
+    assert!(consent.messages[1].text.contains("pre-dated copy"));
+    // A site's annotation: a closed note.
+    assert_eq!(on("I_ELIG_CONSENTDT", "DN_15").status, QueryStatus::Closed);
+    // A failed check, discussed and closed: the discussion is kept.
+    let dose = on("I_DOSIN_DOSE", "DN_20");
+    assert_eq!(dose.status, QueryStatus::Closed);
+    assert!(
+        dose.messages
+            .last()
+            .unwrap()
+            .text
+            .contains("Please confirm against the pharmacy log"),
+        "{:?}",
+        dose.messages
+    );
+
+    // The same file again opens no query twice.
+    let out = import();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(store.queries(b, None).await.unwrap().len(), 3);
+    let out = env.run(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out));
 }
