@@ -150,17 +150,21 @@ fn item_row(
                 Control::Radio => {
                     fieldset.crf-choices aria-describedby=[described.as_deref()] {
                         legend { (label) @if item.mandatory { " " abbr.req title=(t("crf-required")) { "*" } } }
-                        @for choice in &item.choices {
-                            label.choice {
-                                input type="radio" name={ "v:" (name) } value=(choice.code)
-                                    checked[choice.code == value] disabled[disabled];
-                                " " (choice.decode.get(view.lang).unwrap_or(&choice.code))
+                        // One grid cell for all choices, so that they stay side by side
+                        // beside the legend instead of wrapping under it.
+                        div.choices {
+                            @for choice in &item.choices {
+                                label.choice {
+                                    input type="radio" name={ "v:" (name) } value=(choice.code)
+                                        checked[choice.code == value] disabled[disabled];
+                                    " " (choice.decode.get(view.lang).unwrap_or(&choice.code))
+                                }
                             }
-                        }
-                        @if !item.mandatory && !disabled {
-                            label.choice.muted {
-                                input type="radio" name={ "v:" (name) } value="" checked[value.is_empty()];
-                                " " (t("crf-no-answer"))
+                            @if !item.mandatory && !disabled {
+                                label.choice.muted {
+                                    input type="radio" name={ "v:" (name) } value="" checked[value.is_empty()];
+                                    " " (t("crf-no-answer"))
+                                }
                             }
                         }
                     }

@@ -27,6 +27,9 @@ pub struct ImportTarget {
     pub time_zone: String,
     /// Site (code) for new subjects whose `SiteRef` matches no site.
     pub default_site: Option<String>,
+    /// Leave the file's clinical data out: a study created from another system's export
+    /// needs its sites before its subjects can come in.
+    pub metadata_only: bool,
 }
 
 /// A problem found in the file, with its line.
@@ -127,8 +130,24 @@ pub async fn plan(
         errors: rejected.errors.iter().map(ToString::to_string).collect(),
         summary: rejected_summary(&rejected),
     })?;
-    let warnings: Vec<String> = imported.warnings.iter().map(ToString::to_string).collect();
-    let odm = imported.odm;
+    let mut warnings: Vec<String> = imported.warnings.iter().map(ToString::to_string).collect();
+    let mut odm = imported.odm;
+    if target.metadata_only {
+        if odm.studies.is_empty() {
+            return Err(ImportError::Target(
+                "the file holds no study definition; a metadata-only import would import nothing"
+                    .into(),
+            ));
+        }
+        let subjects: usize = odm.clinical_data.iter().map(|d| d.subjects.len()).sum();
+        if let Some(first) = odm.clinical_data.first() {
+            warnings.push(format!(
+                "warning: line {}: clinical data of {subjects} subject(s) left out (metadata only)",
+                first.line
+            ));
+        }
+        odm.clinical_data.clear();
+    }
     // A file defines one study, or (a lab transfer, a data-only export) holds clinical
     // data alone, for a study whose definition Trellis already has.
     let file_study: Option<&trellis_odm::Study> = match odm.studies.as_slice() {
@@ -801,6 +820,7 @@ async fn attempt(
         create_for_sponsor: None,
         time_zone: s.time_zone.to_string(),
         default_site: default_site.filter(|x| !x.trim().is_empty()),
+        metadata_only: false,
     };
     let plan = match self::plan(&st.store, bytes, &target).await {
         Ok(plan) => plan,

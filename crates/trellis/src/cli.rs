@@ -212,6 +212,11 @@ pub enum StudyCommand {
         /// The user the import is recorded for in the audit trail (default: the system).
         #[arg(long = "as")]
         as_user: Option<String>,
+        /// Import the study definition only and leave the file's clinical data out (to
+        /// create a study from another system's export, add its sites, then import the
+        /// same file again for its data).
+        #[arg(long)]
+        metadata_only: bool,
     },
     /// Add a site to a study (audited in the study's trail).
     AddSite {

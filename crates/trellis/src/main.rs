@@ -104,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 time_zone,
                 site,
                 as_user,
+                metadata_only,
             }) => {
                 let store = open(&common, false, true).await?;
                 study::import_odm(
@@ -115,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         time_zone,
                         site,
                         as_user,
+                        metadata_only,
                     },
                 )
                 .await

@@ -146,6 +146,7 @@ pub struct ImportArgs {
     pub time_zone: String,
     pub site: Option<String>,
     pub as_user: Option<String>,
+    pub metadata_only: bool,
 }
 
 pub struct NewSite {
@@ -315,6 +316,7 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
         create_for_sponsor: args.sponsor.clone(),
         time_zone: args.time_zone.clone(),
         default_site: args.site.clone(),
+        metadata_only: args.metadata_only,
     };
     let plan = match odm_import::plan(store, &bytes, &target).await {
         Ok(plan) => plan,
@@ -346,6 +348,12 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
         println!("metadata version {v} is already imported (identical)");
     }
     let code = report.study.code.clone();
+    if report.queries_already_imported > 0 {
+        println!(
+            "{name}: {} already in {code} from an earlier import",
+            plural(report.queries_already_imported, "query is", "queries are")
+        );
+    }
     if plan.is_empty() {
         println!("{name}: nothing new to import into {code}");
         return Ok(ExitCode::SUCCESS);
@@ -375,12 +383,7 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
         plural(report.queries, "query", "queries"),
         receipt.entries.len()
     );
-    if report.queries_already_imported > 0 {
-        println!(
-            "{name}: {} already in {code} from an earlier import",
-            plural(report.queries_already_imported, "query was", "queries were")
-        );
-    }
+
     Ok(ExitCode::SUCCESS)
 }
 

@@ -477,17 +477,50 @@ async fn sites_are_added_and_data_exported_as_csv() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openclinica_discrepancy_notes_become_queries_once() {
-    let (env, _, b) = setup().await;
+    let (env, _, _) = setup().await;
     let file = fixture("openclinica_style_1_3.xml");
+    // A migration: the study is created from the definition alone, its site added, then
+    // the same file brings the data.
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        file.to_str().unwrap(),
+        "--study",
+        "ONCO-7",
+        "--sponsor",
+        "Acme Therapeutics",
+        "--metadata-only",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("clinical data of 1 subject(s) left out (metadata only)"),
+        "{}",
+        text(&out)
+    );
+    let out = env.run(&[
+        "study",
+        "add-site",
+        "--study",
+        "ONCO-7",
+        "--code",
+        "AT-01",
+        "--name",
+        "Medizinische Universität Wien",
+        "--country",
+        "AT",
+        "--time-zone",
+        "Europe/Vienna",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
     let import = || {
         env.run(&[
             "study",
             "import-odm",
             file.to_str().unwrap(),
             "--study",
-            "CARDIO-COPY",
+            "ONCO-7",
             "--site",
-            "DE-01",
+            "AT-01",
         ])
     };
     let out = import();
@@ -499,6 +532,7 @@ async fn openclinica_discrepancy_notes_become_queries_once() {
         text(&out)
     );
     let store = env.store().await;
+    let b = store.study_by_code("ONCO-7").await.unwrap().unwrap().id;
     let queries = store.queries(b, None).await.unwrap();
     assert_eq!(queries.len(), 3, "{queries:#?}");
     let on = |item: &str, dn: &str| {
