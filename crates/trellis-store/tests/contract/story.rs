@@ -319,6 +319,102 @@ async fn concurrent_writers_share_commits_and_keep_one_chain() {
     });
 }
 
+/// Many clients saving in rounds on one study, some on the same items, with another
+/// request in between: every acknowledged change is in the trail exactly once, each
+/// item's history reads as one sequence (every change's old value is the value before
+/// it), and the current values are the last ones in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_batches_of_saves_keep_every_change_in_order() {
+    on_each_backend!(|db| {
+        let s = seed(&db.store).await;
+        let mut tasks = Vec::new();
+        for client in 0..40u32 {
+            let store = db.store.clone();
+            let s_study = s.study;
+            let s_subject = s.subject;
+            tasks.push(tokio::spawn(async move {
+                let mut entries = 0usize;
+                for round in 0..6u32 {
+                    // Clients 0-29 have items of their own; 30-39 share items 0-9 with them.
+                    let item = format!("ITEM{}", client % 30);
+                    let m = Mutation::SaveItems {
+                        study: s_study,
+                        subject: s_subject,
+                        values: vec![
+                            (item, Some(format!("{client}.{round}"))),
+                            (format!("OWN{client}"), Some(round.to_string())),
+                        ],
+                    };
+                    let mut req = WriteRequest::new(actor(), vec![m]).with_reason("round");
+                    if client == 7 && round == 3 {
+                        // A request that is not a save, between batches of saves.
+                        req.mutations.push(Mutation::OpenQuery {
+                            study: s_study,
+                            id: QueryId::new(),
+                            subject: s_subject,
+                            item_key: "ITEM7".into(),
+                            check_id: None,
+                            text: "Please check".into(),
+                        });
+                    }
+                    let receipt = store.write(req).await.unwrap();
+                    entries += receipt.entries.len();
+                }
+                entries
+            }));
+        }
+        let mut acknowledged = 0;
+        for t in tasks {
+            acknowledged += t.await.unwrap();
+        }
+        let chains = db
+            .store
+            .verify_audit(Some(Chain::Study(s.study)))
+            .await
+            .unwrap();
+        assert_eq!(chains[0].entries as usize, 11 + acknowledged);
+        let mut trail = Vec::new();
+        let mut after = None;
+        loop {
+            let page = db
+                .store
+                .audit_entries(&AuditFilter {
+                    chain: Some(Chain::Study(s.study)),
+                    entity_type: Some("item".into()),
+                    after,
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.body.recorded_at.as_micros(), last.body.entry_id));
+            trail.extend(page);
+        }
+        trail.sort_by_key(|e| e.seq);
+        let mut current: std::collections::HashMap<String, Option<String>> =
+            std::collections::HashMap::new();
+        for e in &trail {
+            let key = e.body.field.clone().unwrap();
+            let before = current.get(&key).cloned().flatten();
+            assert_eq!(
+                e.body.old_value.clone().filter(|v| !v.is_empty()),
+                before,
+                "entry {} on {key}: its old value is the value before it",
+                e.seq
+            );
+            current.insert(key, e.body.new_value.clone());
+        }
+        // 40 clients × 6 rounds × 2 values, every one a change.
+        assert_eq!(trail.len(), 40 * 6 * 2);
+        let values = db.store.item_values(s.study, s.subject).await.unwrap();
+        assert_eq!(values.len(), 30 + 40);
+        for (k, v) in values {
+            assert_eq!(current.get(&k), Some(&v), "{k}");
+        }
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_roles_lockout_and_security_chain() {
     on_each_backend!(|db| {
