@@ -370,9 +370,10 @@ pub async fn plan(
     let mut new_subjects = 0usize;
     let mut values_total = 0usize;
     let mut source = SourceQueryTally::default();
-    // Opening texts of the study's queries, so that importing a file again does not
-    // open its queries twice.
-    let mut existing_queries: Option<HashSet<(SubjectId, String, String)>> = None;
+    // The study's queries (ids, and opening texts on their items), so that importing a
+    // file again, or a Trellis export into its own study, opens no query twice.
+    let mut existing_queries: Option<(HashSet<uuid::Uuid>, HashSet<(SubjectId, String, String)>)> =
+        None;
     for data in odm
         .clinical_data
         .iter()
@@ -520,19 +521,22 @@ pub async fn plan(
                     continue;
                 }
                 if existing_queries.is_none() {
-                    let mut known = HashSet::new();
+                    let (mut ids, mut known) = (HashSet::new(), HashSet::new());
                     if !creating {
                         for q in store.queries(study.id, None).await? {
+                            ids.insert(q.id.as_uuid());
                             if let Some(first) = q.messages.first() {
                                 known.insert((q.subject, q.item_key, first.text.clone()));
                             }
                         }
                     }
-                    existing_queries = Some(known);
+                    existing_queries = Some((ids, known));
                 }
-                let known = existing_queries.get_or_insert_with(HashSet::new);
+                let (ids, known) = existing_queries.get_or_insert_with(Default::default);
                 for query in planned {
-                    if !known.insert((subject_id, key.clone(), query.open.clone())) {
+                    let exported_here = query.exported_from.is_some_and(|id| ids.contains(&id));
+                    if exported_here || !known.insert((subject_id, key.clone(), query.open.clone()))
+                    {
                         source.already += 1;
                         continue;
                     }

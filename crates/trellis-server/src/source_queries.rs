@@ -12,6 +12,9 @@
 use trellis_odm::{Annotation, ChildNote, DiscrepancyNote};
 use trellis_store::{QueryAction, QueryStatus};
 
+/// Trellis's export gives each query's annotation the ID `Q.` + the query's id.
+pub const TRELLIS_QUERY_ID_PREFIX: &str = "Q.";
+
 /// The longest message the store accepts, in characters.
 const MAX_MESSAGE_CHARS: usize = 4000;
 const TRUNCATED: &str = " [… truncated; the full text is in the source file]";
@@ -28,6 +31,9 @@ pub struct SourceQuery {
     pub status_assumed: bool,
     /// A message was longer than the store accepts and was cut.
     pub truncated: bool,
+    /// The Trellis query this annotation was exported from: importing the file into the
+    /// study that holds it opens nothing.
+    pub exported_from: Option<uuid::Uuid>,
 }
 
 impl SourceQuery {
@@ -167,6 +173,7 @@ fn replay(
         steps,
         status_assumed,
         truncated,
+        exported_from: None,
     }
 }
 
@@ -294,7 +301,12 @@ pub fn from_annotation(a: &Annotation) -> FromAnnotation {
     } else {
         format!("Status in the source file: {}", to.as_str())
     };
-    FromAnnotation::Query(replay(open, Vec::new(), Some((to, why)), assumed))
+    let mut query = replay(open, Vec::new(), Some((to, why)), assumed);
+    query.exported_from =
+        a.id.as_deref()
+            .and_then(|id| id.strip_prefix(TRELLIS_QUERY_ID_PREFIX))
+            .and_then(|id| uuid::Uuid::parse_str(id).ok());
+    FromAnnotation::Query(query)
 }
 
 #[cfg(test)]

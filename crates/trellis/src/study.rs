@@ -994,12 +994,21 @@ fn query_annotation(i: usize, q: &trellis_store::QueryRow) -> trellis_odm::Annot
             )
         })
         .collect();
-    sponsor_comment(
-        i,
-        format!(
-            "Query {} ({origin}). {}",
-            q.status.as_str(),
-            thread.join(" | ")
-        ),
-    )
+    trellis_odm::Annotation {
+        // The query's id, so that importing the file back into the same study does not
+        // open the query a second time.
+        id: Some(format!(
+            "{}{}",
+            trellis_server::source_queries::TRELLIS_QUERY_ID_PREFIX,
+            q.id
+        )),
+        ..sponsor_comment(
+            i,
+            format!(
+                "Query {} ({origin}). {}",
+                q.status.as_str(),
+                thread.join(" | ")
+            ),
+        )
+    }
 }

@@ -296,6 +296,24 @@ async fn import_export_and_import_again() {
             .contains("Thermometer unavailable at screening")
     );
 
+    // The export imported back into its own study changes nothing: its queries are
+    // recognised by their ids.
+    let before = store.queries(a, None).await.unwrap();
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        export.to_str().unwrap(),
+        "--study",
+        "CARDIO-001",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 queries are already in CARDIO-001"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(store.queries(a, None).await.unwrap(), before);
+
     let out = env.run(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
 }
