@@ -372,8 +372,7 @@ pub async fn plan(
     let mut source = SourceQueryTally::default();
     // The study's queries (ids, and opening texts on their items), so that importing a
     // file again, or a Trellis export into its own study, opens no query twice.
-    let mut existing_queries: Option<(HashSet<uuid::Uuid>, HashSet<(SubjectId, String, String)>)> =
-        None;
+    let mut existing_queries: Option<KnownQueries> = None;
     for data in odm
         .clinical_data
         .iter()
@@ -696,6 +695,10 @@ fn not_imported(odm: &Odm) -> Vec<String> {
     );
     out
 }
+
+/// A study's queries as an import checks them: their ids, and (subject, item key, opening
+/// text) of each.
+type KnownQueries = (HashSet<uuid::Uuid>, HashSet<(SubjectId, String, String)>);
 
 /// What the import makes of the source's annotations and discrepancy notes on items.
 #[derive(Default)]
