@@ -205,22 +205,47 @@ pub struct FormValues {
     pub by_key: HashMap<String, String>,
     /// Today at the subject's site, so `today()` in checks does not depend on the server's zone.
     pub today: jiff::civil::Date,
+    /// The subject's queries (without threads), when read for a save.
+    pub queries: Option<Vec<trellis_store::QueryRow>>,
 }
 
 impl FormValues {
     pub async fn load(st: &AppState, s: &Study, ctx: &FormContext) -> Result<Self, StoreError> {
         let all = st.store.item_values(s.id, ctx.subject.id).await?;
-        let (saved, by_key) = split_values(&all, &ctx.path);
+        Ok(Self::from_values(&all, ctx, None))
+    }
+
+    /// The values and, read with them, the subject's queries, which a save needs to open
+    /// and close automatic queries.
+    pub async fn load_for_save(
+        st: &AppState,
+        s: &Study,
+        ctx: &FormContext,
+    ) -> Result<Self, StoreError> {
+        let (all, queries) = st
+            .store
+            .subject_values_and_queries(s.id, ctx.subject.id)
+            .await?;
+        Ok(Self::from_values(&all, ctx, Some(queries)))
+    }
+
+    fn from_values(
+        all: &[(String, Option<String>)],
+        ctx: &FormContext,
+        queries: Option<Vec<trellis_store::QueryRow>>,
+    ) -> Self {
+        let (saved, by_key) = split_values(all, &ctx.path);
         let tz = ctx
             .site_time_zone
             .as_ref()
             .map_or(jiff::tz::TimeZone::UTC, |z| z.to_tz());
         let today = jiff::Timestamp::now().to_zoned_datetime(tz).date();
-        Ok(Self {
+        Self {
             saved,
             by_key,
             today,
-        })
+            queries,
+        }
     }
 
     /// The edit-check results of the saved values.
@@ -346,6 +371,7 @@ pub async fn save_form(
         saved,
         mut by_key,
         today,
+        queries,
     } = values;
     let mut merged = saved.clone();
     for (k, v) in submitted {
@@ -391,7 +417,10 @@ pub async fn save_form(
     if changes_saved_value && reason.is_none() {
         return Ok(report(SaveOutcome::ReasonRequired));
     }
-    let existing = st.store.query_states(s.id, Some(ctx.subject.id)).await?;
+    let existing = match queries {
+        Some(q) => q,
+        None => st.store.query_states(s.id, Some(ctx.subject.id)).await?,
+    };
     let automatic = automatic_queries(s.id, ctx.subject.id, &ctx.path, &evaluation, &existing);
     let mut queries_opened = Vec::new();
     let mut queries_closed = Vec::new();

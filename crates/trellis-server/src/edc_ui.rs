@@ -345,7 +345,7 @@ pub async fn form_submit(
         .iter()
         .find(|(k, _)| k == "reason")
         .map(|(_, v)| v.clone());
-    let values = match FormValues::load(&st, &s, &ctx).await {
+    let values = match FormValues::load_for_save(&st, &s, &ctx).await {
         Ok(v) => v,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };

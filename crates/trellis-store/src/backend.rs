@@ -1253,6 +1253,45 @@ macro_rules! backend_impl {
                 .collect()
         }
 
+        /// A subject's item values (by key) and its queries without their threads (oldest
+        /// first), in one statement: what a form save reads before it writes.
+        pub(crate) async fn subject_values_and_queries(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<(Vec<(String, Option<String>)>, Vec<QueryRow>)> {
+            let rows = sqlx::query(
+                "SELECT 0 AS part, item_key, value, NULL AS query_id, NULL AS check_id, NULL AS status, NULL AS opened_by, NULL AS opened_at, NULL AS updated_at \
+                 FROM item_values WHERE study_id = $1 AND subject_id = $2 \
+                 UNION ALL SELECT 1, item_key, NULL, query_id, check_id, status, opened_by, opened_at, updated_at \
+                 FROM queries WHERE study_id = $1 AND subject_id = $2",
+            )
+            .bind(study.as_uuid())
+            .bind(subject.as_uuid())
+            .fetch_all(pool)
+            .await?;
+            let mut values: Vec<(String, Option<String>)> = Vec::new();
+            let mut queries = Vec::new();
+            for r in &rows {
+                if r.try_get::<i32, _>("part")? == 0 {
+                    values.push((r.try_get("item_key")?, r.try_get("value")?));
+                    continue;
+                }
+                let status: Option<String> = r.try_get("status")?;
+                queries.push(QueryRow {
+                    study,
+                    id: QueryId::from_uuid(r.try_get::<Option<Uuid>, _>("query_id")?.ok_or_else(|| StoreError::invalid("queries.query_id", "missing"))?),
+                    subject,
+                    item_key: r.try_get("item_key")?,
+                    check_id: r.try_get("check_id")?,
+                    status: status.as_deref().and_then(QueryStatus::parse).ok_or_else(|| StoreError::invalid("queries.status", "unknown status"))?,
+                    opened_by: r.try_get::<Option<Uuid>, _>("opened_by")?.ok_or_else(|| StoreError::invalid("queries.opened_by", "missing"))?,
+                    opened_at: UtcMicros::from_micros(r.try_get::<Option<i64>, _>("opened_at")?.unwrap_or(0)),
+                    updated_at: UtcMicros::from_micros(r.try_get::<Option<i64>, _>("updated_at")?.unwrap_or(0)),
+                    messages: Vec::new(),
+                });
+            }
+            values.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            queries.sort_by_key(|q| (q.opened_at.as_micros(), q.id.as_uuid()));
+            Ok((values, queries))
+        }
+
         pub(crate) async fn verifications(pool: &Pool, study: StudyId, subject: Option<SubjectId>) -> Result<Vec<VerificationRow>> {
             let rows = sqlx::query("SELECT subject_id, item_key, verified_value, verified_by, verified_at FROM item_verifications \
                                     WHERE study_id = $1 AND subject_id BETWEEN $2 AND $3 ORDER BY subject_id, item_key")

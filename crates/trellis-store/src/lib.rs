@@ -18,6 +18,7 @@ mod postgres;
 mod sqlite;
 mod url;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -140,6 +141,10 @@ struct Inner {
     /// so one chain's writes batch together instead of contending for its head.
     writers: Vec<mpsc::Sender<Job>>,
     counters: Arc<WriteCounters>,
+    /// Studies read so far. A study's row never changes after it is created (no mutation
+    /// updates or deletes one), so every request can find its study without a query; a
+    /// mutation that ever changes a study must clear its entry here.
+    studies: std::sync::RwLock<HashMap<StudyId, Study>>,
 }
 
 /// The storage handle; cheap to clone.
@@ -213,6 +218,7 @@ impl Store {
                 url: url.clone(),
                 writers,
                 counters,
+                studies: std::sync::RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -335,7 +341,25 @@ impl Store {
         read!(self, studies())
     }
     pub async fn study(&self, id: StudyId) -> Result<Option<Study>> {
-        read!(self, study(id))
+        let cached = self
+            .inner
+            .studies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found: Option<Study> = read!(self, study(id))?;
+        if let Some(study) = &found {
+            self.inner
+                .studies
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id, study.clone());
+        }
+        Ok(found)
     }
     pub async fn study_by_code(&self, code: &str) -> Result<Option<Study>> {
         read!(self, study_by_code(code))
@@ -429,6 +453,15 @@ impl Store {
         subject: Option<SubjectId>,
     ) -> Result<Vec<QueryRow>> {
         read!(self, queries(study, subject, false))
+    }
+    /// A subject's item values and its queries without their threads, read together (one
+    /// round trip): what a form save needs before it writes.
+    pub async fn subject_values_and_queries(
+        &self,
+        study: StudyId,
+        subject: SubjectId,
+    ) -> Result<(Vec<(String, Option<String>)>, Vec<QueryRow>)> {
+        read!(self, subject_values_and_queries(study, subject))
     }
     /// Source data verifications of a study (of one subject, if given).
     pub async fn verifications(

@@ -284,6 +284,37 @@ async fn a_query_is_opened_answered_closed_and_reopened_with_its_thread() {
                 .collect::<Vec<_>>(),
             ["open", "answer", "close", "reopen"]
         );
+        // What a form save reads in one statement: the values and the queries without threads.
+        db.store
+            .write(WriteRequest::new(
+                actor(),
+                vec![Mutation::SaveItems {
+                    study: s.study,
+                    subject: s.subject,
+                    values: vec![(key.into(), Some("78".into())), ("B".into(), None)],
+                }],
+            ))
+            .await
+            .unwrap();
+        let (values, states) = db
+            .store
+            .subject_values_and_queries(s.study, s.subject)
+            .await
+            .unwrap();
+        assert_eq!(
+            values,
+            db.store.item_values(s.study, s.subject).await.unwrap()
+        );
+        assert_eq!(values.len(), 2);
+        assert_eq!(
+            states,
+            db.store
+                .query_states(s.study, Some(s.subject))
+                .await
+                .unwrap()
+        );
+        assert_eq!(states[0].status, QueryStatus::Open);
+        assert!(states[0].messages.is_empty());
         let trail = db
             .store
             .audit_entries(&AuditFilter {
