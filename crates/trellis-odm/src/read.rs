@@ -1732,6 +1732,8 @@ impl<'a, 'input> Reader<'a, 'input> {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
+        self.vendor_attributes(node, &["EntityID"]);
+        self.vendor_text(node, path);
         for dn in node.children().filter(Node::is_element) {
             if dn.tag_name().name() != "DiscrepancyNote" {
                 self.warn_grouped(
@@ -1743,6 +1745,18 @@ impl<'a, 'input> Reader<'a, 'input> {
                 );
                 continue;
             }
+            self.vendor_attributes(
+                dn,
+                &[
+                    "ID",
+                    "Status",
+                    "NoteType",
+                    "DateUpdated",
+                    "EntityName",
+                    "NumberOfChildNotes",
+                ],
+            );
+            self.vendor_text(dn, path);
             let mut note = DiscrepancyNote {
                 id: opt(dn, "ID"),
                 note_type: opt(dn, "NoteType"),
@@ -1762,6 +1776,8 @@ impl<'a, 'input> Reader<'a, 'input> {
                     );
                     continue;
                 }
+                self.vendor_attributes(cn, &["ID", "Status", "DateCreated", "UserName", "Name"]);
+                self.vendor_text(cn, path);
                 let mut child = ChildNote {
                     id: opt(cn, "ID"),
                     status: opt(cn, "Status"),
@@ -1780,6 +1796,7 @@ impl<'a, 'input> Reader<'a, 'input> {
                         "Description" => child.description = text(),
                         "DetailedNote" => child.detailed_note = text(),
                         "UserRef" => {
+                            self.vendor_attributes(part, &["UserOID", "UserName", "FullName"]);
                             // OpenClinica writes the OID with a trailing space.
                             child.user_oid = opt(part, "UserOID");
                             let named = |local: &str| {
@@ -1813,6 +1830,43 @@ impl<'a, 'input> Reader<'a, 'input> {
             notes.push(note);
         }
         notes
+    }
+
+    /// Reports attributes of a vendor element that the reader does not take over
+    /// (`known` are matched by local name, with or without the vendor's prefix).
+    fn vendor_attributes(&mut self, node: Node, known: &[&str]) {
+        for attr in node.attributes() {
+            if matches!(
+                attr.namespace(),
+                Some(XML_NS) | Some(XSI_NS) | Some(XMLNS_NS)
+            ) {
+                continue;
+            }
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(attr.name())) {
+                self.warn_grouped(
+                    node,
+                    format!(
+                        "attribute {} of {} was not imported",
+                        attr.name(),
+                        self.qualified(node)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Reports text placed directly inside a vendor element that holds elements.
+    fn vendor_text(&mut self, node: Node, path: &str) {
+        if node
+            .children()
+            .any(|c| c.is_text() && c.text().is_some_and(|t| !t.trim().is_empty()))
+        {
+            self.warn(
+                node,
+                path,
+                format!("text directly inside {} was ignored", self.qualified(node)),
+            );
+        }
     }
 
     /// The audit record, signature and annotations a clinical data element may carry;
@@ -2004,8 +2058,24 @@ impl<'a, 'input> Reader<'a, 'input> {
         let item_path = format!("{path}/ItemData[{oid}]");
         let is_null = self.yes_no(node, &item_path, "IsNull", false);
         let value = if typed {
-            // ItemDataString, ItemDataBase64Binary, ...: the value is the element text.
-            Some(Self::text_of(node))
+            // ItemDataString, ItemDataBase64Binary, ...: the value is the element's own
+            // text. The schema gives these elements no children; any are reported.
+            for child in node.children().filter(Node::is_element) {
+                self.warn_grouped(
+                    child,
+                    format!(
+                        "{} inside {} was not imported (typed ItemData holds only its value)",
+                        self.qualified(child),
+                        node.tag_name().name()
+                    ),
+                );
+            }
+            Some(
+                node.children()
+                    .filter(Node::is_text)
+                    .filter_map(|n| n.text())
+                    .collect::<String>(),
+            )
         } else {
             Self::attr(node, "Value").map(str::to_owned)
         };

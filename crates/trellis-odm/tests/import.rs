@@ -293,6 +293,36 @@ fn openclinica_discrepancy_notes_on_items_are_read_and_others_reported() {
 }
 
 #[test]
+fn what_the_notes_and_typed_items_hold_beyond_what_is_read_is_reported() {
+    let text = fixture("openclinica_style_1_3.xml")
+        .replace(
+            r#"<ItemDataBase64Binary ItemOID="I_DOSIN_SCAN">JVBERi0xLjQKJcfsj6IK</ItemDataBase64Binary>"#,
+            r#"<ItemDataBase64Binary ItemOID="I_DOSIN_SCAN">JVBERi0xLjQKJcfsj6IK<OpenClinica:DiscrepancyNotes EntityID="I_DOSIN_SCAN"><OpenClinica:DiscrepancyNote ID="DN_99"><OpenClinica:ChildNote><OpenClinica:Description>hidden</OpenClinica:Description></OpenClinica:ChildNote></OpenClinica:DiscrepancyNote></OpenClinica:DiscrepancyNotes></ItemDataBase64Binary>"#,
+        )
+        .replace(
+            r#"<OpenClinica:DiscrepancyNote ID="DN_20""#,
+            r#"<OpenClinica:DiscrepancyNote Severity="High" ID="DN_20""#,
+        );
+    let imported = read_str(&text).expect("accepted");
+    let dosing = &imported.odm.clinical_data[0].subjects[0].study_events[1].forms[0].item_groups[0];
+    assert_eq!(
+        dosing.items[2].value,
+        ItemValue::Value("JVBERi0xLjQKJcfsj6IK".into()),
+        "the value is the element's own text, not its children's"
+    );
+    let messages: Vec<String> = imported.warnings.iter().map(ToString::to_string).collect();
+    for expected in [
+        "OpenClinica:DiscrepancyNotes inside ItemDataBase64Binary was not imported",
+        "attribute Severity of OpenClinica:DiscrepancyNote was not imported",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "missing {expected:?} in {messages:#?}"
+        );
+    }
+}
+
+#[test]
 fn an_odm_2_file_is_refused_naming_what_and_where() {
     let text = r#"<?xml version="1.0"?>
 <ODM xmlns="http://www.cdisc.org/ns/odm/v2.0" ODMVersion="2.0" FileOID="x" FileType="Snapshot" CreationDateTime="2024-01-01T00:00:00">

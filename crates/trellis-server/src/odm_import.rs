@@ -520,26 +520,46 @@ pub async fn plan(
                     continue;
                 }
                 if existing_queries.is_none() {
-                    let (mut ids, mut known) = (HashSet::new(), HashSet::new());
+                    let mut known = KnownQueries::default();
                     if !creating {
                         for q in store.queries(study.id, None).await? {
-                            ids.insert(q.id.as_uuid());
-                            if let Some(first) = q.messages.first() {
-                                known.insert((q.subject, q.item_key, first.text.clone()));
-                            }
+                            known.ids.insert(q.id.as_uuid());
+                            let Some(first) = q.messages.first() else {
+                                continue;
+                            };
+                            let seen = (first.text.clone(), q.status);
+                            let name = crate::source_queries::first_line(&first.text).to_owned();
+                            known
+                                .by_identity
+                                .insert((q.subject, q.item_key.clone(), name), seen.clone());
+                            known
+                                .by_identity
+                                .insert((q.subject, q.item_key, first.text.clone()), seen);
                         }
                     }
-                    existing_queries = Some((ids, known));
+                    existing_queries = Some(known);
                 }
-                let (ids, known) = existing_queries.get_or_insert_with(Default::default);
-                for query in planned {
-                    let exported_here = query.exported_from.is_some_and(|id| ids.contains(&id));
-                    if exported_here || !known.insert((subject_id, key.clone(), query.open.clone()))
+                let known = existing_queries.get_or_insert_with(Default::default);
+                for (query, line) in planned {
+                    if query
+                        .exported_from
+                        .is_some_and(|id| known.ids.contains(&id))
                     {
                         source.already += 1;
                         continue;
                     }
-                    source.opened += 1;
+                    let identity = (subject_id, key.clone(), query.identity().to_owned());
+                    if let Some((open, status)) = known.by_identity.get(&identity) {
+                        source.already += 1;
+                        if *open != query.open || *status != query.status() {
+                            source.changed.push(line);
+                        }
+                        continue;
+                    }
+                    known
+                        .by_identity
+                        .insert(identity, (query.open.clone(), query.status()));
+                    source.opened(&query, line);
                     let id = QueryId::new();
                     mutations.push(Mutation::OpenQuery {
                         study: study.id,
@@ -696,9 +716,13 @@ fn not_imported(odm: &Odm) -> Vec<String> {
     out
 }
 
-/// A study's queries as an import checks them: their ids, and (subject, item key, opening
-/// text) of each.
-type KnownQueries = (HashSet<uuid::Uuid>, HashSet<(SubjectId, String, String)>);
+/// A study's queries as an import checks them: their ids, and by (subject, item key, and
+/// the first line or the whole of the opening text) their opening text and status.
+#[derive(Default)]
+struct KnownQueries {
+    ids: HashSet<uuid::Uuid>,
+    by_identity: HashMap<(SubjectId, String, String), (String, trellis_store::QueryStatus)>,
+}
 
 /// What the import makes of the source's annotations and discrepancy notes on items.
 #[derive(Default)]
@@ -708,59 +732,85 @@ struct SourceQueryTally {
     /// Lines of annotations without a status, imported as closed queries.
     assumed_closed: Vec<u32>,
     truncated: Vec<u32>,
+    /// Status words Trellis does not know, and the lines of the notes using them.
+    unknown_statuses: Vec<String>,
+    unknown_lines: Vec<u32>,
+    /// Lines of queries imported earlier whose source has moved on since.
+    changed: Vec<u32>,
     /// Lines of source data verifications (Trellis's own export), not imported.
     verifications: Vec<u32>,
 }
 
 impl SourceQueryTally {
-    fn plan(&mut self, item: &trellis_odm::ItemData) -> Vec<crate::source_queries::SourceQuery> {
+    /// The queries an item's annotations and discrepancy notes make, with their lines.
+    fn plan(
+        &mut self,
+        item: &trellis_odm::ItemData,
+    ) -> Vec<(crate::source_queries::SourceQuery, u32)> {
         use crate::source_queries::{FromAnnotation, from_annotation, from_discrepancy_note};
         let mut out = Vec::new();
         for a in &item.annotations {
             match from_annotation(a) {
-                FromAnnotation::Query(q) => {
-                    if q.status_assumed {
-                        self.assumed_closed.push(item.line);
-                    }
-                    if q.truncated {
-                        self.truncated.push(item.line);
-                    }
-                    out.push(q);
-                }
+                FromAnnotation::Query(q) => out.push((q, item.line)),
                 FromAnnotation::Verification => self.verifications.push(item.line),
                 FromAnnotation::Empty => {}
             }
         }
         for n in &item.discrepancy_notes {
-            let q = from_discrepancy_note(n);
-            if q.truncated {
-                self.truncated.push(n.line);
-            }
-            out.push(q);
+            out.push((from_discrepancy_note(n), n.line));
         }
         out
     }
 
+    /// Counts a query the import opens, and what it has to say about it.
+    fn opened(&mut self, q: &crate::source_queries::SourceQuery, line: u32) {
+        self.opened += 1;
+        if q.status_assumed {
+            self.assumed_closed.push(line);
+        }
+        if q.truncated {
+            self.truncated.push(line);
+        }
+        if !q.unknown_statuses.is_empty() {
+            self.unknown_lines.push(line);
+            for w in &q.unknown_statuses {
+                if !self.unknown_statuses.contains(w) {
+                    self.unknown_statuses.push(w.clone());
+                }
+            }
+        }
+    }
+
     fn report(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(first) = self.assumed_closed.first() {
-            out.push(format!(
-                "warning: line {first}: {} annotation(s) give no status (no Trellis query comment, no status flag); imported as closed queries",
-                self.assumed_closed.len()
-            ));
-        }
-        if let Some(first) = self.truncated.first() {
-            out.push(format!(
-                "warning: line {first}: {} query message(s) longer than 4000 characters were cut; the full text stays in the source file",
-                self.truncated.len()
-            ));
-        }
-        if let Some(first) = self.verifications.first() {
-            out.push(format!(
-                "warning: line {first}: {} source data verification(s) not imported (monitors verify again against source in Trellis)",
-                self.verifications.len()
-            ));
-        }
+        let mut say = |lines: &[u32], what: String| {
+            if let Some(first) = lines.iter().min() {
+                out.push(format!("warning: line {first}: {} {what}", lines.len()));
+            }
+        };
+        say(
+            &self.assumed_closed,
+            "annotation(s) give no status (no Trellis query comment, no status flag); imported as closed queries".into(),
+        );
+        say(
+            &self.truncated,
+            "imported query(ies) had a message longer than 4000 characters, cut; the full text stays in the source file".into(),
+        );
+        say(
+            &self.unknown_lines,
+            format!(
+                "imported query(ies) name a status Trellis does not know ({}); each was left at the last status it knows",
+                self.unknown_statuses.join(", ")
+            ),
+        );
+        say(
+            &self.changed,
+            "query(ies) imported earlier have changed in the source since (new notes or another status); Trellis keeps them as they are: continue their threads in Trellis".into(),
+        );
+        say(
+            &self.verifications,
+            "source data verification(s) not imported (monitors verify again against source in Trellis)".into(),
+        );
         out
     }
 }

@@ -8,6 +8,10 @@
 //! itself, by the importing user, with the file named in every entry. A query's status is
 //! reached by replaying the thread's status changes through the normal open → answered →
 //! closed (→ re-opened) transitions, so an imported query behaves like any other.
+//!
+//! The first line of an imported query's opening message names its source note (system,
+//! note id); with the subject and item it is how a later import of the same or a newer
+//! file recognises the query.
 
 use trellis_odm::{Annotation, ChildNote, DiscrepancyNote};
 use trellis_store::{QueryAction, QueryStatus};
@@ -22,13 +26,18 @@ const TRUNCATED: &str = " [… truncated; the full text is in the source file]";
 /// A query to open on an item, then the actions that bring it to the source's status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceQuery {
-    /// The opening message; it names the source note, so a second import of the same
-    /// file can tell the query is already there.
+    /// The opening message. Its first line names the source note.
     pub open: String,
     pub steps: Vec<(QueryAction, String)>,
+    /// The source names the note (an OpenClinica note ID, an annotation's SeqNum and
+    /// ID), so the first line of `open` identifies it; otherwise only the whole opening
+    /// text does.
+    pub identified: bool,
     /// The status was not given by the source (an annotation without a recognizable
     /// status flag); it is imported as a closed query and the import says so.
     pub status_assumed: bool,
+    /// Status words Trellis does not know; the query ends where the known ones took it.
+    pub unknown_statuses: Vec<String>,
     /// A message was longer than the store accepts and was cut.
     pub truncated: bool,
     /// The Trellis query this annotation was exported from: importing the file into the
@@ -39,9 +48,23 @@ pub struct SourceQuery {
 impl SourceQuery {
     pub fn status(&self) -> QueryStatus {
         self.steps
-            .iter()
-            .fold(QueryStatus::Open, |_, (action, _)| next(*action))
+            .last()
+            .map_or(QueryStatus::Open, |(action, _)| next(*action))
     }
+
+    /// What identifies this query among an item's queries on a later import.
+    pub fn identity(&self) -> &str {
+        if self.identified {
+            first_line(&self.open)
+        } else {
+            &self.open
+        }
+    }
+}
+
+/// The first line of a message: for an imported query, the name of its source note.
+pub fn first_line(text: &str) -> &str {
+    text.split('\n').next().unwrap_or(text)
 }
 
 /// What an annotation on an item becomes.
@@ -101,80 +124,78 @@ fn fit(text: String, truncated: &mut bool) -> String {
     cut
 }
 
-/// Builds the query from an opening text, the later messages with the status each set,
-/// and the final status; messages that change nothing join the next one that does, and
-/// trailing ones the last message.
-fn replay(
+/// The opening text, the later messages with the status each set, and the final status;
+/// messages that change nothing join the next one that does, trailing ones the last.
+struct Thread {
     open: String,
     later: Vec<(String, Option<QueryStatus>)>,
     last: Option<(QueryStatus, String)>,
-    status_assumed: bool,
-) -> SourceQuery {
+}
+
+/// Moves a query from `state` to `to`, the message going with the last action (a
+/// closed query that was answered in the source is first re-opened).
+fn step(
+    steps: &mut Vec<(QueryAction, String)>,
+    state: &mut QueryStatus,
+    to: QueryStatus,
+    text: String,
+) -> bool {
+    let actions = transitions(*state, to);
+    let Some((&last, before)) = actions.split_last() else {
+        return false;
+    };
+    for &action in before {
+        steps.push((
+            action,
+            format!(
+                "({} to record the status the source gives next)",
+                action.as_str()
+            ),
+        ));
+    }
+    steps.push((last, text));
+    *state = to;
+    true
+}
+
+fn replay(thread: Thread) -> (String, Vec<(QueryAction, String)>, bool) {
     let mut truncated = false;
     let mut steps: Vec<(QueryAction, String)> = Vec::new();
     let mut state = QueryStatus::Open;
     let mut pending: Vec<String> = Vec::new();
-    let mut open_text = open;
-    for (text, status) in later {
+    let mut open_text = thread.open;
+    for (text, status) in thread.later {
         pending.push(text);
-        let Some(to) = status else { continue };
-        let actions = transitions(state, to);
-        if actions.is_empty() {
-            continue;
-        }
-        let joined = pending.join("\n");
-        pending.clear();
-        for (i, action) in actions.into_iter().enumerate() {
-            let text = if i == 0 {
-                joined.clone()
-            } else {
-                format!("({} to reach the source's status)", action.as_str())
-            };
-            steps.push((action, text));
-            state = next(action);
+        if let Some(to) = status
+            && step(&mut steps, &mut state, to, pending.join("\n"))
+        {
+            pending.clear();
         }
     }
-    if let Some((to, why)) = last {
-        let actions = transitions(state, to);
-        if !actions.is_empty() {
-            pending.push(why);
-            let joined = pending.join("\n");
+    if let Some((to, why)) = thread.last {
+        pending.push(why);
+        if step(&mut steps, &mut state, to, pending.join("\n")) {
             pending.clear();
-            for (i, action) in actions.into_iter().enumerate() {
-                let text = if i == 0 {
-                    joined.clone()
-                } else {
-                    format!("({} to reach the source's status)", action.as_str())
-                };
-                steps.push((action, text));
-            }
+        } else {
+            // Already there: the status line says nothing new.
+            pending.pop();
         }
     }
     if !pending.is_empty() {
         let rest = pending.join("\n");
-        match steps.last_mut() {
-            Some((_, text)) => {
-                text.push('\n');
-                text.push_str(&rest);
-            }
-            None => {
-                open_text.push('\n');
-                open_text.push_str(&rest);
-            }
-        }
+        let text = match steps.last_mut() {
+            Some((_, text)) => text,
+            None => &mut open_text,
+        };
+        text.push('\n');
+        text.push_str(&rest);
     }
     let open = fit(open_text, &mut truncated);
     let steps = steps
         .into_iter()
         .map(|(a, t)| (a, fit(t, &mut truncated)))
         .collect();
-    SourceQuery {
-        open,
-        steps,
-        status_assumed,
-        truncated,
-        exported_from: None,
-    }
+    (open, steps, truncated)
 }
 
 fn child_line(n: &ChildNote) -> String {
@@ -212,32 +233,46 @@ fn child_line(n: &ChildNote) -> String {
 }
 
 /// An OpenClinica discrepancy note thread as a query. The thread's own status decides
-/// where the query ends; each note's status moves it on the way.
+/// where the query ends (the last note's, if the thread's is not a status Trellis knows);
+/// each note's status moves it on the way.
 pub fn from_discrepancy_note(note: &DiscrepancyNote) -> SourceQuery {
     let kind = note.note_type.as_deref().unwrap_or("note");
     let id = note.id.as_deref().unwrap_or("without ID");
+    let mut unknown_statuses = Vec::new();
+    let mut known = |word: Option<&str>| {
+        let word = word?;
+        let status = source_status(word);
+        if status.is_none() && !unknown_statuses.iter().any(|w| w == word) {
+            unknown_statuses.push(word.to_owned());
+        }
+        status.map(|s| (s, word.to_owned()))
+    };
     let mut notes = note.child_notes.iter();
     let first = notes.next().map(child_line).unwrap_or_default();
     let open = format!("Imported from OpenClinica: discrepancy note {id} ({kind}).\n{first}");
-    let later = notes
-        .map(|n| (child_line(n), n.status.as_deref().and_then(source_status)))
+    let later: Vec<(String, Option<QueryStatus>)> = notes
+        .map(|n| (child_line(n), known(n.status.as_deref()).map(|(s, _)| s)))
         .collect();
-    let final_status = note.status.as_deref().and_then(source_status).or_else(|| {
-        note.child_notes
-            .last()
-            .and_then(|n| n.status.as_deref())
-            .and_then(source_status)
+    let final_status = known(note.status.as_deref())
+        .or_else(|| known(note.child_notes.last().and_then(|n| n.status.as_deref())));
+    let last = final_status.map(|(s, word)| {
+        let updated = note
+            .date_updated
+            .as_deref()
+            .map(|d| format!(" (updated {d})"))
+            .unwrap_or_default();
+        (s, format!("Status in OpenClinica: {word}{updated}"))
     });
-    let last = final_status.map(|s| {
-        (
-            s,
-            format!(
-                "Status in OpenClinica: {}",
-                note.status.as_deref().unwrap_or(s.as_str())
-            ),
-        )
-    });
-    replay(open, later, last, false)
+    let (open, steps, truncated) = replay(Thread { open, later, last });
+    SourceQuery {
+        open,
+        steps,
+        identified: note.id.is_some(),
+        status_assumed: false,
+        unknown_statuses,
+        truncated,
+        exported_from: None,
+    }
 }
 
 /// The prefix of the comment Trellis's own export writes for a query, and its status.
@@ -273,21 +308,27 @@ pub fn from_annotation(a: &Annotation) -> FromAnnotation {
                 .or_else(|| f.flag_type.as_ref().and_then(|(t, _)| source_status(t)))
         })
     });
+    // The first line names the annotation (SeqNum is unique among an item's annotations).
     let mut open = format!("Imported from ODM annotation {}", a.seq_num);
     if let Some(id) = &a.id {
         open.push_str(&format!(" ({id})"));
     }
-    if let Some(who) = a
+    open.push('.');
+    let who = a
         .comment
         .as_ref()
-        .and_then(|c| c.sponsor_or_site.as_deref())
-    {
-        open.push_str(&format!(", {who} comment"));
+        .and_then(|c| c.sponsor_or_site.as_deref());
+    let mut about = Vec::new();
+    if let Some(who) = who {
+        about.push(format!("{who} comment"));
     }
     if !flags.is_empty() {
-        open.push_str(&format!(", flags {}", flags.join(", ")));
+        about.push(format!("flags {}", flags.join(", ")));
     }
-    open.push('.');
+    if !about.is_empty() {
+        open.push('\n');
+        open.push_str(&about.join("; "));
+    }
     if !comment.is_empty() {
         open.push('\n');
         open.push_str(comment);
@@ -301,12 +342,24 @@ pub fn from_annotation(a: &Annotation) -> FromAnnotation {
     } else {
         format!("Status in the source file: {}", to.as_str())
     };
-    let mut query = replay(open, Vec::new(), Some((to, why)), assumed);
-    query.exported_from =
-        a.id.as_deref()
+    let (open, steps, truncated) = replay(Thread {
+        open,
+        later: Vec::new(),
+        last: Some((to, why)),
+    });
+    FromAnnotation::Query(SourceQuery {
+        open,
+        steps,
+        identified: true,
+        status_assumed: assumed,
+        unknown_statuses: Vec::new(),
+        truncated,
+        exported_from: a
+            .id
+            .as_deref()
             .and_then(|id| id.strip_prefix(TRELLIS_QUERY_ID_PREFIX))
-            .and_then(|id| uuid::Uuid::parse_str(id).ok());
-    FromAnnotation::Query(query)
+            .and_then(|id| uuid::Uuid::parse_str(id).ok()),
+    })
 }
 
 #[cfg(test)]
@@ -392,6 +445,68 @@ mod tests {
         let open = from_discrepancy_note(&note("New", vec![child("CDN_1", "New", "?")]));
         assert!(open.steps.is_empty());
         assert_eq!(open.status(), QueryStatus::Open);
+    }
+
+    #[test]
+    fn an_answer_after_closing_reopens_first_and_the_answer_keeps_its_text() {
+        let q = from_discrepancy_note(&note(
+            "Resolution Proposed",
+            vec![
+                child("CDN_1", "New", "Which date?"),
+                child("CDN_2", "Closed", "Closed by mistake"),
+                child("CDN_3", "Resolution Proposed", "It was 1 Feb"),
+            ],
+        ));
+        assert_eq!(
+            actions(&q),
+            [QueryAction::Close, QueryAction::Reopen, QueryAction::Answer]
+        );
+        assert!(
+            q.steps[1].1.starts_with("(reopen to record"),
+            "{:?}",
+            q.steps
+        );
+        assert!(q.steps[2].1.contains("It was 1 Feb"), "{:?}", q.steps);
+        assert_eq!(q.status(), QueryStatus::Answered);
+    }
+
+    #[test]
+    fn unknown_statuses_are_named_and_the_last_known_one_decides() {
+        let q = from_discrepancy_note(&note(
+            "Awaiting Sponsor",
+            vec![
+                child("CDN_1", "New", "Why?"),
+                child("CDN_2", "Escalated", "Sent up"),
+                child("CDN_3", "Closed", "Done"),
+            ],
+        ));
+        assert_eq!(q.unknown_statuses, ["Escalated", "Awaiting Sponsor"]);
+        assert_eq!(q.status(), QueryStatus::Closed);
+        assert!(q.steps[0].1.contains("Sent up") && q.steps[0].1.contains("Done"));
+    }
+
+    #[test]
+    fn a_note_is_recognised_by_its_first_line_when_the_source_names_it() {
+        let older = from_discrepancy_note(&note("New", vec![child("CDN_1", "New", "Why?")]));
+        let newer = from_discrepancy_note(&note(
+            "Closed",
+            vec![
+                child("CDN_1", "New", "Why?"),
+                child("CDN_2", "Closed", "Fixed"),
+            ],
+        ));
+        assert_eq!(older.identity(), newer.identity());
+        assert_eq!(
+            older.identity(),
+            "Imported from OpenClinica: discrepancy note DN_1 (Query)."
+        );
+        let unnamed = DiscrepancyNote {
+            id: None,
+            ..note("New", vec![child("CDN_1", "New", "Why?")])
+        };
+        let q = from_discrepancy_note(&unnamed);
+        assert!(!q.identified);
+        assert_eq!(q.identity(), q.open);
     }
 
     #[test]

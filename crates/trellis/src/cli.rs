@@ -214,7 +214,8 @@ pub enum StudyCommand {
         as_user: Option<String>,
         /// Import the study definition only and leave the file's clinical data out (to
         /// create a study from another system's export, add its sites, then import the
-        /// same file again for its data).
+        /// same file again for its data). The data are still read and checked: a file
+        /// whose data do not fit its definition is refused either way.
         #[arg(long)]
         metadata_only: bool,
     },

@@ -350,7 +350,7 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
     let code = report.study.code.clone();
     if report.queries_already_imported > 0 {
         println!(
-            "{name}: {} already in {code} from an earlier import",
+            "{name}: {} already in {code}",
             plural(report.queries_already_imported, "query is", "queries are")
         );
     }

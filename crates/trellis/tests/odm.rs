@@ -594,7 +594,48 @@ async fn openclinica_discrepancy_notes_become_queries_once() {
     // The same file again opens no query twice.
     let out = import();
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("3 queries are already in ONCO-7"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(store.queries(b, None).await.unwrap().len(), 3);
+    // A newer extract, in which the monitor has since closed DN_14: the query is
+    // recognised by its note id, left as it is, and the import says it changed.
+    let newer = env.dir.path().join("newer.xml");
+    std::fs::write(
+        &newer,
+        std::fs::read_to_string(&file).unwrap().replace(
+            r#"<OpenClinica:DiscrepancyNote ID="DN_14" Status="Resolution Proposed""#,
+            r#"<OpenClinica:DiscrepancyNote ID="DN_14" Status="Closed""#,
+        ),
+    )
+    .unwrap();
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        newer.to_str().unwrap(),
+        "--study",
+        "ONCO-7",
+        "--site",
+        "AT-01",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("1 query(ies) imported earlier have changed in the source since"),
+        "{}",
+        text(&out)
+    );
+    let after = store.queries(b, None).await.unwrap();
+    assert_eq!(after.len(), 3);
+    assert_eq!(
+        after
+            .iter()
+            .find(|q| q.messages[0].text.contains("DN_14"))
+            .unwrap()
+            .status,
+        QueryStatus::Answered
+    );
     let out = env.run(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
 }

@@ -319,8 +319,8 @@ async fn concurrent_writers_share_commits_and_keep_one_chain() {
     });
 }
 
-/// Many clients saving in rounds on one study, some on the same items, with another
-/// request in between: every acknowledged change is in the trail exactly once, each
+/// Many clients saving in rounds on one study, some on the same items, one save also
+/// opening a query (so not a save-only request): every acknowledged change is in the trail exactly once, each
 /// item's history reads as one sequence (every change's old value is the value before
 /// it), and the current values are the last ones in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +347,7 @@ async fn overlapping_batches_of_saves_keep_every_change_in_order() {
                     };
                     let mut req = WriteRequest::new(actor(), vec![m]).with_reason("round");
                     if client == 7 && round == 3 {
-                        // A request that is not a save, between batches of saves.
+                        // A save that also opens a query takes the general write path.
                         req.mutations.push(Mutation::OpenQuery {
                             study: s_study,
                             id: QueryId::new(),
