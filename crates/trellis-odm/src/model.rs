@@ -553,6 +553,9 @@ pub struct ClinicalData {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SubjectData {
     pub subject_key: String,
+    /// The subject's label where the source's `SubjectKey` is an internal key
+    /// (OpenClinica's `StudySubjectID`); Trellis registers the subject under it.
+    pub label: Option<String>,
     pub transaction_type: Option<TransactionType>,
     pub audit_record: Option<AuditRecord>,
     pub signature: Option<Signature>,

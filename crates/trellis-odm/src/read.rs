@@ -386,9 +386,17 @@ impl<'a, 'input> Reader<'a, 'input> {
 
     /// Reports attributes that are neither expected nor XML/namespace bookkeeping.
     fn check_attributes(&mut self, node: Node, known: &[&str]) {
+        self.check_attributes_reading(node, known, &[]);
+    }
+
+    /// [`Self::check_attributes`], with OpenClinica attributes the reader takes over.
+    fn check_attributes_reading(&mut self, node: Node, known: &[&str], openclinica: &[&str]) {
         for attr in node.attributes() {
             match attr.namespace() {
                 Some(XML_NS) | Some(XSI_NS) | Some(XMLNS_NS) => {}
+                Some(ns)
+                    if ns.starts_with(OPENCLINICA_NS_PREFIX)
+                        && openclinica.contains(&attr.name()) => {}
                 Some(ns) => {
                     let prefix = node.lookup_prefix(ns).unwrap_or(ns);
                     self.warn_grouped(
@@ -1925,11 +1933,27 @@ impl<'a, 'input> Reader<'a, 'input> {
     }
 
     fn subject_data(&mut self, node: Node<'a, 'input>) -> SubjectData {
-        self.check_attributes(node, &["SubjectKey", "TransactionType"]);
+        self.check_attributes_reading(
+            node,
+            &["SubjectKey", "TransactionType"],
+            &["StudySubjectID"],
+        );
         let key = self.required(node, "ClinicalData", "SubjectKey");
         let path = format!("SubjectData[{key}]");
+        // OpenClinica's SubjectKey is an internal OID (SS_…); people know the subject by
+        // its StudySubjectID.
+        let label = node
+            .attributes()
+            .find(|a| {
+                a.name() == "StudySubjectID"
+                    && a.namespace()
+                        .is_some_and(|ns| ns.starts_with(OPENCLINICA_NS_PREFIX))
+            })
+            .map(|a| a.value().trim().to_owned())
+            .filter(|v| !v.is_empty());
         let mut subject = SubjectData {
             subject_key: key,
+            label,
             transaction_type: self.transaction(node, &path),
             line: self.line(node),
             ..SubjectData::default()

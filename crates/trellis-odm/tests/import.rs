@@ -227,6 +227,19 @@ fn an_openclinica_extract_imports_despite_element_order_and_typed_item_data() {
 fn openclinica_discrepancy_notes_on_items_are_read_and_others_reported() {
     let imported = read_str(&fixture("openclinica_style_1_3.xml")).expect("accepted");
     let subject = &imported.odm.clinical_data[0].subjects[0];
+    assert_eq!(subject.subject_key, "SS_1001");
+    assert_eq!(
+        subject.label.as_deref(),
+        Some("1001"),
+        "OpenClinica's StudySubjectID"
+    );
+    assert!(
+        !imported
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("StudySubjectID")),
+        "the label is read, not reported"
+    );
     let elig = &subject.study_events[0].forms[0].item_groups[0].items;
     let consent = &elig[1];
     assert_eq!(consent.item_oid, "I_ELIG_CONSENTDT");

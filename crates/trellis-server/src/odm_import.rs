@@ -370,6 +370,8 @@ pub async fn plan(
     let mut new_subjects = 0usize;
     let mut values_total = 0usize;
     let mut source = SourceQueryTally::default();
+    // New subjects registered under their label: (line, label, SubjectKey).
+    let mut labelled: Vec<(u32, String, String)> = Vec::new();
     // The study's queries (ids, and opening texts on their items), so that importing a
     // file again, or a Trellis export into its own study, opens no query twice.
     let mut existing_queries: Option<KnownQueries> = None;
@@ -379,9 +381,12 @@ pub async fn plan(
         .filter(|d| d.study_oid == study_oid)
     {
         for subject in &data.subjects {
-            let existing_subject = subjects
-                .iter()
-                .find(|s| s.screening_number == subject.subject_key);
+            // The subject's label where the source has one (OpenClinica's StudySubjectID),
+            // else its SubjectKey; a subject imported before under either is found.
+            let number_text = subject.label.as_deref().unwrap_or(&subject.subject_key);
+            let existing_subject = subjects.iter().find(|s| {
+                s.screening_number == number_text || s.screening_number == subject.subject_key
+            });
             let subject_id = match existing_subject {
                 Some(s) => s.id,
                 None => {
@@ -408,24 +413,35 @@ pub async fn plan(
                         problems.push(ImportProblem {
                             line: subject.line,
                             message: format!(
-                                "subject {} is not in study {} and its site {} matches no site code; create the site or name a default site",
-                                subject.subject_key,
+                                "subject {number_text} is not in study {} and its site {} matches no site code; create the site or name a default site",
                                 study.code,
                                 subject.site_ref.as_deref().unwrap_or("(none given)")
                             ),
                         });
                         continue;
                     };
-                    let number = match ScreeningNumber::parse(&subject.subject_key) {
+                    let number = match ScreeningNumber::parse(number_text) {
                         Ok(n) => n,
                         Err(e) => {
+                            let what = if subject.label.is_some() {
+                                "StudySubjectID"
+                            } else {
+                                "SubjectKey"
+                            };
                             problems.push(ImportProblem {
                                 line: subject.line,
-                                message: format!("SubjectKey {:?}: {e}", subject.subject_key),
+                                message: format!("{what} {number_text:?}: {e}"),
                             });
                             continue;
                         }
                     };
+                    if subject.label.is_some() {
+                        labelled.push((
+                            subject.line,
+                            number_text.to_owned(),
+                            subject.subject_key.clone(),
+                        ));
+                    }
                     let id = SubjectId::new();
                     mutations.push(Mutation::CreateSubject {
                         study: study.id,
@@ -592,6 +608,12 @@ pub async fn plan(
             warnings,
             not_imported: {
                 let mut out = source.report();
+                if let Some((line, label, key)) = labelled.first() {
+                    out.push(format!(
+                        "note: line {line}: {} new subject(s) registered under OpenClinica's StudySubjectID rather than the SubjectKey (e.g. {label} for {key})",
+                        labelled.len()
+                    ));
+                }
                 out.extend(not_imported(&odm));
                 out
             },

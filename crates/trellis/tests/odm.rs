@@ -545,12 +545,22 @@ async fn openclinica_discrepancy_notes_become_queries_once() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("3 queries"), "{}", text(&out));
     assert!(
+        text(&out).contains(
+            "1 new subject(s) registered under OpenClinica's StudySubjectID rather than the SubjectKey (e.g. 1001 for SS_1001)"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(
         text(&out).contains("vendor extension OpenClinica:DiscrepancyNotes inside SubjectData"),
         "a note on the subject itself is reported: {}",
         text(&out)
     );
     let store = env.store().await;
     let b = store.study_by_code("ONCO-7").await.unwrap().unwrap().id;
+    let registered = store.subjects(b).await.unwrap();
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0].screening_number, "1001");
     let queries = store.queries(b, None).await.unwrap();
     assert_eq!(queries.len(), 3, "{queries:#?}");
     let on = |item: &str, dn: &str| {
