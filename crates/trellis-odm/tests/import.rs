@@ -508,8 +508,14 @@ mod never_panics {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
         #[test]
-        fn on_damaged_files(cut_at in 0usize..20_000, cut_len in 0usize..400, insert in ".{0,20}") {
-            let text = fixture("cardio_1_3_2.xml");
+        fn on_damaged_files(
+            which in 0usize..3,
+            cut_at in 0usize..20_000,
+            cut_len in 0usize..400,
+            insert in ".{0,20}",
+        ) {
+            let name = ["cardio_1_3_2.xml", "openclinica_style_1_3.xml", "redcap_style_1_3_1.xml"][which];
+            let text = fixture(name);
             let mut start = cut_at.min(text.len());
             while !text.is_char_boundary(start) { start -= 1; }
             let mut end = (start + cut_len).min(text.len());

@@ -591,4 +591,70 @@ mod tests {
         );
         assert_eq!(trellis_query_status("Query about the dose"), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn status_word() -> impl Strategy<Value = Option<String>> {
+            prop_oneof![
+                Just(None),
+                prop::sample::select(vec![
+                    "New",
+                    "Updated",
+                    "Resolution Proposed",
+                    "Closed",
+                    "Not Applicable",
+                    "Escalated",
+                ])
+                .prop_map(|w| Some(w.to_owned())),
+            ]
+        }
+
+        fn child_note() -> impl Strategy<Value = ChildNote> {
+            (status_word(), ".{0,30}", 0usize..5000).prop_map(|(status, text, pad)| ChildNote {
+                status,
+                description: Some(format!("{text}{}", "x".repeat(pad))),
+                ..ChildNote::default()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Whatever the thread, the replay is a valid path through the store's
+            /// transitions, every message fits the store, and the query ends at the
+            /// thread's status when Trellis knows it.
+            #[test]
+            fn a_thread_always_replays_into_valid_steps(
+                status in status_word(),
+                children in prop::collection::vec(child_note(), 1..6),
+            ) {
+                let note = DiscrepancyNote {
+                    id: Some("DN_1".into()),
+                    status: status.clone(),
+                    child_notes: children,
+                    ..DiscrepancyNote::default()
+                };
+                let q = from_discrepancy_note(&note);
+                prop_assert!(!q.open.is_empty() && q.open.chars().count() <= MAX_MESSAGE_CHARS);
+                let mut state = QueryStatus::Open;
+                for (action, text) in &q.steps {
+                    let valid = matches!(
+                        (action, state),
+                        (QueryAction::Answer, QueryStatus::Open)
+                            | (QueryAction::Close, QueryStatus::Open | QueryStatus::Answered)
+                            | (QueryAction::Reopen, QueryStatus::Answered | QueryStatus::Closed)
+                    );
+                    prop_assert!(valid, "{action:?} from {state:?}");
+                    prop_assert!(!text.trim().is_empty() && text.chars().count() <= MAX_MESSAGE_CHARS);
+                    state = next(*action);
+                }
+                prop_assert_eq!(state, q.status());
+                if let Some(s) = status.as_deref().and_then(source_status) {
+                    prop_assert_eq!(q.status(), s);
+                }
+            }
+        }
+    }
 }
