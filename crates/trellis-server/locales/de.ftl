@@ -268,6 +268,7 @@ import-new-versions = Neue Metadatenversionen (Amendments)
 import-identical-versions = Bereits importierte Metadatenversionen (identisch)
 import-new-subjects = Neue Patienten
 import-values = Werte
+import-values-changed = neu oder geändert
 import-queries = Rückfragen aus Anmerkungen und Discrepancy Notes der Quelle
 import-queries-already = bereits importiert
 import-warnings = Warnungen und nicht importierte Teile

@@ -268,6 +268,7 @@ import-new-versions = New metadata versions (amendments)
 import-identical-versions = Metadata versions already imported (identical)
 import-new-subjects = New subjects
 import-values = Values
+import-values-changed = new or changed
 import-queries = Queries from the source's annotations and discrepancy notes
 import-queries-already = already imported
 import-warnings = Warnings and parts not imported

@@ -78,6 +78,9 @@ pub struct ImportReport {
     pub new_versions: Vec<String>,
     pub new_subjects: usize,
     pub values: usize,
+    /// Of those, values that are new or differ from what the study holds (only these are
+    /// written).
+    pub values_changed: usize,
     /// Queries opened from the source's annotations and discrepancy notes on items.
     pub queries: usize,
     /// Of those, already in the study from an earlier import of the same notes.
@@ -369,6 +372,7 @@ pub async fn plan(
         .collect();
     let mut new_subjects = 0usize;
     let mut values_total = 0usize;
+    let mut values_changed = 0usize;
     let mut source = SourceQueryTally::default();
     // New subjects registered under their label: (line, label, SubjectKey).
     let mut labelled: Vec<(u32, String, String)> = Vec::new();
@@ -523,6 +527,22 @@ pub async fn plan(
                 .map(|(_, v)| v)
                 .collect();
             values_total += values.len();
+            // Only what differs is written (the store would skip the rest anyway), so that
+            // a file the study already holds plans nothing and says so.
+            let values: Vec<(String, Option<String>)> = if existing_subject.is_some() {
+                let current: HashMap<String, Option<String>> = store
+                    .item_values(study.id, subject_id)
+                    .await?
+                    .into_iter()
+                    .collect();
+                values
+                    .into_iter()
+                    .filter(|(k, v)| current.get(k) != Some(v))
+                    .collect()
+            } else {
+                values
+            };
+            values_changed += values.len();
             if !values.is_empty() {
                 mutations.push(Mutation::SaveItems {
                     study: study.id,
@@ -621,6 +641,7 @@ pub async fn plan(
             new_versions,
             new_subjects,
             values: values_total,
+            values_changed,
             queries: source.opened,
             queries_already_imported: source.already,
         },
@@ -967,13 +988,13 @@ fn import_page_markup(
                     @if o.imported {
                         p.ok role="status" { (t("import-done")) " (" (o.audit_entries) " " (t("import-audit-entries")) ")" }
                     } @else if o.error.is_none() {
-                        p role="status" { @if plan.new_versions.is_empty() && plan.new_subjects == 0 && plan.values == 0 && plan.queries == 0 { (t("import-nothing-new")) } @else { (t("import-checked")) } }
+                        p role="status" { @if plan.new_versions.is_empty() && plan.new_subjects == 0 && plan.values_changed == 0 && plan.queries == 0 { (t("import-nothing-new")) } @else { (t("import-checked")) } }
                     }
                     dl {
                         dt { (t("import-new-versions")) } dd.mono { @if plan.new_versions.is_empty() { "—" } @else { (plan.new_versions.join(", ")) } }
                         dt { (t("import-identical-versions")) } dd.mono { @if plan.identical_versions.is_empty() { "—" } @else { (plan.identical_versions.join(", ")) } }
                         dt { (t("import-new-subjects")) } dd { (plan.new_subjects) }
-                        dt { (t("import-values")) } dd { (plan.values) }
+                        dt { (t("import-values")) } dd { (plan.values) " (" (plan.values_changed) " " (t("import-values-changed")) ")" }
                         dt { (t("import-queries")) } dd {
                             (plan.queries)
                             @if plan.queries_already_imported > 0 { " (" (plan.queries_already_imported) " " (t("import-queries-already")) ")" }
@@ -1145,6 +1166,7 @@ pub async fn api_import(
             "identical_metadata_versions": plan.identical_versions,
             "new_subjects": plan.new_subjects,
             "values": plan.values,
+            "values_changed": plan.values_changed,
             "queries": plan.queries,
             "queries_already_imported": plan.queries_already_imported,
             "warnings": plan.warnings.iter().chain(&plan.not_imported).collect::<Vec<_>>(),

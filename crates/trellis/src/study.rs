@@ -372,7 +372,7 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{name}: imported into {code}: {}, {}, {} values, {}; {} audit entries",
+        "{name}: imported into {code}: {}, {}, {} values ({} new or changed), {}; {} audit entries",
         plural(
             report.new_versions.len(),
             "metadata version",
@@ -380,6 +380,7 @@ pub async fn import_odm(store: &Store, args: &ImportArgs) -> anyhow::Result<Exit
         ),
         plural(report.new_subjects, "new subject", "new subjects"),
         report.values,
+        report.values_changed,
         plural(report.queries, "query", "queries"),
         receipt.entries.len()
     );

@@ -601,9 +601,14 @@ async fn openclinica_discrepancy_notes_become_queries_once() {
         dose.messages
     );
 
-    // The same file again opens no query twice.
+    // The same file again opens no query twice, and nothing else changes either.
     let out = import();
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("nothing new to import into ONCO-7"),
+        "{}",
+        text(&out)
+    );
     assert!(
         text(&out).contains("3 queries are already in ONCO-7"),
         "{}",
