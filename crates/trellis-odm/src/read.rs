@@ -1740,7 +1740,7 @@ impl<'a, 'input> Reader<'a, 'input> {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
-        self.vendor_attributes(node, &["EntityID"]);
+        self.vendor_attributes(node, &["EntityID"], &[]);
         self.vendor_text(node, path);
         for dn in node.children().filter(Node::is_element) {
             if dn.tag_name().name() != "DiscrepancyNote" {
@@ -1763,6 +1763,7 @@ impl<'a, 'input> Reader<'a, 'input> {
                     "EntityName",
                     "NumberOfChildNotes",
                 ],
+                &[],
             );
             self.vendor_text(dn, path);
             let mut note = DiscrepancyNote {
@@ -1784,7 +1785,11 @@ impl<'a, 'input> Reader<'a, 'input> {
                     );
                     continue;
                 }
-                self.vendor_attributes(cn, &["ID", "Status", "DateCreated", "UserName", "Name"]);
+                self.vendor_attributes(
+                    cn,
+                    &["ID", "Status", "DateCreated", "UserName", "Name"],
+                    &[],
+                );
                 self.vendor_text(cn, path);
                 let mut child = ChildNote {
                     id: opt(cn, "ID"),
@@ -1804,7 +1809,7 @@ impl<'a, 'input> Reader<'a, 'input> {
                         "Description" => child.description = text(),
                         "DetailedNote" => child.detailed_note = text(),
                         "UserRef" => {
-                            self.vendor_attributes(part, &["UserOID", "UserName", "FullName"]);
+                            self.vendor_attributes(part, &["UserOID"], &["UserName", "FullName"]);
                             // OpenClinica writes the OID with a trailing space.
                             child.user_oid = opt(part, "UserOID");
                             let named = |local: &str| {
@@ -1840,17 +1845,19 @@ impl<'a, 'input> Reader<'a, 'input> {
         notes
     }
 
-    /// Reports attributes of a vendor element that the reader does not take over
-    /// (`known` are matched by local name, with or without the vendor's prefix).
-    fn vendor_attributes(&mut self, node: Node, known: &[&str]) {
+    /// Reports attributes of a vendor element that the reader does not take over: `known`
+    /// are unprefixed attributes (matched ignoring case, as they are read), `prefixed`
+    /// the OpenClinica-prefixed ones that are read.
+    fn vendor_attributes(&mut self, node: Node, known: &[&str], prefixed: &[&str]) {
         for attr in node.attributes() {
-            if matches!(
-                attr.namespace(),
-                Some(XML_NS) | Some(XSI_NS) | Some(XMLNS_NS)
-            ) {
-                continue;
-            }
-            if !known.iter().any(|k| k.eq_ignore_ascii_case(attr.name())) {
+            let read = match attr.namespace() {
+                Some(XML_NS) | Some(XSI_NS) | Some(XMLNS_NS) => true,
+                None => known.iter().any(|k| k.eq_ignore_ascii_case(attr.name())),
+                Some(ns) => {
+                    ns.starts_with(OPENCLINICA_NS_PREFIX) && prefixed.contains(&attr.name())
+                }
+            };
+            if !read {
                 self.warn_grouped(
                     node,
                     format!(

@@ -85,6 +85,8 @@ pub struct ImportReport {
     pub queries: usize,
     /// Of those, already in the study from an earlier import of the same notes.
     pub queries_already_imported: usize,
+    /// The study already holds everything in the file: importing would write nothing.
+    pub nothing_to_write: bool,
 }
 
 impl ImportPlan {
@@ -355,7 +357,7 @@ pub async fn plan(
     } else {
         store.subjects(study.id).await?
     };
-    let assigned: HashMap<SubjectId, String> = if subjects.is_empty() {
+    let mut assigned: HashMap<SubjectId, String> = if subjects.is_empty() {
         HashMap::new()
     } else {
         store
@@ -376,23 +378,74 @@ pub async fn plan(
     let mut source = SourceQueryTally::default();
     // New subjects registered under their label: (line, label, SubjectKey).
     let mut labelled: Vec<(u32, String, String)> = Vec::new();
+    // Lines of subjects whose label is not a valid screening number (their SubjectKey is used).
+    let mut unusable_labels: Vec<u32> = Vec::new();
     // The study's queries (ids, and opening texts on their items), so that importing a
     // file again, or a Trellis export into its own study, opens no query twice.
     let mut existing_queries: Option<KnownQueries> = None;
+    // Subjects this plan creates, by screening number: a transactional file may hold a
+    // subject's data in several SubjectData elements.
+    let mut planned_subjects: HashMap<String, SubjectId> = HashMap::new();
+    // Where each label (OpenClinica's StudySubjectID) first appeared: two source subjects
+    // with one label cannot both be registered under it.
+    let mut label_keys: HashMap<&str, (&str, u32)> = HashMap::new();
+    // The study's current values, read once if the file has data for subjects it holds.
+    let mut current_values: Option<HashMap<(SubjectId, String), Option<String>>> = None;
     for data in odm
         .clinical_data
         .iter()
         .filter(|d| d.study_oid == study_oid)
     {
         for subject in &data.subjects {
-            // The subject's label where the source has one (OpenClinica's StudySubjectID),
-            // else its SubjectKey; a subject imported before under either is found.
-            let number_text = subject.label.as_deref().unwrap_or(&subject.subject_key);
-            let existing_subject = subjects.iter().find(|s| {
-                s.screening_number == number_text || s.screening_number == subject.subject_key
+            // The subject's label where the source has one (OpenClinica's StudySubjectID)
+            // and it is a valid screening number, else its SubjectKey; a subject imported
+            // before under either is found.
+            let label = subject.label.as_deref().filter(|l| {
+                let valid = ScreeningNumber::parse(l).is_ok();
+                if !valid {
+                    unusable_labels.push(subject.line);
+                }
+                valid
             });
+            if let Some(l) = label {
+                match label_keys.get(l) {
+                    Some((key, line)) if *key != subject.subject_key.as_str() => {
+                        problems.push(ImportProblem {
+                            line: subject.line,
+                            message: format!(
+                                "subjects {key} (line {line}) and {} have the same StudySubjectID {l}; Trellis registers subjects under it, so it must be unique",
+                                subject.subject_key
+                            ),
+                        });
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        label_keys.insert(l, (subject.subject_key.as_str(), subject.line));
+                    }
+                }
+            }
+            let number_text = label.unwrap_or(&subject.subject_key);
+            let by_label = subjects.iter().find(|s| s.screening_number == number_text);
+            let by_key = subjects
+                .iter()
+                .find(|s| s.screening_number == subject.subject_key);
+            if let (Some(a), Some(b)) = (by_label, by_key)
+                && a.id != b.id
+            {
+                problems.push(ImportProblem {
+                    line: subject.line,
+                    message: format!(
+                        "StudySubjectID {number_text} and SubjectKey {} name two different subjects of study {}",
+                        subject.subject_key, study.code
+                    ),
+                });
+                continue;
+            }
+            let existing_subject = by_label.or(by_key);
             let subject_id = match existing_subject {
                 Some(s) => s.id,
+                None if planned_subjects.contains_key(number_text) => planned_subjects[number_text],
                 None => {
                     // A LocationOID may be the site code itself or a Location whose name is.
                     let wanted = subject
@@ -427,19 +480,14 @@ pub async fn plan(
                     let number = match ScreeningNumber::parse(number_text) {
                         Ok(n) => n,
                         Err(e) => {
-                            let what = if subject.label.is_some() {
-                                "StudySubjectID"
-                            } else {
-                                "SubjectKey"
-                            };
                             problems.push(ImportProblem {
                                 line: subject.line,
-                                message: format!("{what} {number_text:?}: {e}"),
+                                message: format!("SubjectKey {number_text:?}: {e}"),
                             });
                             continue;
                         }
                     };
-                    if subject.label.is_some() {
+                    if label.is_some() {
                         labelled.push((
                             subject.line,
                             number_text.to_owned(),
@@ -453,6 +501,7 @@ pub async fn plan(
                         site: site.id,
                         screening_number: number,
                     });
+                    planned_subjects.insert(number_text.to_owned(), id);
                     new_subjects += 1;
                     id
                 }
@@ -461,16 +510,19 @@ pub async fn plan(
                 Some(v) if v != &data.metadata_version_oid => problems.push(ImportProblem {
                     line: subject.line,
                     message: format!(
-                        "subject {} follows metadata version {v}; the file's data follow {} (move the subject first)",
-                        subject.subject_key, data.metadata_version_oid
+                        "subject {number_text} follows metadata version {v}; the file's data follow {} (move the subject first)",
+                        data.metadata_version_oid
                     ),
                 }),
                 Some(_) => {}
-                None => mutations.push(Mutation::AssignMetadataVersion {
-                    study: study.id,
-                    subject: subject_id,
-                    oid: data.metadata_version_oid.clone(),
-                }),
+                None => {
+                    assigned.insert(subject_id, data.metadata_version_oid.clone());
+                    mutations.push(Mutation::AssignMetadataVersion {
+                        study: study.id,
+                        subject: subject_id,
+                        oid: data.metadata_version_oid.clone(),
+                    });
+                }
             }
             let mut values = Vec::new();
             let mut noted: Vec<(String, &trellis_odm::ItemData)> = Vec::new();
@@ -530,14 +582,20 @@ pub async fn plan(
             // Only what differs is written (the store would skip the rest anyway), so that
             // a file the study already holds plans nothing and says so.
             let values: Vec<(String, Option<String>)> = if existing_subject.is_some() {
-                let current: HashMap<String, Option<String>> = store
-                    .item_values(study.id, subject_id)
-                    .await?
-                    .into_iter()
-                    .collect();
+                if current_values.is_none() {
+                    current_values = Some(
+                        store
+                            .study_item_values(study.id)
+                            .await?
+                            .into_iter()
+                            .map(|(su, k, v)| ((su, k), v))
+                            .collect(),
+                    );
+                }
+                let current = current_values.get_or_insert_with(HashMap::new);
                 values
                     .into_iter()
-                    .filter(|(k, v)| current.get(k) != Some(v))
+                    .filter(|(k, v)| current.get(&(subject_id, k.clone())) != Some(v))
                     .collect()
             } else {
                 values
@@ -563,7 +621,21 @@ pub async fn plan(
                             let Some(first) = q.messages.first() else {
                                 continue;
                             };
-                            let seen = (first.text.clone(), q.status);
+                            // The status the import that opened it reached: its messages
+                            // share the opening's commit time; later ones are Trellis's own.
+                            let reached = q
+                                .messages
+                                .iter()
+                                .skip(1)
+                                .take_while(|m| m.at == first.at)
+                                .fold(trellis_store::QueryStatus::Open, |_, m| {
+                                    match m.action.as_str() {
+                                        "answer" => trellis_store::QueryStatus::Answered,
+                                        "close" => trellis_store::QueryStatus::Closed,
+                                        _ => trellis_store::QueryStatus::Open,
+                                    }
+                                });
+                            let seen = (first.text.clone(), reached);
                             let name = crate::source_queries::first_line(&first.text).to_owned();
                             known
                                 .by_identity
@@ -628,6 +700,12 @@ pub async fn plan(
             warnings,
             not_imported: {
                 let mut out = source.report();
+                if let Some(line) = unusable_labels.first() {
+                    out.push(format!(
+                        "warning: line {line}: {} subject(s) have a StudySubjectID that is not a valid screening number; their SubjectKey is used",
+                        unusable_labels.len()
+                    ));
+                }
                 if let Some((line, label, key)) = labelled.first() {
                     out.push(format!(
                         "note: line {line}: {} new subject(s) registered under OpenClinica's StudySubjectID rather than the SubjectKey (e.g. {label} for {key})",
@@ -644,6 +722,7 @@ pub async fn plan(
             values_changed,
             queries: source.opened,
             queries_already_imported: source.already,
+            nothing_to_write: mutations.is_empty(),
         },
         mutations,
     })
@@ -760,7 +839,8 @@ fn not_imported(odm: &Odm) -> Vec<String> {
 }
 
 /// A study's queries as an import checks them: their ids, and by (subject, item key, and
-/// the first line or the whole of the opening text) their opening text and status.
+/// the first line or the whole of the opening text) their opening text and the status the
+/// import that opened them reached (not what was done with them in Trellis since).
 #[derive(Default)]
 struct KnownQueries {
     ids: HashSet<uuid::Uuid>,
@@ -988,7 +1068,7 @@ fn import_page_markup(
                     @if o.imported {
                         p.ok role="status" { (t("import-done")) " (" (o.audit_entries) " " (t("import-audit-entries")) ")" }
                     } @else if o.error.is_none() {
-                        p role="status" { @if plan.new_versions.is_empty() && plan.new_subjects == 0 && plan.values_changed == 0 && plan.queries == 0 { (t("import-nothing-new")) } @else { (t("import-checked")) } }
+                        p role="status" { @if plan.nothing_to_write { (t("import-nothing-new")) } @else { (t("import-checked")) } }
                     }
                     dl {
                         dt { (t("import-new-versions")) } dd.mono { @if plan.new_versions.is_empty() { "—" } @else { (plan.new_versions.join(", ")) } }

@@ -248,7 +248,14 @@ pub fn from_discrepancy_note(note: &DiscrepancyNote) -> SourceQuery {
         status.map(|s| (s, word.to_owned()))
     };
     let mut notes = note.child_notes.iter();
-    let first = notes.next().map(child_line).unwrap_or_default();
+    let first = notes
+        .next()
+        .map(|n| {
+            // Its status only names the thread's start, but an unknown word is still reported.
+            let _ = known(n.status.as_deref());
+            child_line(n)
+        })
+        .unwrap_or_default();
     let open = format!("Imported from OpenClinica: discrepancy note {id} ({kind}).\n{first}");
     let later: Vec<(String, Option<QueryStatus>)> = notes
         .map(|n| (child_line(n), known(n.status.as_deref()).map(|(s, _)| s)))

@@ -601,9 +601,27 @@ async fn openclinica_discrepancy_notes_become_queries_once() {
         dose.messages
     );
 
+    // The monitor closes the answered query in Trellis; that is not a change in the source.
+    store
+        .write(WriteRequest::new(
+            Actor::system(),
+            vec![Mutation::UpdateQuery {
+                study: b,
+                id: consent.id,
+                action: trellis_store::QueryAction::Close,
+                text: "Accepted".into(),
+            }],
+        ))
+        .await
+        .unwrap();
     // The same file again opens no query twice, and nothing else changes either.
     let out = import();
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("changed in the source"),
+        "{}",
+        text(&out)
+    );
     assert!(
         text(&out).contains("nothing new to import into ONCO-7"),
         "{}",
@@ -648,8 +666,38 @@ async fn openclinica_discrepancy_notes_become_queries_once() {
             .iter()
             .find(|q| q.messages[0].text.contains("DN_14"))
             .unwrap()
-            .status,
-        QueryStatus::Answered
+            .messages
+            .len(),
+        3,
+        "left as it was in Trellis"
+    );
+
+    // Two source subjects with one StudySubjectID cannot both be registered under it.
+    let twins = env.dir.path().join("twins.xml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let first = original.find("<SubjectData ").unwrap();
+    let end = original.find("</SubjectData>").unwrap() + "</SubjectData>".len();
+    let copy = original[first..end].replace(r#"SubjectKey="SS_1001""#, r#"SubjectKey="SS_1001B""#);
+    std::fs::write(
+        &twins,
+        format!("{}\n    {copy}{}", &original[..end], &original[end..]),
+    )
+    .unwrap();
+    let out = env.run(&[
+        "study",
+        "import-odm",
+        twins.to_str().unwrap(),
+        "--study",
+        "ONCO-7",
+        "--site",
+        "AT-01",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("SS_1001 (line ")
+            && text(&out).contains("and SS_1001B have the same StudySubjectID 1001"),
+        "{}",
+        text(&out)
     );
     let out = env.run(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
