@@ -372,16 +372,23 @@ impl<'a, 'input> Reader<'a, 'input> {
                 out.push(child);
                 continue;
             }
-            let qualified = self.qualified(child);
-            self.warn_grouped(
-                child,
-                format!(
-                    "vendor extension {qualified} inside {} was not imported",
-                    node.tag_name().name()
-                ),
-            );
+            self.vendor_child(child, node);
         }
         out
+    }
+
+    /// Reports a vendor element that is not read, naming it and its parent.
+    fn vendor_child(&mut self, child: Node, parent: Node) {
+        let inside = if self.is_odm(parent) {
+            parent.tag_name().name().to_owned()
+        } else {
+            self.qualified(parent)
+        };
+        let message = format!(
+            "vendor extension {} inside {inside} was not imported",
+            self.qualified(child)
+        );
+        self.warn_grouped(child, message);
     }
 
     /// Reports attributes that are neither expected nor XML/namespace bookkeeping.
@@ -1744,13 +1751,7 @@ impl<'a, 'input> Reader<'a, 'input> {
         self.vendor_text(node, path);
         for dn in node.children().filter(Node::is_element) {
             if dn.tag_name().name() != "DiscrepancyNote" {
-                self.warn_grouped(
-                    dn,
-                    format!(
-                        "vendor extension {} inside OpenClinica:DiscrepancyNotes was not imported",
-                        self.qualified(dn)
-                    ),
-                );
+                self.vendor_child(dn, node);
                 continue;
             }
             self.vendor_attributes(
@@ -1776,13 +1777,7 @@ impl<'a, 'input> Reader<'a, 'input> {
             };
             for cn in dn.children().filter(Node::is_element) {
                 if cn.tag_name().name() != "ChildNote" {
-                    self.warn_grouped(
-                        cn,
-                        format!(
-                            "vendor extension {} inside OpenClinica:DiscrepancyNote was not imported",
-                            self.qualified(cn)
-                        ),
-                    );
+                    self.vendor_child(cn, dn);
                     continue;
                 }
                 self.vendor_attributes(

@@ -205,35 +205,29 @@ pub struct FormValues {
     pub by_key: HashMap<String, String>,
     /// Today at the subject's site, so `today()` in checks does not depend on the server's zone.
     pub today: jiff::civil::Date,
-    /// The subject's queries (without threads), when read for a save.
-    pub queries: Option<Vec<trellis_store::QueryRow>>,
 }
 
 impl FormValues {
     pub async fn load(st: &AppState, s: &Study, ctx: &FormContext) -> Result<Self, StoreError> {
         let all = st.store.item_values(s.id, ctx.subject.id).await?;
-        Ok(Self::from_values(&all, ctx, None))
+        Ok(Self::from_values(&all, ctx))
     }
 
-    /// The values and, read with them, the subject's queries, which a save needs to open
-    /// and close automatic queries.
+    /// The values and, read with them, the subject's queries (without threads), which
+    /// [`save_form`] needs to open and close automatic queries.
     pub async fn load_for_save(
         st: &AppState,
         s: &Study,
         ctx: &FormContext,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<(Self, Vec<trellis_store::QueryRow>), StoreError> {
         let (all, queries) = st
             .store
             .subject_values_and_queries(s.id, ctx.subject.id)
             .await?;
-        Ok(Self::from_values(&all, ctx, Some(queries)))
+        Ok((Self::from_values(&all, ctx), queries))
     }
 
-    fn from_values(
-        all: &[(String, Option<String>)],
-        ctx: &FormContext,
-        queries: Option<Vec<trellis_store::QueryRow>>,
-    ) -> Self {
+    fn from_values(all: &[(String, Option<String>)], ctx: &FormContext) -> Self {
         let (saved, by_key) = split_values(all, &ctx.path);
         let tz = ctx
             .site_time_zone
@@ -244,7 +238,6 @@ impl FormValues {
             saved,
             by_key,
             today,
-            queries,
         }
     }
 
@@ -358,6 +351,7 @@ pub async fn save_form(
     s: &Study,
     ctx: &FormContext,
     values: FormValues,
+    existing: Vec<trellis_store::QueryRow>,
     submitted: &BTreeMap<LocalKey, Option<String>>,
     reason: Option<String>,
 ) -> Result<SaveReport, StoreError> {
@@ -371,7 +365,6 @@ pub async fn save_form(
         saved,
         mut by_key,
         today,
-        queries,
     } = values;
     let mut merged = saved.clone();
     for (k, v) in submitted {
@@ -417,10 +410,6 @@ pub async fn save_form(
     if changes_saved_value && reason.is_none() {
         return Ok(report(SaveOutcome::ReasonRequired));
     }
-    let existing = match queries {
-        Some(q) => q,
-        None => st.store.query_states(s.id, Some(ctx.subject.id)).await?,
-    };
     let automatic = automatic_queries(s.id, ctx.subject.id, &ctx.path, &evaluation, &existing);
     let mut queries_opened = Vec::new();
     let mut queries_closed = Vec::new();

@@ -417,7 +417,7 @@ pub async fn save(
             .join("; ");
         unprocessable("unknown_item", &format!("values.{first}"), detail)
     })?;
-    let values = FormValues::load_for_save(&st, &s, &ctx).await?;
+    let (values, queries) = FormValues::load_for_save(&st, &s, &ctx).await?;
     let report = save_form(
         &st,
         actor(&p),
@@ -425,6 +425,7 @@ pub async fn save(
         &s,
         &ctx,
         values,
+        queries,
         &submitted,
         body.reason,
     )

@@ -345,7 +345,7 @@ pub async fn form_submit(
         .iter()
         .find(|(k, _)| k == "reason")
         .map(|(_, v)| v.clone());
-    let values = match FormValues::load_for_save(&st, &s, &ctx).await {
+    let (values, queries) = match FormValues::load_for_save(&st, &s, &ctx).await {
         Ok(v) => v,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };
@@ -381,7 +381,11 @@ pub async fn form_submit(
         }
     };
     let actor = Actor::user(p.user, &p.display_name);
-    let report = match save_form(&st, actor, None, &s, &ctx, values, &submitted, reason).await {
+    let report = match save_form(
+        &st, actor, None, &s, &ctx, values, queries, &submitted, reason,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return crate::problem::Problem::from(e).into_response(),
     };

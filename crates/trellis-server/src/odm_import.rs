@@ -389,8 +389,6 @@ pub async fn plan(
     // Where each label (OpenClinica's StudySubjectID) first appeared: two source subjects
     // with one label cannot both be registered under it.
     let mut label_keys: HashMap<&str, (&str, u32)> = HashMap::new();
-    // The study's current values, read once if the file has data for subjects it holds.
-    let mut current_values: Option<HashMap<(SubjectId, String), Option<String>>> = None;
     for data in odm
         .clinical_data
         .iter()
@@ -581,21 +579,17 @@ pub async fn plan(
             values_total += values.len();
             // Only what differs is written (the store would skip the rest anyway), so that
             // a file the study already holds plans nothing and says so.
+            // One read per subject the file names (not the whole study): a lab transfer for
+            // a few subjects of a large study reads only theirs.
             let values: Vec<(String, Option<String>)> = if existing_subject.is_some() {
-                if current_values.is_none() {
-                    current_values = Some(
-                        store
-                            .study_item_values(study.id)
-                            .await?
-                            .into_iter()
-                            .map(|(su, k, v)| ((su, k), v))
-                            .collect(),
-                    );
-                }
-                let current = current_values.get_or_insert_with(HashMap::new);
+                let current: HashMap<String, Option<String>> = store
+                    .item_values(study.id, subject_id)
+                    .await?
+                    .into_iter()
+                    .collect();
                 values
                     .into_iter()
-                    .filter(|(k, v)| current.get(&(subject_id, k.clone())) != Some(v))
+                    .filter(|(k, v)| current.get(k) != Some(v))
                     .collect()
             } else {
                 values
@@ -621,20 +615,7 @@ pub async fn plan(
                             let Some(first) = q.messages.first() else {
                                 continue;
                             };
-                            // The status the import that opened it reached: its messages
-                            // share the opening's commit time; later ones are Trellis's own.
-                            let reached = q
-                                .messages
-                                .iter()
-                                .skip(1)
-                                .take_while(|m| m.at == first.at)
-                                .fold(trellis_store::QueryStatus::Open, |_, m| {
-                                    match m.action.as_str() {
-                                        "answer" => trellis_store::QueryStatus::Answered,
-                                        "close" => trellis_store::QueryStatus::Closed,
-                                        _ => trellis_store::QueryStatus::Open,
-                                    }
-                                });
+                            let reached = crate::source_queries::status_reached_on_import(&q);
                             let seen = (first.text.clone(), reached);
                             let name = crate::source_queries::first_line(&first.text).to_owned();
                             known
@@ -667,7 +648,7 @@ pub async fn plan(
                     known
                         .by_identity
                         .insert(identity, (query.open.clone(), query.status()));
-                    source.opened(&query, line);
+                    source.count_opened(&query, line);
                     let id = QueryId::new();
                     mutations.push(Mutation::OpenQuery {
                         study: study.id,
@@ -886,7 +867,7 @@ impl SourceQueryTally {
     }
 
     /// Counts a query the import opens, and what it has to say about it.
-    fn opened(&mut self, q: &crate::source_queries::SourceQuery, line: u32) {
+    fn count_opened(&mut self, q: &crate::source_queries::SourceQuery, line: u32) {
         self.opened += 1;
         if q.status_assumed {
             self.assumed_closed.push(line);

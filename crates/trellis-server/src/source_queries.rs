@@ -67,6 +67,27 @@ pub fn first_line(text: &str) -> &str {
     text.split('\n').next().unwrap_or(text)
 }
 
+/// The status the import that opened `q` brought it to: the import's messages share the
+/// opening's commit time; later ones are what was done with the query in Trellis since.
+pub fn status_reached_on_import(q: &trellis_store::QueryRow) -> QueryStatus {
+    let Some(first) = q.messages.first() else {
+        return q.status;
+    };
+    q.messages
+        .iter()
+        .skip(1)
+        .take_while(|m| m.at == first.at)
+        .fold(QueryStatus::Open, |state, m| {
+            match [QueryAction::Answer, QueryAction::Close, QueryAction::Reopen]
+                .into_iter()
+                .find(|a| a.as_str() == m.action)
+            {
+                Some(action) => next(action),
+                None => state,
+            }
+        })
+}
+
 /// What an annotation on an item becomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FromAnnotation {

@@ -1213,16 +1213,16 @@ macro_rules! backend_impl {
                 .collect()
         }
 
-        pub(crate) async fn queries(pool: &Pool, study: StudyId, subject: Option<SubjectId>, with_messages: bool) -> Result<Vec<QueryRow>> {
+        pub(crate) async fn queries(pool: &Pool, study: StudyId, subject: Option<SubjectId>) -> Result<Vec<QueryRow>> {
             let st = study.as_uuid();
             let (lo, hi) = subject_range(subject);
             let rows = sqlx::query("SELECT query_id, subject_id, item_key, check_id, status, opened_by, opened_at, updated_at FROM queries \
                                     WHERE study_id = $1 AND subject_id BETWEEN $2 AND $3 ORDER BY opened_at, query_id")
                 .bind(st).bind(lo).bind(hi).fetch_all(pool).await?;
-            let messages = if !with_messages { Vec::new() } else { sqlx::query("SELECT m.query_id, m.seq, m.action, m.author_id, m.author_name, m.at, m.text FROM query_messages m \
+            let messages = sqlx::query("SELECT m.query_id, m.seq, m.action, m.author_id, m.author_name, m.at, m.text FROM query_messages m \
                                         JOIN queries q ON q.study_id = m.study_id AND q.query_id = m.query_id \
                                         WHERE q.study_id = $1 AND q.subject_id BETWEEN $2 AND $3 ORDER BY m.query_id, m.seq")
-                .bind(st).bind(lo).bind(hi).fetch_all(pool).await? };
+                .bind(st).bind(lo).bind(hi).fetch_all(pool).await?;
             let mut by_query: HashMap<Uuid, Vec<QueryMessage>> = HashMap::new();
             for m in &messages {
                 by_query.entry(m.try_get("query_id")?).or_default().push(QueryMessage {

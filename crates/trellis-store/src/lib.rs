@@ -443,16 +443,7 @@ impl Store {
         study: StudyId,
         subject: Option<SubjectId>,
     ) -> Result<Vec<QueryRow>> {
-        read!(self, queries(study, subject, true))
-    }
-    /// The same queries without their message threads (one statement instead of two),
-    /// for a save that only needs to know which automatic queries are live.
-    pub async fn query_states(
-        &self,
-        study: StudyId,
-        subject: Option<SubjectId>,
-    ) -> Result<Vec<QueryRow>> {
-        read!(self, queries(study, subject, false))
+        read!(self, queries(study, subject))
     }
     /// A subject's item values and its queries without their threads, read together (one
     /// round trip): what a form save needs before it writes.

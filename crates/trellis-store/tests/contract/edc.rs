@@ -306,13 +306,11 @@ async fn a_query_is_opened_answered_closed_and_reopened_with_its_thread() {
             db.store.item_values(s.study, s.subject).await.unwrap()
         );
         assert_eq!(values.len(), 2);
-        assert_eq!(
-            states,
-            db.store
-                .query_states(s.study, Some(s.subject))
-                .await
-                .unwrap()
-        );
+        let mut threads = db.store.queries(s.study, Some(s.subject)).await.unwrap();
+        for q in &mut threads {
+            q.messages.clear();
+        }
+        assert_eq!(states, threads);
         assert_eq!(states[0].status, QueryStatus::Open);
         assert!(states[0].messages.is_empty());
         let trail = db
