@@ -380,6 +380,8 @@ pub async fn plan(
     let mut labelled: Vec<(u32, String, String)> = Vec::new();
     // Lines of subjects whose label is not a valid screening number (their SubjectKey is used).
     let mut unusable_labels: Vec<u32> = Vec::new();
+    // Existing subjects whose SiteRef names no site of the study: (line, subject, SiteRef).
+    let mut unmatched_site_refs: Vec<(u32, String, String)> = Vec::new();
     // The study's queries (ids, and opening texts on their items), so that importing a
     // file again, or a Trellis export into its own study, opens no query twice.
     let mut existing_queries: Option<KnownQueries> = None;
@@ -441,29 +443,55 @@ pub async fn plan(
                 continue;
             }
             let existing_subject = by_label.or(by_key);
+            // A LocationOID may be the site code itself or a Location whose name is.
+            let named_site = subject.site_ref.as_deref().and_then(|loc| {
+                let name = admin_locations.get(loc).copied();
+                sites.iter().find(|s| {
+                    s.code == loc
+                        || Some(s.name.as_str()) == name
+                        || loc.strip_prefix("LOC.") == Some(s.code.as_str())
+                })
+            });
             let subject_id = match existing_subject {
-                Some(s) => s.id,
+                Some(s) => {
+                    // Screening numbers are unique per study, but a file from a system that
+                    // numbers subjects per site could name another site's subject: its data
+                    // must not land in the casebook of the subject that has the number here.
+                    if let Some(named) = named_site
+                        && named.id != s.site
+                    {
+                        let at = sites
+                            .iter()
+                            .find(|x| x.id == s.site)
+                            .map_or_else(|| s.site.to_string(), |x| x.code.clone());
+                        problems.push(ImportProblem {
+                            line: subject.line,
+                            message: format!(
+                                "subject {number_text} of study {} is at site {at}, but the file puts it at site {} (SiteRef {}); move the subject or correct the file",
+                                study.code,
+                                named.code,
+                                subject.site_ref.as_deref().unwrap_or_default()
+                            ),
+                        });
+                        continue;
+                    }
+                    if named_site.is_none()
+                        && let Some(loc) = subject.site_ref.as_deref()
+                    {
+                        unmatched_site_refs.push((
+                            subject.line,
+                            number_text.to_owned(),
+                            loc.to_owned(),
+                        ));
+                    }
+                    s.id
+                }
                 None if planned_subjects.contains_key(number_text) => planned_subjects[number_text],
                 None => {
-                    // A LocationOID may be the site code itself or a Location whose name is.
-                    let wanted = subject
-                        .site_ref
-                        .as_deref()
-                        .map(|loc| (loc, admin_locations.get(loc).copied()));
                     let default_site = target.default_site.as_deref();
-                    let site = sites
-                        .iter()
-                        .find(|s| match wanted {
-                            Some((loc, name)) => {
-                                s.code == loc
-                                    || Some(s.name.as_str()) == name
-                                    || loc.strip_prefix("LOC.") == Some(s.code.as_str())
-                            }
-                            None => default_site == Some(s.code.as_str()),
-                        })
-                        .or_else(|| {
-                            default_site.and_then(|code| sites.iter().find(|s| s.code == code))
-                        });
+                    let site = named_site.or_else(|| {
+                        default_site.and_then(|code| sites.iter().find(|s| s.code == code))
+                    });
                     let Some(site) = site else {
                         problems.push(ImportProblem {
                             line: subject.line,
@@ -685,6 +713,12 @@ pub async fn plan(
                     out.push(format!(
                         "warning: line {line}: {} subject(s) have a StudySubjectID that is not a valid screening number; their SubjectKey is used",
                         unusable_labels.len()
+                    ));
+                }
+                if let Some((line, number, loc)) = unmatched_site_refs.first() {
+                    out.push(format!(
+                        "warning: line {line}: {} subject(s) already in the study have a SiteRef that names none of its sites (e.g. {number} at {loc}); their data go to the subject at the site it has",
+                        unmatched_site_refs.len()
                     ));
                 }
                 if let Some((line, label, key)) = labelled.first() {

@@ -444,6 +444,54 @@ async fn sites_are_added_and_data_exported_as_csv() {
         "DE-01",
     ]);
     assert!(out.status.success(), "{}", text(&out));
+    // The file again, with its subject at a SiteRef that names none of the study's sites:
+    // the subject is found by number and keeps its site, which is reported.
+    let variant = |name: &str, site_ref: &str| {
+        let path = env.dir.path().join(name);
+        std::fs::write(
+            &path,
+            std::fs::read_to_string(&cardio).unwrap().replace(
+                r#"<SiteRef LocationOID="LOC.BER"/>"#,
+                &format!(r#"<SiteRef LocationOID="{site_ref}"/>"#),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let elsewhere = variant("elsewhere.xml", "LOC.NOWHERE");
+    let import = |path: &Path| {
+        env.run(&[
+            "study",
+            "import-odm",
+            path.to_str().unwrap(),
+            "--study",
+            "CARDIO-001",
+        ])
+    };
+    let out = import(&elsewhere);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "1 subject(s) already in the study have a SiteRef that names none of its sites (e.g. BER-001 at LOC.NOWHERE)"
+        ),
+        "{}",
+        text(&out)
+    );
+    // A file that puts the subject at another of the study's sites is refused whole: its
+    // data must not land in the casebook of the subject that has the number here.
+    let out = import(&variant("moved.xml", "LOC.FR-01"));
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "subject BER-001 of study CARDIO-001 is at site DE-01, but the file puts it at site FR-01 (SiteRef LOC.FR-01)"
+        ),
+        "{}",
+        text(&out)
+    );
+    // The subject's own site, named by its code: nothing to report.
+    let out = import(&variant("home.xml", "DE-01"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("SiteRef"), "{}", text(&out));
     let csv_path = env.dir.path().join("vs.csv");
     let out = env.run(&[
         "export",
