@@ -5,6 +5,8 @@
 //! `TRELLIS_TEST_PG_URL`, default postgres://postgres@127.0.0.1:5432/postgres;
 //! skipped if unreachable). `BENCH_SECONDS` sets each measurement's length (default 5);
 //! `BENCH_ONLY=sqlite` or `BENCH_ONLY=postgres` runs one backend's figures (for profiling).
+//! With `pgbench` on the PATH (Debian's postgresql-client), PostgreSQL's baseline also
+//! comes from the instrument the issue's figures were measured with, in the same run.
 //!
 //! A "save" is what a CRF save does: 10 item values and their 10 audit entries,
 //! durable (fsync'd commit) before it is acknowledged.
@@ -136,6 +138,55 @@ async fn raw_pg(url: &str) -> f64 {
         total += t.await.unwrap();
     }
     total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The issue's own instrument, when `pgbench` is installed: 16 clients, prepared statements,
+/// a transaction of 10 value inserts and 10 audit-row inserts, first alone, then also
+/// updating one chain-head row of 1 (every transaction holds the one study's head through
+/// its commit) and of 16 (16 studies). Saves per second for the three, or `None`.
+fn pgbench(url: &str, dir: &std::path::Path) -> Option<[f64; 3]> {
+    let save = String::from("\\set r random(1, 1000000000)\nBEGIN;\n");
+    let mut rows = String::new();
+    for j in 0..VALUES {
+        rows.push_str(&format!(
+            "INSERT INTO v (k, val) VALUES (:client_id || '_' || :r || '_{j}', 'x') ON CONFLICT DO NOTHING;\n\
+             INSERT INTO a (k, val, h) VALUES ('k{j}', 'x', '\\x00');\n"
+        ));
+    }
+    let scripts = [
+        format!("{save}{rows}END;\n"),
+        format!("{save}UPDATE heads SET seq = seq + {VALUES} WHERE chain = 0;\n{rows}END;\n"),
+        format!(
+            "{save}UPDATE heads SET seq = seq + {VALUES} WHERE chain = :client_id % {WRITERS};\n{rows}END;\n"
+        ),
+    ];
+    let mut out = [0.0; 3];
+    for (i, script) in scripts.iter().enumerate() {
+        let path = dir.join(format!("pgbench_{i}.sql"));
+        std::fs::write(&path, script).ok()?;
+        let run = std::process::Command::new("pgbench")
+            .args([
+                "-n",
+                "-c",
+                &WRITERS.to_string(),
+                "-j",
+                "2",
+                "-M",
+                "prepared",
+            ])
+            .args(["-T", &secs().as_secs().to_string(), "-f"])
+            .arg(&path)
+            .arg(url)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&run.stdout);
+        out[i] = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tps = "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|x| x.parse().ok())?;
+    }
+    Some(out)
 }
 
 struct Target {
@@ -348,6 +399,34 @@ async fn postgres_figures() {
         "\n{:<58} {:>10.0} saves/s",
         "raw PostgreSQL baseline (16 connections, 1 save/commit)", raw
     );
+    let mut raw_conn = sqlx::PgConnection::connect(&raw_url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE heads (chain INT PRIMARY KEY, seq BIGINT); INSERT INTO heads SELECT g, 0 FROM generate_series(0, {}) g",
+        WRITERS - 1
+    )))
+    .execute(&mut raw_conn)
+    .await
+    .unwrap();
+    raw_conn.close().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pgbench = pgbench(&raw_url, dir.path());
+    match pgbench {
+        Some([free, one, many]) => {
+            println!(
+                "{:<58} {:>10.0} saves/s",
+                "raw PostgreSQL, pgbench (16 clients, prepared)", free
+            );
+            println!(
+                "{:<58} {:>10.0} saves/s",
+                "  pgbench, each save also moving the one chain head", one
+            );
+            println!(
+                "{:<58} {:>10.0} saves/s",
+                "  pgbench, each save also moving one of 16 chain heads", many
+            );
+        }
+        None => println!("pgbench not installed (or it failed): its baseline SKIPPED"),
+    }
     for studies in [1, WRITERS] {
         let url = make(&mut c).await;
         let store = Store::open(&DatabaseUrl::Postgres(url), &StoreOptions::default())
@@ -365,6 +444,15 @@ async fn postgres_figures() {
             rate,
             rate / raw
         );
+        if let Some(p) = pgbench {
+            println!(
+                "{:<58} {:>10.1}x pgbench without chain heads, {:.1}x pgbench with {}",
+                "  against pgbench",
+                rate / p[0],
+                rate / if studies == 1 { p[1] } else { p[2] },
+                if studies == 1 { "one head" } else { "16 heads" }
+            );
+        }
         print_writer(&stats);
         store.verify_audit(None).await.unwrap();
         store.close().await;
