@@ -95,6 +95,8 @@ pub async fn subject_in_scope(
 pub enum ContextError {
     /// No such subject (or not at the caller's sites), design, or form instance.
     NotFound(&'static str),
+    /// The subject is at a site the caller does not see.
+    OutOfScope,
     Store(StoreError),
     /// The stored study design cannot be loaded: a server fault, logged.
     Design(String),
@@ -130,6 +132,28 @@ impl FormContext {
             return Err(ContextError::NotFound("subject"));
         }
         Self::for_subject(st, s, c, form).await
+    }
+
+    /// What a form save needs, from one read (`Store::subject_form`): the subject with
+    /// the form instance, the values, and the subject's queries without threads (which
+    /// [`save_form`] needs to open and close automatic queries). `Ok(None)` if the study has
+    /// no such subject; the caller checks the subject's site against the user's scope.
+    pub async fn for_save(
+        st: &AppState,
+        s: &Study,
+        subject: SubjectId,
+        form: &str,
+        in_scope: impl FnOnce(&Subject) -> bool,
+    ) -> Result<Option<(Self, FormValues, Vec<trellis_store::QueryRow>)>, ContextError> {
+        let Some(read) = st.store.subject_form(s.id, subject).await? else {
+            return Ok(None);
+        };
+        if !in_scope(&read.context.subject) {
+            return Err(ContextError::OutOfScope);
+        }
+        let ctx = Self::for_subject(st, s, read.context, form).await?;
+        let values = FormValues::from_values(&read.values, &ctx);
+        Ok(Some((ctx, values, read.queries)))
     }
 
     /// The form instance of a subject the caller has already found in the user's scope
@@ -213,21 +237,8 @@ impl FormValues {
         Ok(Self::from_values(&all, ctx))
     }
 
-    /// The values and, read with them, the subject's queries (without threads), which
-    /// [`save_form`] needs to open and close automatic queries.
-    pub async fn load_for_save(
-        st: &AppState,
-        s: &Study,
-        ctx: &FormContext,
-    ) -> Result<(Self, Vec<trellis_store::QueryRow>), StoreError> {
-        let (all, queries) = st
-            .store
-            .subject_values_and_queries(s.id, ctx.subject.id)
-            .await?;
-        Ok((Self::from_values(&all, ctx), queries))
-    }
-
-    fn from_values(all: &[(String, Option<String>)], ctx: &FormContext) -> Self {
+    /// The values of a form instance from all the subject's values.
+    pub fn from_values(all: &[(String, Option<String>)], ctx: &FormContext) -> Self {
         let (saved, by_key) = split_values(all, &ctx.path);
         let tz = ctx
             .site_time_zone

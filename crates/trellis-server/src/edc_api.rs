@@ -64,18 +64,23 @@ async fn api_form(
     }
     FormContext::for_subject(st, s, context, form)
         .await
-        .map_err(|e| match e {
-            ContextError::NotFound(what) => Problem::not_found(what),
-            ContextError::Store(e) => e.into(),
-            ContextError::Design(e) => {
-                tracing::error!(detail = e, "study design could not be loaded");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the study design could not be loaded; see the server log",
-                )
-            }
-        })
+        .map_err(context_problem)
+}
+
+fn context_problem(e: ContextError) -> Problem {
+    match e {
+        ContextError::NotFound(what) => Problem::not_found(what),
+        ContextError::OutOfScope => Problem::forbidden(),
+        ContextError::Store(e) => e.into(),
+        ContextError::Design(e) => {
+            tracing::error!(detail = e, "study design could not be loaded");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the study design could not be loaded; see the server log",
+            )
+        }
+    }
 }
 
 fn time(t: UtcMicros) -> String {
@@ -391,7 +396,14 @@ pub async fn save(
     Path((_, subject, form)): Path<(String, SubjectId, String)>,
     ApiJson(body): ApiJson<SaveForm>,
 ) -> ApiResult<Response> {
-    let ctx = api_form(&st, &p, &s, subject, &form).await?;
+    // One read for the subject, the form's context, its values and queries.
+    let Some((ctx, values, queries)) =
+        FormContext::for_save(&st, &s, subject, &form, |x| p.sees_site(s.id, x.site))
+            .await
+            .map_err(context_problem)?
+    else {
+        return Err(Problem::not_found("subject"));
+    };
     let Some(design) = ctx.form() else {
         return Err(Problem::not_found("form"));
     };
@@ -417,7 +429,6 @@ pub async fn save(
             .join("; ");
         unprocessable("unknown_item", &format!("values.{first}"), detail)
     })?;
-    let (values, queries) = FormValues::load_for_save(&st, &s, &ctx).await?;
     let report = save_form(
         &st,
         actor(&p),

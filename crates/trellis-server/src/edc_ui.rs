@@ -267,16 +267,19 @@ async fn form_context(
     subject: SubjectId,
     form: &str,
 ) -> Result<FormContext, Response> {
-    match FormContext::load(st, p, s, subject, form).await {
-        Ok(c) => Ok(c),
-        Err(ContextError::NotFound(_)) => Err(error_page(
-            st,
-            Some(p),
-            StatusCode::NOT_FOUND,
-            "error-not-found",
-        )),
-        Err(ContextError::Store(e)) => Err(crate::problem::Problem::from(e).into_response()),
-        Err(ContextError::Design(e)) => Err(server_error(st, p, &e)),
+    FormContext::load(st, p, s, subject, form)
+        .await
+        .map_err(|e| context_response(st, p, e))
+}
+
+fn context_response(st: &AppState, p: &Principal, e: ContextError) -> Response {
+    match e {
+        // A subject at a site the user does not see is not there for them.
+        ContextError::NotFound(_) | ContextError::OutOfScope => {
+            error_page(st, Some(p), StatusCode::NOT_FOUND, "error-not-found")
+        }
+        ContextError::Store(e) => crate::problem::Problem::from(e).into_response(),
+        ContextError::Design(e) => server_error(st, p, &e),
     }
 }
 
@@ -334,10 +337,13 @@ pub async fn form_submit(
     if !check_csrf(&p, csrf) {
         return error_page(&st, Some(&p), StatusCode::FORBIDDEN, "error-forbidden");
     }
-    let ctx = match form_context(&st, &p, &s, subject, &form).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    // One read for the subject, the form's context, its values and queries.
+    let (ctx, values, queries) =
+        match FormContext::for_save(&st, &s, subject, &form, |x| p.sees_site(s.id, x.site)).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found"),
+            Err(e) => return context_response(&st, &p, e),
+        };
     let Some(design) = ctx.form() else {
         return error_page(&st, Some(&p), StatusCode::NOT_FOUND, "error-not-found");
     };
@@ -345,10 +351,6 @@ pub async fn form_submit(
         .iter()
         .find(|(k, _)| k == "reason")
         .map(|(_, v)| v.clone());
-    let (values, queries) = match FormValues::load_for_save(&st, &s, &ctx).await {
-        Ok(v) => v,
-        Err(e) => return crate::problem::Problem::from(e).into_response(),
-    };
     let review = match Review::load(&st, &p, &s, ctx.subject.id, &ctx.path).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),

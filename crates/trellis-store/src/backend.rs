@@ -1255,41 +1255,70 @@ macro_rules! backend_impl {
 
         /// A subject's item values (by key) and its queries without their threads (oldest
         /// first), in one statement: what a form save reads before it writes.
-        pub(crate) async fn subject_values_and_queries(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<(Vec<(String, Option<String>)>, Vec<QueryRow>)> {
+        pub(crate) async fn subject_form(pool: &Pool, study: StudyId, subject: SubjectId) -> Result<Option<SubjectForm>> {
+            // PostgreSQL types a UNION's columns branch by branch: a NULL typed by no branch
+            // before the queries' own is given its type here.
             let rows = sqlx::query(
-                "SELECT 0 AS part, item_key, value, NULL AS query_id, NULL AS check_id, NULL AS status, NULL AS opened_by, NULL AS opened_at, NULL AS updated_at \
+                "SELECT 2 AS part, s.site_id, s.screening_number, s.status, s.created_at, \
+                 COALESCE(sv.oid, (SELECT m.oid FROM metadata_versions m WHERE m.study_id = s.study_id ORDER BY m.seq LIMIT 1)) AS version_oid, \
+                 st.time_zone AS site_time_zone, NULL AS item_key, NULL AS value, CAST(NULL AS UUID) AS query_id, NULL AS check_id, \
+                 NULL AS query_status, CAST(NULL AS UUID) AS opened_by, CAST(NULL AS BIGINT) AS opened_at, CAST(NULL AS BIGINT) AS updated_at \
+                 FROM subjects s LEFT JOIN subject_versions sv ON sv.study_id = s.study_id AND sv.subject_id = s.subject_id \
+                 LEFT JOIN sites st ON st.study_id = s.study_id AND st.site_id = s.site_id \
+                 WHERE s.study_id = $1 AND s.subject_id = $2 \
+                 UNION ALL SELECT 0, NULL, NULL, NULL, NULL, NULL, NULL, item_key, value, NULL, NULL, NULL, NULL, NULL, NULL \
                  FROM item_values WHERE study_id = $1 AND subject_id = $2 \
-                 UNION ALL SELECT 1, item_key, NULL, query_id, check_id, status, opened_by, opened_at, updated_at \
+                 UNION ALL SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, item_key, NULL, query_id, check_id, status, opened_by, opened_at, updated_at \
                  FROM queries WHERE study_id = $1 AND subject_id = $2",
             )
             .bind(study.as_uuid())
             .bind(subject.as_uuid())
             .fetch_all(pool)
             .await?;
+            let mut context = None;
             let mut values: Vec<(String, Option<String>)> = Vec::new();
             let mut queries = Vec::new();
             for r in &rows {
-                if r.try_get::<i32, _>("part")? == 0 {
-                    values.push((r.try_get("item_key")?, r.try_get("value")?));
-                    continue;
+                match r.try_get::<i32, _>("part")? {
+                    0 => values.push((r.try_get("item_key")?, r.try_get("value")?)),
+                    1 => {
+                        let status: Option<String> = r.try_get("query_status")?;
+                        queries.push(QueryRow {
+                            study,
+                            id: QueryId::from_uuid(r.try_get::<Option<Uuid>, _>("query_id")?.ok_or_else(|| StoreError::invalid("queries.query_id", "missing"))?),
+                            subject,
+                            item_key: r.try_get("item_key")?,
+                            check_id: r.try_get("check_id")?,
+                            status: status.as_deref().and_then(QueryStatus::parse).ok_or_else(|| StoreError::invalid("queries.status", "unknown status"))?,
+                            opened_by: r.try_get::<Option<Uuid>, _>("opened_by")?.ok_or_else(|| StoreError::invalid("queries.opened_by", "missing"))?,
+                            opened_at: UtcMicros::from_micros(r.try_get::<Option<i64>, _>("opened_at")?.unwrap_or(0)),
+                            updated_at: UtcMicros::from_micros(r.try_get::<Option<i64>, _>("updated_at")?.unwrap_or(0)),
+                            messages: Vec::new(),
+                        });
+                    }
+                    _ => {
+                        let missing = |what| StoreError::invalid(what, "missing");
+                        context = Some(SubjectContext {
+                            subject: Subject {
+                                study,
+                                id: subject,
+                                site: SiteId::from_uuid(r.try_get::<Option<Uuid>, _>("site_id")?.ok_or_else(|| missing("subjects.site_id"))?),
+                                screening_number: r.try_get::<Option<String>, _>("screening_number")?.ok_or_else(|| missing("subjects.screening_number"))?,
+                                status: parse_enum(&r.try_get::<Option<String>, _>("status")?.ok_or_else(|| missing("subjects.status"))?, "subjects.status")?,
+                                created_at: UtcMicros::from_micros(r.try_get::<Option<i64>, _>("created_at")?.ok_or_else(|| missing("subjects.created_at"))?),
+                            },
+                            version: r.try_get("version_oid")?,
+                            site_time_zone: r.try_get::<Option<String>, _>("site_time_zone")?.map(tz),
+                        });
+                    }
                 }
-                let status: Option<String> = r.try_get("status")?;
-                queries.push(QueryRow {
-                    study,
-                    id: QueryId::from_uuid(r.try_get::<Option<Uuid>, _>("query_id")?.ok_or_else(|| StoreError::invalid("queries.query_id", "missing"))?),
-                    subject,
-                    item_key: r.try_get("item_key")?,
-                    check_id: r.try_get("check_id")?,
-                    status: status.as_deref().and_then(QueryStatus::parse).ok_or_else(|| StoreError::invalid("queries.status", "unknown status"))?,
-                    opened_by: r.try_get::<Option<Uuid>, _>("opened_by")?.ok_or_else(|| StoreError::invalid("queries.opened_by", "missing"))?,
-                    opened_at: UtcMicros::from_micros(r.try_get::<Option<i64>, _>("opened_at")?.unwrap_or(0)),
-                    updated_at: UtcMicros::from_micros(r.try_get::<Option<i64>, _>("updated_at")?.unwrap_or(0)),
-                    messages: Vec::new(),
-                });
             }
+            let Some(context) = context else {
+                return Ok(None);
+            };
             values.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             queries.sort_by_key(|q| (q.opened_at.as_micros(), q.id.as_uuid()));
-            Ok((values, queries))
+            Ok(Some(SubjectForm { context, values, queries }))
         }
 
         pub(crate) async fn verifications(pool: &Pool, study: StudyId, subject: Option<SubjectId>) -> Result<Vec<VerificationRow>> {

@@ -445,14 +445,15 @@ impl Store {
     ) -> Result<Vec<QueryRow>> {
         read!(self, queries(study, subject))
     }
-    /// A subject's item values and its queries without their threads, read together (one
-    /// round trip): what a form save needs before it writes.
-    pub async fn subject_values_and_queries(
+    /// A subject's context (as [`Store::subject_context`]), item values and queries without
+    /// their threads, read in one statement: what a form save needs before it writes.
+    /// `None` if the study has no such subject.
+    pub async fn subject_form(
         &self,
         study: StudyId,
         subject: SubjectId,
-    ) -> Result<(Vec<(String, Option<String>)>, Vec<QueryRow>)> {
-        read!(self, subject_values_and_queries(study, subject))
+    ) -> Result<Option<SubjectForm>> {
+        read!(self, subject_form(study, subject))
     }
     /// Source data verifications of a study (of one subject, if given).
     pub async fn verifications(

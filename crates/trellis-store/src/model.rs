@@ -313,6 +313,16 @@ pub struct SubjectContext {
     pub site_time_zone: Option<TzName>,
 }
 
+/// What a form save reads before it writes, in one statement: the subject with its
+/// version and site zone, its item values (sorted by key) and its queries without their
+/// threads (by opening time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectForm {
+    pub context: SubjectContext,
+    pub values: Vec<(String, Option<String>)>,
+    pub queries: Vec<QueryRow>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subject {
     pub study: StudyId,

@@ -296,11 +296,28 @@ async fn a_query_is_opened_answered_closed_and_reopened_with_its_thread() {
             ))
             .await
             .unwrap();
-        let (values, states) = db
+        let form = db
             .store
-            .subject_values_and_queries(s.study, s.subject)
+            .subject_form(s.study, s.subject)
             .await
+            .unwrap()
             .unwrap();
+        assert_eq!(
+            Some(&form.context),
+            db.store
+                .subject_context(s.study, s.subject)
+                .await
+                .unwrap()
+                .as_ref()
+        );
+        assert!(
+            db.store
+                .subject_form(s.study, trellis_domain::SubjectId::new())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let (values, states) = (form.values, form.queries);
         assert_eq!(
             values,
             db.store.item_values(s.study, s.subject).await.unwrap()
