@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest as _, Sha256};
 use trellis_domain::{
-    DisplayName, QueryId, ScreeningNumber, StudyCode, StudyId, SubjectId, TzName,
+    DisplayName, QueryId, ScreeningNumber, SiteId, StudyCode, StudyId, SubjectId, TzName,
 };
 use trellis_edc::{FormPath, ItemPath, Oid, StudyDesign};
 use trellis_odm::{ItemValue, MetaDataVersion, Odm};
@@ -387,7 +387,7 @@ pub async fn plan(
     let mut existing_queries: Option<KnownQueries> = None;
     // Subjects this plan creates, by screening number: a transactional file may hold a
     // subject's data in several SubjectData elements.
-    let mut planned_subjects: HashMap<String, SubjectId> = HashMap::new();
+    let mut planned_subjects: HashMap<String, (SubjectId, SiteId)> = HashMap::new();
     // Where each label (OpenClinica's StudySubjectID) first appeared: two source subjects
     // with one label cannot both be registered under it.
     let mut label_keys: HashMap<&str, (&str, u32)> = HashMap::new();
@@ -452,18 +452,22 @@ pub async fn plan(
                         || loc.strip_prefix("LOC.") == Some(s.code.as_str())
                 })
             });
-            let subject_id = match existing_subject {
-                Some(s) => {
+            // The subject as the study has it, or as this plan creates it: (id, site).
+            let known = existing_subject
+                .map(|s| (s.id, s.site))
+                .or_else(|| planned_subjects.get(number_text).copied());
+            let subject_id = match known {
+                Some((id, site)) => {
                     // Screening numbers are unique per study, but a file from a system that
                     // numbers subjects per site could name another site's subject: its data
                     // must not land in the casebook of the subject that has the number here.
                     if let Some(named) = named_site
-                        && named.id != s.site
+                        && named.id != site
                     {
                         let at = sites
                             .iter()
-                            .find(|x| x.id == s.site)
-                            .map_or_else(|| s.site.to_string(), |x| x.code.clone());
+                            .find(|x| x.id == site)
+                            .map_or_else(|| site.to_string(), |x| x.code.clone());
                         problems.push(ImportProblem {
                             line: subject.line,
                             message: format!(
@@ -475,7 +479,8 @@ pub async fn plan(
                         });
                         continue;
                     }
-                    if named_site.is_none()
+                    if existing_subject.is_some()
+                        && named_site.is_none()
                         && let Some(loc) = subject.site_ref.as_deref()
                     {
                         unmatched_site_refs.push((
@@ -484,9 +489,8 @@ pub async fn plan(
                             loc.to_owned(),
                         ));
                     }
-                    s.id
+                    id
                 }
-                None if planned_subjects.contains_key(number_text) => planned_subjects[number_text],
                 None => {
                     let default_site = target.default_site.as_deref();
                     let site = named_site.or_else(|| {
@@ -527,7 +531,7 @@ pub async fn plan(
                         site: site.id,
                         screening_number: number,
                     });
-                    planned_subjects.insert(number_text.to_owned(), id);
+                    planned_subjects.insert(number_text.to_owned(), (id, site.id));
                     new_subjects += 1;
                     id
                 }

@@ -468,6 +468,35 @@ async fn sites_are_added_and_data_exported_as_csv() {
             "CARDIO-001",
         ])
     };
+    // A new subject whose data come in two SubjectData naming two sites: the second may not
+    // move it from the site the first created it at.
+    let twice = env.dir.path().join("twice.xml");
+    let cardio_text = std::fs::read_to_string(&cardio).unwrap();
+    let (start, end) = (
+        cardio_text.find("<ClinicalData").unwrap(),
+        cardio_text.find("</ClinicalData>").unwrap() + "</ClinicalData>".len(),
+    );
+    let block = cardio_text[start..end].replace("BER-001", "BER-002");
+    let elsewhere_block = block.replace("LOC.BER", "LOC.FR-01");
+    std::fs::write(
+        &twice,
+        format!(
+            "{}{block}\n{elsewhere_block}{}",
+            &cardio_text[..start],
+            &cardio_text[end..]
+        )
+        .replace(r#"FileType="Snapshot""#, r#"FileType="Transactional""#),
+    )
+    .unwrap();
+    let out = import(&twice);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "subject BER-002 of study CARDIO-001 is at site DE-01, but the file puts it at site FR-01 (SiteRef LOC.FR-01)"
+        ),
+        "{}",
+        text(&out)
+    );
     let out = import(&elsewhere);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
