@@ -80,13 +80,50 @@ impl<'a> RowCalc<'a> {
     }
 }
 
+/// Appends `s` without a call to `memcpy` when it is at most 32 bytes long:
+/// with overlapping fixed-size copies the compiler moves the bytes inline.
+/// A row has about 25 short fields, and a libc call for each cost 2.8 of the
+/// 13 CPU-seconds of the measures-and-write stage at 25M reports.
+#[inline(always)]
+fn push_short(buf: &mut Vec<u8>, s: &[u8]) {
+    let n = s.len();
+    if n > 32 {
+        buf.extend_from_slice(s);
+        return;
+    }
+    let at = buf.len();
+    buf.resize(at + 32, 0);
+    let dst = &mut buf[at..at + 32];
+    if n >= 16 {
+        dst[..16].copy_from_slice(&s[..16]);
+        dst[n - 16..n].copy_from_slice(&s[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&s[..8]);
+        dst[n - 8..n].copy_from_slice(&s[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&s[..4]);
+        dst[n - 4..n].copy_from_slice(&s[n - 4..]);
+    } else {
+        if n > 0 {
+            dst[0] = s[0];
+        }
+        if n > 1 {
+            dst[1] = s[1];
+        }
+        if n > 2 {
+            dst[2] = s[2];
+        }
+    }
+    buf.truncate(at + n);
+}
+
 fn push_f64(buf: &mut Vec<u8>, x: f64, fmt: &mut zmij::Buffer) {
     if x.is_nan() {
         buf.extend_from_slice(b"NaN");
     } else if x.is_infinite() {
         buf.extend_from_slice(if x > 0.0 { b"inf" } else { b"-inf" });
     } else {
-        buf.extend_from_slice(fmt.format_finite(x).as_bytes());
+        push_short(buf, fmt.format_finite(x).as_bytes());
     }
 }
 
@@ -127,12 +164,12 @@ fn format_row(
     fmt: &mut zmij::Buffer,
     ib: &mut itoa::Buffer,
 ) {
-    buf.extend_from_slice(drug);
+    push_short(buf, drug);
     buf.push(b',');
-    buf.extend_from_slice(event);
+    push_short(buf, event);
     for v in [r.cells.0, r.cells.1, r.cells.2, r.cells.3] {
         buf.push(b',');
-        buf.extend_from_slice(ib.format(v).as_bytes());
+        push_short(buf, ib.format(v).as_bytes());
     }
     let m = &r.m;
     for x in [
@@ -529,6 +566,20 @@ pub fn write_prior(path: &Path, fit: &FitResult) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_short_appends_exactly_the_bytes_at_every_length() {
+        let source: Vec<u8> = (b'a'..=b'z').chain(b'A'..=b'Z').collect();
+        for len in 0..=source.len() {
+            let mut buf = b"xy".to_vec();
+            push_short(&mut buf, &source[..len]);
+            push_short(&mut buf, &source[..len]);
+            let mut want = b"xy".to_vec();
+            want.extend_from_slice(&source[..len]);
+            want.extend_from_slice(&source[..len]);
+            assert_eq!(buf, want, "length {len}");
+        }
+    }
 
     fn row(index: usize, a: u64, eb05: f64) -> PairRow {
         PairRow {
