@@ -161,7 +161,7 @@ pub fn write_report(
 ) -> Result<()> {
     let top = &summary.write.top;
     let mut out = String::new();
-    out.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Trellis signal detection report</title><style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}td:first-child,td:nth-child(2),th{text-align:left}tr:nth-child(even){background:#f7f7f7}details{margin:4px 0}summary{cursor:pointer}input{margin:8px 0;padding:4px;width:300px}</style></head><body>");
+    out.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Trellis signal detection report</title><style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}td:first-child,td:nth-child(2),th{text-align:left}tr:nth-child(even){background:#f7f7f7}details{margin:4px 0}summary{cursor:pointer}input{margin:8px 0;padding:4px;width:300px}.warn{border-left:4px solid #b45309;background:#fff7ed;padding:6px 10px}</style></head><body>");
     out.push_str("<h1>Signal detection report</h1>");
     let _ = write!(
         out,
@@ -191,6 +191,9 @@ pub fn write_report(
                 .map(|f| format!(", log-likelihood {:.4} on {} points", f.loglik, f.n_points))
                 .unwrap_or_default()
         );
+    }
+    for w in summary.fit.iter().flat_map(|f| &f.warnings) {
+        let _ = write!(out, "<p class=\"warn\">Prior fit: {}</p>", esc(w));
     }
     if summary.malformed > 0 {
         let _ = write!(

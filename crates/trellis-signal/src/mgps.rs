@@ -186,6 +186,7 @@ fn component(
     ln_e: f64,
     alpha: f64,
     beta: f64,
+    ln_beta: f64,
     n_star: u32,
     terms: CountTerms,
     lower: &[CountTerms],
@@ -193,27 +194,38 @@ fn component(
     let nf = f64::from(n);
     // ln p = −ln(1 + E/β) without cancellation (α·ln p matters when α is large).
     let lp = -ln_1p(e / beta);
-    let lq = ln_e - (beta + e).ln();
-    let lf = terms.lg + alpha * lp + nf * lq;
+    // ln q = ln(E/(β+E)) = ln E − ln β + ln p, since ln(β+E) = ln β − ln p:
+    // one logarithm per point and component fewer.
+    let lq = ln_e - ln_beta + lp;
+    let a_lp = alpha * lp;
+    let lf = terms.lg + a_lp + nf * lq;
     let mut da = terms.dg + lp;
     let dbeta_common = alpha * e / beta;
-    let mut db = (dbeta_common - nf) / (beta + e);
+    let inv_be = 1.0 / (beta + e);
+    let mut db = (dbeta_common - nf) * inv_be;
     if n_star == 0 {
         return (lf, da, db);
     }
-    // F(N*-1) = sum_{m<N*} f(m) and its derivatives.
-    let (mut big_f, mut dfa, mut dfb) = (0.0, 0.0, 0.0);
-    for (m, t) in lower.iter().enumerate().take(n_star as usize) {
+    // The tail 1 − F(N*−1) = 1 − Σ_{m<N*} f(m) and F's derivatives. Its
+    // first term, 1 − f(0) = −expm1(α ln p), is computed without
+    // cancellation: as α → 0 (a component fitted to a log-series-like tail
+    // of counts) 1 − exp(α ln p) would keep only a few significant digits,
+    // and the optimizer would chase that rounding noise.
+    let em1 = a_lp.exp_m1();
+    let f0 = 1.0 + em1;
+    let mut tail = -em1;
+    let mut dfa = f0 * lp;
+    let mut dfb = f0 * dbeta_common * inv_be;
+    for (m, t) in lower.iter().enumerate().take(n_star as usize).skip(1) {
         let mf = m as f64;
-        let fm = (t.lg + alpha * lp + mf * lq).exp();
-        big_f += fm;
+        let fm = (t.lg + a_lp + mf * lq).exp();
+        tail -= fm;
         dfa += fm * (t.dg + lp);
-        dfb += fm * (dbeta_common - mf) / (beta + e);
+        dfb += fm * (dbeta_common - mf) * inv_be;
     }
-    let tail = 1.0 - big_f;
     da += dfa / tail;
     db += dfb / tail;
-    (lf - ln_1p(-big_f), da, db)
+    (lf - tail.ln(), da, db)
 }
 
 /// Negative log-likelihood (openEBGM `negLLsquash`; `negLL` when all
@@ -242,6 +254,7 @@ fn neg_log_lik_with(
     let (lg1, lg2) = (ln_gamma(alpha1), ln_gamma(alpha2));
     let (dg1, dg2) = (digamma(alpha1), digamma(alpha2));
     let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let (ln_beta1, ln_beta2) = (beta1.ln(), beta2.ln());
     let lower1: Vec<CountTerms> = (0..n_star)
         .map(|m| count_terms(m, alpha1, lg1, dg1))
         .collect();
@@ -263,10 +276,12 @@ fn neg_log_lik_with(
                     t1 = count_terms(pt.n, alpha1, lg1, dg1);
                     t2 = count_terms(pt.n, alpha2, lg2, dg2);
                 }
-                let (l1, da1, db1) =
-                    component(pt.n, pt.e, ln_e, alpha1, beta1, n_star, t1, &lower1);
-                let (l2, da2, db2) =
-                    component(pt.n, pt.e, ln_e, alpha2, beta2, n_star, t2, &lower2);
+                let (l1, da1, db1) = component(
+                    pt.n, pt.e, ln_e, alpha1, beta1, ln_beta1, n_star, t1, &lower1,
+                );
+                let (l2, da2, db2) = component(
+                    pt.n, pt.e, ln_e, alpha2, beta2, ln_beta2, n_star, t2, &lower2,
+                );
                 let (x1, x2) = (lp + l1, lq + l2);
                 // ll = ln(e^x1 + e^x2); r1 = e^(x1 - ll), r2 = 1 - r1.
                 let (ll, r1) = if x1 >= x2 {
@@ -473,6 +488,9 @@ fn bfgs(
 }
 
 const PARAM_LIMIT: f64 = 100.0;
+/// A fitted shape below this is taken for a component that degenerated
+/// toward α → 0 (see the warning in [`fit_prior_from`]).
+const DEGENERATE_ALPHA: f64 = 1e-6;
 const CLOSE_TOL: [f64; 5] = [0.05, 0.05, 0.2, 0.2, 0.025];
 
 fn in_bounds(p: &Prior) -> bool {
@@ -617,6 +635,21 @@ pub fn fit_prior_from(
         .count();
     if num_close == 0 && starts.len() > 1 {
         warnings.push("the chosen estimate is not close to any other start's estimate (openEBGM's autoHyper would reject it)".into());
+    }
+    let est = best.estimate;
+    if est.alpha1.min(est.alpha2) < DEGENERATE_ALPHA {
+        // With N* ≥ 1 the likelihood no longer depends on a vanishing α
+        // (the component becomes a log-series law of the counts), but the
+        // posterior weight of that component, and so EBGM, EB05 and EB95
+        // of pairs it would explain, is proportional to α: those measures
+        // then depend on where the fit stopped, not on the data.
+        warnings.push(format!(
+            "a prior component degenerated (alpha1 = {:.3e}, alpha2 = {:.3e}): the likelihood \
+             is at its supremum on the boundary alpha -> 0, so the posterior weight of that \
+             component is ill-determined; EBGM/EB05/EB95 are not reliable for these data \
+             (PRR, ROR and IC are unaffected)",
+            est.alpha1, est.alpha2
+        ));
     }
     Ok(FitResult {
         prior: best.estimate,
@@ -972,6 +1005,26 @@ mod tests {
                 w: 1.0,
             })
             .collect()
+    }
+
+    /// As α → 0 a component truncated at N* = 1 tends to the log-series law
+    /// q^n / (n·(−ln p)); the tail 1 − f(0) must keep its precision there
+    /// (computed as 1 − exp(α ln p) it kept about four digits at α = 1e-13).
+    #[test]
+    fn truncated_component_reaches_the_log_series_limit() {
+        let (beta, e): (f64, f64) = (6e-4, 2.5);
+        let lp = -(e / beta).ln_1p();
+        let lq = (e / (beta + e)).ln();
+        for alpha in [1e-9, 1e-11, 1e-13, 1e-15] {
+            let lower = [count_terms(0, alpha, ln_gamma(alpha), digamma(alpha))];
+            for n in [1u32, 2, 7] {
+                let terms = count_terms(n, alpha, ln_gamma(alpha), digamma(alpha));
+                let (l, _, _) = component(n, e, e.ln(), alpha, beta, beta.ln(), 1, terms, &lower);
+                let limit = f64::from(n) * lq - f64::from(n).ln() - (-lp).ln();
+                let rel = ((l - limit) / limit).abs();
+                assert!(rel < 1e-8, "alpha {alpha} n {n}: {l} vs {limit} ({rel:e})");
+            }
+        }
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub struct RunSummary {
     pub prior: Option<Prior>,
     pub write: WriteSummary,
     pub timings: Vec<(&'static str, Duration)>,
+    /// CPU time (user + system, all threads) of each stage in `timings`,
+    /// where the platform reports it: on a shared machine the wall-clock
+    /// figures vary, this one much less.
+    pub cpu_timings: Vec<Option<Duration>>,
     pub notes: Vec<String>,
     pub malformed: u64,
     pub malformed_examples: Vec<String>,
@@ -119,6 +123,43 @@ pub(crate) fn count_bar(show: bool, total: u64, msg: &'static str) -> ProgressBa
     pb
 }
 
+/// CPU time of the whole process so far (user + system, every thread),
+/// from `/proc/self/stat` in clock ticks of 1/100 s.
+pub fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at `)`.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_ascii_whitespace();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after `)`.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Wall-clock and CPU time of one stage.
+struct Stage {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Stage {
+    fn start() -> Stage {
+        Stage {
+            wall: Instant::now(),
+            cpu: process_cpu_time(),
+        }
+    }
+
+    fn record(self, summary: &mut RunSummary, name: &'static str) {
+        summary.timings.push((name, self.wall.elapsed()));
+        let cpu = match (self.cpu, process_cpu_time()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
+        summary.cpu_timings.push(cpu);
+    }
+}
+
 /// Reads the configured input.
 pub fn read_input(input: &Input, progress: bool) -> Result<Dataset> {
     match input {
@@ -148,13 +189,11 @@ pub fn fit_points(table: &PairTable, n_star: u32, squash: Squash) -> Vec<FitPoin
 
 /// Computes everything from a dataset already read.
 pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> Result<()> {
-    let t = Instant::now();
+    let t = Stage::start();
     let bar = count_bar(cfg.progress, ds.drug_names.len() as u64, "counting");
     let table = count_pairs(ds, cfg.convention, &|n| bar.inc(n));
     bar.finish_and_clear();
-    summary
-        .timings
-        .push(("count pairs + expected", t.elapsed()));
+    t.record(summary, "count pairs + expected");
     summary.n_reports = ds.n_reports;
     summary.n_drugs = ds.drug_names.len();
     summary.n_events = ds.event_names.len();
@@ -162,7 +201,7 @@ pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> R
     summary.n_pairs = table.len();
     summary.n_total = table.n_total;
 
-    let t = Instant::now();
+    let t = Stage::start();
     let (prior, fit) = match cfg.fixed_prior {
         Some(p) => (p, None),
         None => {
@@ -196,16 +235,14 @@ pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> R
             (fit.prior, Some(fit))
         }
     };
-    summary.timings.push(("prior fit", t.elapsed()));
+    t.record(summary, "prior fit");
 
-    let t = Instant::now();
+    let t = Stage::start();
     let ic = IcTable::new(&table.a);
     let post =
         PosteriorCalc::for_counts(prior, &table.a).with_start_grids(&table.a, &table.expected);
-    summary
-        .timings
-        .push(("IC and posterior start tables", t.elapsed()));
-    let t = Instant::now();
+    t.record(summary, "IC and posterior start tables");
+    let t = Stage::start();
     let calc = RowCalc::new(&table, &ic, &post, cfg.continuity);
     let bar = count_bar(cfg.progress, table.len() as u64, "measures+write");
     summary.write = write_results(
@@ -231,16 +268,14 @@ pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> R
         };
         write_prior(&prior_path(&cfg.out), &pseudo)?;
     }
-    summary
-        .timings
-        .push(("measures + EB quantiles + write", t.elapsed()));
+    t.record(summary, "measures + EB quantiles + write");
     summary.prior = Some(prior);
     summary.fit = fit;
 
     if let Some(html) = &cfg.html {
-        let t = Instant::now();
+        let t = Stage::start();
         crate::html::write_report(html, ds, &table, &calc, summary)?;
-        summary.timings.push(("html report", t.elapsed()));
+        t.record(summary, "html report");
     }
     Ok(())
 }
@@ -248,9 +283,9 @@ pub fn run_dataset(ds: &Dataset, cfg: &RunConfig, summary: &mut RunSummary) -> R
 /// Full run from the configured input.
 pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
     let mut summary = RunSummary::default();
-    let t = Instant::now();
+    let t = Stage::start();
     let ds = read_input(&cfg.input, cfg.progress)?;
-    summary.timings.push(("read input", t.elapsed()));
+    t.record(&mut summary, "read input");
     summary.notes = ds.diagnostics.notes.clone();
     summary.malformed = ds.diagnostics.malformed;
     summary.malformed_examples = ds.diagnostics.malformed_examples.clone();
