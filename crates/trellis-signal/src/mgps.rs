@@ -432,6 +432,13 @@ fn bfgs(
         let mut t = if dmax > 2.0 { 2.0 / dmax } else { 1.0 };
         let mut accepted = None;
         for _ in 0..60 {
+            if t * slope.abs() < 1e-14 * f.abs() {
+                // The decrease this step could bring is below the rounding
+                // noise of a sum over all points: halving further only
+                // costs evaluations (at the optimum it cost up to 38 per
+                // start, 40% of a fit's evaluations at 25M reports).
+                break;
+            }
             let mut un = u;
             for i in 0..5 {
                 un[i] += t * d[i];
