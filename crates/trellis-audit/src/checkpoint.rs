@@ -198,6 +198,20 @@ impl Checkpoint {
             signature: sig,
         };
         cp.verify(public_key)?;
+        // The signature covers the fields, not the text: a variant spelling
+        // that parses to the same fields (a space for the `T` of the time,
+        // which RFC 3339 allows) would verify too. An exported checkpoint is
+        // evidence, so only its canonical text is accepted (line ends may
+        // be CRLF).
+        let canonical = cp.to_text();
+        if let Some(i) = canonical
+            .lines()
+            .zip(&lines)
+            .position(|(want, got)| want != *got)
+            .or_else(|| (lines.len() != canonical.lines().count()).then_some(lines.len()))
+        {
+            return Err(bad(i + 1, "not in the canonical form Trellis exports"));
+        }
         Ok(cp)
     }
 
@@ -286,6 +300,31 @@ mod tests {
                 proptest::prop_assert!(Checkpoint::parse_and_verify(&edited, &k.public_key()).is_err());
             }
         }
+    }
+
+    #[test]
+    fn a_variant_spelling_of_the_same_checkpoint_is_refused() {
+        let k = key();
+        let text = k
+            .sign(
+                Chain::Installation,
+                ChainHead {
+                    seq: 42,
+                    hash: [3; 32],
+                },
+                UtcMicros::from_micros(5),
+            )
+            .to_text();
+        assert!(Checkpoint::parse_and_verify(&text, &k.public_key()).is_ok());
+        assert!(Checkpoint::parse_and_verify(&text.replace('\n', "\r\n"), &k.public_key()).is_ok());
+        let spaced = text.replacen("01T", "01 ", 1);
+        assert_ne!(spaced, text);
+        assert!(matches!(
+            Checkpoint::parse_and_verify(&spaced, &k.public_key()),
+            Err(CheckpointError::Malformed { line: 5, .. })
+        ));
+        let extra = format!("{text}trailing\n");
+        assert!(Checkpoint::parse_and_verify(&extra, &k.public_key()).is_err());
     }
 
     #[test]

@@ -201,8 +201,14 @@ pub fn run_config(args: &RunArgs) -> anyhow::Result<RunConfig> {
 
 fn print_summary(s: &RunSummary) {
     eprintln!(
-        "{} reports, {} drugs, {} events, {} strata, {} pairs, N = {}",
-        s.n_reports, s.n_drugs, s.n_events, s.n_strata, s.n_pairs, s.n_total
+        "{} reports, {} drugs, {} events, {} {}, {} pairs, N = {}",
+        s.n_reports,
+        s.n_drugs,
+        s.n_events,
+        s.n_strata,
+        if s.n_strata == 1 { "stratum" } else { "strata" },
+        s.n_pairs,
+        s.n_total
     );
     if s.malformed > 0 {
         eprintln!("{} malformed lines skipped, e.g.:", s.malformed);

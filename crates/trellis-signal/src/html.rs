@@ -37,6 +37,16 @@ fn num(x: f64) -> String {
     }
 }
 
+/// A hyperparameter to four significant digits (a shape of 2e-9 must not
+/// print as 0.0000).
+fn hyper(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && x.abs() < 1e-3 {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
 fn row_html(out: &mut String, r: &PairRow, drug: &str, event: &str) {
     let flags = [
         (r.flag_evans(), "Evans"),
@@ -165,11 +175,16 @@ pub fn write_report(
     out.push_str("<h1>Signal detection report</h1>");
     let _ = write!(
         out,
-        "<p>{} reports, {} drugs, {} events, {} strata, {} drug–event pairs; N = {}. Flags: Evans {} · EB05≥2 {} · IC025&gt;0 {}. Values rounded for display; results.csv holds full precision.</p>",
+        "<p>{} reports, {} drugs, {} events, {} {}, {} drug–event pairs; N = {}. Flags: Evans {} · EB05≥2 {} · IC025&gt;0 {}. Values rounded for display; results.csv holds full precision.</p>",
         summary.n_reports,
         summary.n_drugs,
         summary.n_events,
         summary.n_strata,
+        if summary.n_strata == 1 {
+            "stratum"
+        } else {
+            "strata"
+        },
         summary.n_pairs,
         summary.n_total,
         summary.write.flagged_evans,
@@ -179,12 +194,12 @@ pub fn write_report(
     if let Some(p) = &summary.prior {
         let _ = write!(
             out,
-            "<p>Prior: α1={:.4}, β1={:.4}, α2={:.4}, β2={:.4}, P={:.4}{}</p>",
-            p.alpha1,
-            p.beta1,
-            p.alpha2,
-            p.beta2,
-            p.p,
+            "<p>Prior: α1={}, β1={}, α2={}, β2={}, P={}{}</p>",
+            hyper(p.alpha1),
+            hyper(p.beta1),
+            hyper(p.alpha2),
+            hyper(p.beta2),
+            hyper(p.p),
             summary
                 .fit
                 .as_ref()
