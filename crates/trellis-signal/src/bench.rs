@@ -55,15 +55,8 @@ fn print_run(m: &Measured) {
         s.n_reports,
         s.write.flagged_eb05
     );
-    for (i, (name, t)) in s.timings.iter().enumerate() {
-        match s.cpu_timings.get(i).copied().flatten() {
-            Some(cpu) => println!(
-                "    {name:<40} {:>8.3} s  (CPU {:.2} s)",
-                t.as_secs_f64(),
-                cpu.as_secs_f64()
-            ),
-            None => println!("    {name:<40} {:>8.3} s", t.as_secs_f64()),
-        }
+    for line in s.stage_lines(40) {
+        println!("    {line}");
     }
 }
 

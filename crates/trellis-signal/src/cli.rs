@@ -261,15 +261,8 @@ fn print_summary(s: &RunSummary) {
         "flags: Evans {}, EB05>=2 {}, IC025>0 {}",
         s.write.flagged_evans, s.write.flagged_eb05, s.write.flagged_ic025
     );
-    for (i, (name, t)) in s.timings.iter().enumerate() {
-        match s.cpu_timings.get(i).copied().flatten() {
-            Some(cpu) => eprintln!(
-                "  {name:<34} {:>9.3} s  (CPU {:.2} s)",
-                t.as_secs_f64(),
-                cpu.as_secs_f64()
-            ),
-            None => eprintln!("  {name:<34} {:>9.3} s", t.as_secs_f64()),
-        }
+    for line in s.stage_lines(34) {
+        eprintln!("  {line}");
     }
 }
 

@@ -901,6 +901,45 @@ struct DemoCols {
     age_cod: usize,
 }
 
+/// Splits `piece` into rows of `n` fields: calls `row(line index, fields,
+/// bad)` with the first `want` fields of every non-blank line that has `n`
+/// fields, records every other non-blank line in `bad`, and returns the
+/// piece's line count.
+#[inline]
+fn for_each_row<'a>(
+    piece: &'a [u8],
+    n: usize,
+    want: usize,
+    bad: &mut Bad,
+    mut row: impl FnMut(u64, &[&'a [u8]; MAX_WANT], &mut Bad),
+) -> u64 {
+    let mut f: [&[u8]; MAX_WANT] = [&[]; MAX_WANT];
+    let mut scratch = Vec::with_capacity(n + 2);
+    let mut lines = Records::new(piece);
+    let mut ends = [0usize; MAX_WANT];
+    while let Some((line, no, dollars)) = lines.next_line(want, &mut ends) {
+        if trim(line).is_empty() {
+            continue;
+        }
+        let mut found = 0;
+        if fields_at(
+            line,
+            n,
+            want,
+            &ends,
+            dollars,
+            &mut f,
+            &mut scratch,
+            &mut found,
+        ) {
+            row(no, &f, bad);
+        } else {
+            bad.push((no, field_count_reason(n, found)));
+        }
+    }
+    lines.index
+}
+
 fn parse_demo_piece(
     piece: &[u8],
     n: usize,
@@ -922,34 +961,13 @@ fn parse_demo_piece(
     .filter(|&i| i != usize::MAX)
     .max()
     .map_or(0, |m| m + 1);
-    let mut f: [&[u8]; MAX_WANT] = [&[]; MAX_WANT];
-    let mut scratch = Vec::with_capacity(n + 2);
-    let mut lines = Records::new(piece);
-    let mut ends = [0usize; MAX_WANT];
-    while let Some((line, no, dollars)) = lines.next_line(want, &mut ends) {
-        if trim(line).is_empty() {
-            continue;
-        }
-        let mut found = 0;
-        if !fields_at(
-            line,
-            n,
-            want,
-            &ends,
-            dollars,
-            &mut f,
-            &mut scratch,
-            &mut found,
-        ) {
-            bad.push((no, field_count_reason(n, found)));
-            continue;
-        }
+    let lines = for_each_row(piece, n, want, &mut bad, |no, f, bad| {
         let get = |i: usize| if i == usize::MAX { &b""[..] } else { f[i] };
         let (Some(primaryid), Some(caseid)) =
             (parse_u64(get(c.primaryid)), parse_u64(get(c.caseid)))
         else {
             bad.push((no, "non-numeric primaryid/caseid".into()));
-            continue;
+            return;
         };
         let caseversion = parse_u64(get(c.caseversion)).unwrap_or(0) as u32;
         let fda_dt = parse_u64(get(c.fda_dt)).unwrap_or(0) as u32;
@@ -977,8 +995,8 @@ fn parse_demo_piece(
             age,
             year,
         });
-    }
-    ((out, bad), lines.index)
+    });
+    ((out, bad), lines)
 }
 
 fn read_demo(
@@ -1096,38 +1114,18 @@ fn parse_named_piece(
         .max()
         .map_or(0, |m| m + 1);
     let mut local_map: HashMap<&[u8], u32> = HashMap::new();
-    let mut f: [&[u8]; MAX_WANT] = [&[]; MAX_WANT];
-    let mut scratch = Vec::with_capacity(n + 2);
     let mut last_id = u64::MAX;
     let mut last_report: Option<u32> = None;
     let mut cursor = 0usize;
-    let mut lines = Records::new(piece);
-    let mut ends = [0usize; MAX_WANT];
-    while let Some((line, no, dollars)) = lines.next_line(want, &mut ends) {
-        if trim(line).is_empty() {
-            continue;
-        }
-        let mut found = 0;
-        if !fields_at(
-            line,
-            n,
-            want,
-            &ends,
-            dollars,
-            &mut f,
-            &mut scratch,
-            &mut found,
-        ) {
-            res.bad.push((no, field_count_reason(n, found)));
-            continue;
-        }
+    let mut bad = Bad::new();
+    let lines = for_each_row(piece, n, want, &mut bad, |no, f, bad| {
         let Some(pid) = parse_u64(f[c.id]) else {
-            res.bad.push((no, "non-numeric primaryid".into()));
-            continue;
+            bad.push((no, "non-numeric primaryid".into()));
+            return;
         };
         if drug && !roles.accepts(f[c.role]) {
             res.skipped_role += 1;
-            continue;
+            return;
         }
         let mut name = trim(f[c.name]);
         if c.ai != usize::MAX {
@@ -1137,9 +1135,8 @@ fn parse_named_piece(
             }
         }
         if name.is_empty() {
-            res.bad
-                .push((no, if drug { "empty drug name" } else { "empty pt" }.into()));
-            continue;
+            bad.push((no, if drug { "empty drug name" } else { "empty pt" }.into()));
+            return;
         }
         if pid != last_id {
             last_id = pid;
@@ -1147,7 +1144,7 @@ fn parse_named_piece(
         }
         let Some(rep) = last_report else {
             res.unknown_report += 1;
-            continue;
+            return;
         };
         let id = match known.get(name) {
             Some(&id) => id,
@@ -1161,8 +1158,9 @@ fn parse_named_piece(
         };
         res.reports.push(rep);
         res.ids.push(id);
-    }
-    (res, lines.index)
+    });
+    res.bad = bad;
+    (res, lines)
 }
 
 /// Reads DRUG (`drug = true`) or REAC rows into `(report, id)` vectors.

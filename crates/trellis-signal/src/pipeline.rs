@@ -95,6 +95,24 @@ pub struct RunSummary {
     pub malformed_examples: Vec<String>,
 }
 
+impl RunSummary {
+    /// One line per stage: its name padded to `width`, wall-clock seconds
+    /// and, where known, CPU seconds.
+    pub fn stage_lines(&self, width: usize) -> Vec<String> {
+        self.timings
+            .iter()
+            .enumerate()
+            .map(|(i, (name, t))| {
+                let wall = format!("{name:<width$} {:>9.3} s", t.as_secs_f64());
+                match self.cpu_timings.get(i).copied().flatten() {
+                    Some(cpu) => format!("{wall}  (CPU {:.2} s)", cpu.as_secs_f64()),
+                    None => wall,
+                }
+            })
+            .collect()
+    }
+}
+
 pub(crate) fn bytes_bar(show: bool, total: u64, msg: &'static str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
