@@ -487,14 +487,13 @@ fn bfgs(
             converged = true;
             break;
         }
-        // nlminb's relative tolerance (1e-10, its default, which openEBGM
-        // keeps), held for three iterations (after one, a start on the 25M
-        // synthetic set stopped 1.8 log-likelihood units short): on data whose likelihood is
-        // highest on the boundary α → 0 the exact likelihood keeps
-        // improving by ever smaller amounts, and stopping on the gradient
-        // alone took hundreds of unsquashed evaluations there.
-        // Converged like nlminb's "relative convergence", which openEBGM
-        // counts as converged.
+        // nlminb's "relative convergence" (rel.tol 1e-10, its default, which
+        // openEBGM keeps and counts as converged), held for three
+        // iterations (after one, a start on the 25M synthetic set stopped
+        // 1.8 log-likelihood units short). Where the likelihood is highest
+        // on the boundary α → 0 it keeps improving by ever smaller amounts,
+        // and stopping on the gradient alone took hundreds of unsquashed
+        // evaluations there.
         stall = if df <= 1e-10 * f.abs() { stall + 1 } else { 0 };
         if stall >= 3 {
             converged = true;
