@@ -1636,46 +1636,39 @@ mod tests {
     }
 
     /// Lines and fields of a piece as the two-pass reference finds them.
-    fn reference_records(piece: &[u8], n: usize, want: usize) -> Vec<(u64, Vec<Vec<u8>>, bool)> {
+    /// What a piece yields: its line count, and per non-blank line its
+    /// index with either its first `want` fields or the malformed-line reason.
+    type Rows = (u64, Vec<(u64, std::result::Result<Vec<Vec<u8>>, String>)>);
+
+    /// The two-pass reference: lines first, then fields.
+    fn reference_records(piece: &[u8], n: usize, want: usize) -> Rows {
         let mut out = Vec::new();
-        for (line, i) in Lines::new(piece) {
+        let mut lines = Lines::new(piece);
+        for (line, i) in lines.by_ref() {
+            if trim(line).is_empty() {
+                continue;
+            }
             let (mut f, mut scratch, mut found) = ([&[][..]; MAX_WANT], Vec::new(), 0);
-            let ok = leading_fields(line, n, want, &mut f, &mut scratch, &mut found);
-            let fields = if ok {
-                f[..want].iter().map(|x| x.to_vec()).collect()
+            let row = if leading_fields(line, n, want, &mut f, &mut scratch, &mut found) {
+                Ok(f[..want].iter().map(|x| x.to_vec()).collect())
             } else {
-                vec![found.to_le_bytes().to_vec()]
+                Err(field_count_reason(n, found))
             };
-            out.push((i, fields, ok));
+            out.push((i, row));
         }
-        out
+        (lines.index, out)
     }
 
-    fn scanned_records(piece: &[u8], n: usize, want: usize) -> Vec<(u64, Vec<Vec<u8>>, bool)> {
-        let mut out = Vec::new();
-        let mut records = Records::new(piece);
-        let mut ends = [0usize; MAX_WANT];
-        while let Some((line, i, dollars)) = records.next_line(want, &mut ends) {
-            let (mut f, mut scratch, mut found) = ([&[][..]; MAX_WANT], Vec::new(), 0);
-            let ok = fields_at(
-                line,
-                n,
-                want,
-                &ends,
-                dollars,
-                &mut f,
-                &mut scratch,
-                &mut found,
-            );
-            let fields = if ok {
-                f[..want].iter().map(|x| x.to_vec()).collect()
-            } else {
-                vec![found.to_le_bytes().to_vec()]
-            };
-            out.push((i, fields, ok));
-        }
-        assert_eq!(records.index as usize, out.len());
-        out
+    /// The reader's own row loop.
+    fn scanned_records(piece: &[u8], n: usize, want: usize) -> Rows {
+        let mut rows = Vec::new();
+        let mut bad = Bad::new();
+        let count = for_each_row(piece, n, want, &mut bad, |i, f, _| {
+            rows.push((i, Ok(f[..want].iter().map(|x| x.to_vec()).collect())));
+        });
+        rows.extend(bad.into_iter().map(|(i, reason)| (i, Err(reason))));
+        rows.sort_by_key(|(i, _)| *i);
+        (count, rows)
     }
 
     mod scanner {
